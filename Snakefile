@@ -1,0 +1,34 @@
+# medrobust: "Useful nonrobust features are ubiquitous in biomedical images" (ISBI 2026), end to end.
+# This file is the table of contents; the stages live in workflow/rules/.
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+from medrobust.config import load_schema, validate
+
+min_version("9.0")
+
+
+# config.yaml (the full study) unless a config was given (--configfile config.demo.yaml):
+# Snakemake would otherwise merge the two, and the demo would inherit the paper's datasets.
+if not config:
+
+    configfile: "config.yaml"
+
+
+validate(config, load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"))
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+
+
+onstart:
+    write_provenance()
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,208 @@
+"""`medrobust <command>`: the entry points the Snakemake rules call (and you can, by hand)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from medrobust.config import ConfigError
+from medrobust.io import DataError, atomic_path, write_json, write_npz
+
+log = logging.getLogger("medrobust")
+EXIT_INTERRUPTED = 143  # as if killed by SIGTERM, so schedulers treat it as a preemption
+
+
+def cmd_synthesize(a: argparse.Namespace) -> None:
+    from medrobust.synthetic import SyntheticSpec, generate
+
+    spec = SyntheticSpec(**json.loads(a.spec), image_size=a.size)
+    write_npz(a.out, generate(spec))
+    log.info("wrote %s (%s)", a.out, spec)
+
+
+def cmd_download(a: argparse.Namespace) -> None:
+    from medrobust.data import fetch, medmnist_source
+
+    if a.medmnist:
+        _, url, md5 = medmnist_source(a.medmnist, a.size, a.mirror)
+    else:
+        url, md5 = a.url, a.md5
+    fetch(url, md5, a.out)
+    log.info("downloaded %s from %s (md5 %s verified)", a.out, url, md5)
+
+
+def cmd_prepare(a: argparse.Namespace) -> None:
+    from medrobust.data import Source, prepare
+    from medrobust.provenance import record
+
+    src = Source(Path(a.source), a.n_classes, a.n_channels, a.source_size, a.medmnist)
+    stats = prepare(src, a.out, a.size)
+    write_json(a.stats, {**stats, "provenance": record()})
+    log.info("wrote %s: %s", a.out, {k: v for k, v in stats.items() if k.endswith("counts")})
+
+
+def _fingerprint(hparams: dict[str, Any], *paths: str) -> str:
+    from medrobust.provenance import config_hash
+
+    files = [(str(Path(p).resolve()), Path(p).stat().st_size, Path(p).stat().st_mtime_ns) for p in paths]
+    return config_hash({"hparams": hparams, "files": files})
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    import torch
+
+    from medrobust.evaluate import load_split, pick_device, resolve_precision
+    from medrobust.provenance import record
+    from medrobust.train import Data, TrainConfig, fit
+
+    torch.set_num_threads(a.threads)
+    hparams = json.loads(a.hparams)
+    cfg = TrainConfig.from_dict(hparams)
+    device = pick_device(a.device)
+    torch.backends.cudnn.benchmark = True
+    train_x, train_y = load_split(a.train_data, "train", device)
+    val_x, val_y = load_split(a.val_data, "val", device)
+    data = Data(train_x, train_y, val_x, val_y, a.n_classes)
+    stop = _sigterm_flag()
+    state = Path(a.state)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    log.info("training %s on %s (%d train, %d val images) with %s", a.out_model, device, len(train_y), len(val_y), hparams)
+    t0 = time.perf_counter()
+    ema, margs, history = fit(cfg, data, state, _fingerprint(hparams, a.train_data, a.val_data), stop,
+                              a.checkpoint_every, a.eval_batch_size)
+    final = {k: v for k, v in history[-1].items() if k.startswith("val_")}
+    meta = {"hparams": hparams, "final": final, "history": history, "train_data": a.train_data,
+            "val_data": a.val_data, "device": str(device), "precision": resolve_precision(cfg.precision, device), "seconds_this_session": time.perf_counter() - t0,
+            "provenance": record(hparams)}
+    with atomic_path(a.out_model) as tmp:
+        torch.save({"model_args": margs, "state_dict": ema.state_dict(), **meta}, tmp)
+    write_json(a.out_metrics, meta)
+    state.unlink(missing_ok=True)
+    log.info("done: val balanced accuracy %.4f, AUC %.4f", final["val_balanced_accuracy"], final["val_auc"])
+
+
+def _sigterm_flag() -> Any:
+    """Turn SIGTERM (SLURM time limit or preemption) into a request to save state and stop."""
+    requested = {"stop": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        log.warning("received signal %d: saving state after this step", signum)
+        requested["stop"] = True
+
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: requested["stop"]
+
+
+def cmd_select(a: argparse.Namespace) -> None:
+    from medrobust.provenance import record
+    from medrobust.select import select
+
+    choice = select(a.metrics, a.criterion)
+    chosen = Path(choice["candidates"][0]["path"]).parent / "model.pt"
+    with atomic_path(a.model_out) as tmp:
+        shutil.copyfile(chosen, tmp)
+    write_json(a.out, {**choice, "model": str(chosen), "provenance": record()})
+    log.info("selected %s: %s", choice["selected"], choice["reason"])
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    import torch
+
+    from medrobust.evaluate import evaluate, pick_device
+    from medrobust.provenance import record
+
+    torch.set_num_threads(a.threads)
+    metrics = evaluate(a.model, a.data, a.split, pick_device(a.device))
+    write_json(a.out, {"split": a.split, "model": a.model, "data": a.data, "metrics": metrics, "provenance": record()})
+    log.info("%s on %s [%s]: %s", a.model, a.data, a.split, metrics)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="medrobust", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synthesize", help="write the planted-feature dataset (MedMNIST npz format)")
+    s.add_argument("--spec", required=True, help="JSON of SyntheticSpec fields")
+    s.add_argument("--size", type=int, default=64, help="image side in pixels")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_synthesize)
+
+    s = sub.add_parser("download", help="download and md5-check a MedMNIST (or your own) npz file")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--medmnist", help="MedMNIST flag, e.g. pathmnist")
+    src.add_argument("--url", help="your own file's URL (with --md5)")
+    s.add_argument("--md5")
+    s.add_argument("--size", type=int, default=64, help="MedMNIST release (28, 64, 128, 224)")
+    s.add_argument("--mirror", help="base URL replacing MedMNIST's host")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_download)
+
+    s = sub.add_parser("prepare", help="check a MedMNIST-format npz and resize it once")
+    s.add_argument("--source", required=True)
+    s.add_argument("--medmnist", help="load through medmnist's dataset class for this flag")
+    s.add_argument("--n-classes", type=int, required=True)
+    s.add_argument("--n-channels", type=int, choices=(1, 3), required=True)
+    s.add_argument("--source-size", type=int, required=True)
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--stats", required=True)
+    s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("train", help="train one model (resumes from --state if present)")
+    s.add_argument("--train-data", required=True, help="npz whose train_* arrays are trained on")
+    s.add_argument("--val-data", required=True, help="npz whose val_* arrays are validated on")
+    s.add_argument("--n-classes", type=int, required=True)
+    s.add_argument("--hparams", required=True, help="JSON of TrainConfig fields")
+    s.add_argument("--state", required=True, help="resumable state file (kept beside the outputs)")
+    s.add_argument("--out-model", required=True)
+    s.add_argument("--out-metrics", required=True)
+    s.add_argument("--checkpoint-every", type=int, default=5, help="epochs between resumable checkpoints")
+    s.add_argument("--eval-batch-size", type=int, default=1024)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=2)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("select", help="pick the best grid point by a validation metric")
+    s.add_argument("--metrics", nargs="+", required=True)
+    s.add_argument("--criterion", default="val_balanced_accuracy")
+    s.add_argument("--out", required=True)
+    s.add_argument("--model-out", required=True)
+    s.set_defaults(func=cmd_select)
+
+    s = sub.add_parser("evaluate", help="clean metrics of a checkpoint on one split")
+    s.add_argument("--model", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--split", default="test", choices=("train", "val", "test"))
+    s.add_argument("--out", required=True)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=2)
+    s.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parser().parse_args(argv)
+    from medrobust.data import DownloadError
+    from medrobust.train import Interrupted
+
+    try:
+        args.func(args)
+    except (ConfigError, DataError, DownloadError) as e:
+        log.error("%s", e)
+        return 2
+    except Interrupted as e:
+        log.warning("%s", e)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Study configuration: schema validation with defaults, and the training grids.
+
+Torch-free on purpose: the Snakefile imports this module into the scheduler.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+STAGES = ("base",)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range; the message names the key."""
+
+
+def _key(path: Any) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _with_defaults(validator_class: type) -> type:
+    """A validator that also fills in the schema's defaults (the jsonschema FAQ recipe)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):  # type: ignore[no-untyped-def]
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        keys = ", ".join(_key(path + [u]) for u in unknown)
+        hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
+        return f"unknown config key {keys}{hint}"
+    if error.validator == "required":
+        return f"config key {_key(path)}: {error.message}"
+    return f"config key {_key(path)}: {error.message}"
+
+
+def validate(config: dict[str, Any], schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate `config` in place, fill defaults, and return it; raise ConfigError naming the key."""
+    schema = schema or load_schema()
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    for name, ds in (config.get("datasets") or {}).items():
+        if isinstance(ds, dict) and ds.get("source") == "synthetic":
+            ds.setdefault("synthetic", {})
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(_message(e) for e in errors))
+    _check_cross_references(config)
+    return config
+
+
+def _check_cross_references(config: dict[str, Any]) -> None:
+    """What JSON-Schema cannot say: grid names exist, each source has the keys it needs."""
+    problems = []
+    if (config["model"]["depth"] - 4) % 6:
+        problems.append(f"config key model.depth: {config['model']['depth']} is not 6n+4 (10, 16, 22, 28, ...)")
+    for name, ds in config["datasets"].items():
+        for stage in STAGES:
+            if ds["grid"] not in config["grids"][stage]:
+                known = ", ".join(sorted(config["grids"][stage]))
+                problems.append(f"config key datasets.{name}.grid: no grid '{ds['grid']}' under grids.{stage} (known: {known})")
+        problems += _source_problems(name, ds)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _source_problems(name: str, ds: dict[str, Any]) -> list[str]:
+    where = f"config key datasets.{name}"
+    extra = {"npz": {"path", "url", "md5", "n_classes", "n_channels", "source_image_size"},
+             "synthetic": {"synthetic"}, "medmnist": set()}[ds["source"]]
+    given = set(ds) - {"source", "grid"}
+    problems = [f"{where}.{k}: not used with source '{ds['source']}'" for k in sorted(given - extra)]
+    if ds["source"] == "medmnist":
+        import medmnist  # light import: no torch, no torchvision
+
+        if name not in medmnist.INFO:
+            problems.append(f"{where}: '{name}' is not a MedMNIST dataset (source: medmnist)")
+    if ds["source"] == "npz":
+        for k in ("n_classes", "n_channels", "source_image_size"):
+            if k not in ds:
+                problems.append(f"{where}.{k}: required with source 'npz'")
+        if ("path" in ds) == ("url" in ds):
+            problems.append(f"{where}: give exactly one of path or url (with md5) for source 'npz'")
+        if ("url" in ds) != ("md5" in ds):
+            problems.append(f"{where}.md5: url and md5 go together")
+    return problems
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read and validate a YAML config file."""
+    with open(path) as f:
+        config = yaml.safe_load(f) or {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return validate(config)
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    lr: float
+    batch_size: int
+    epochs: int
+    augment: bool
+
+    @property
+    def name(self) -> str:
+        """The wildcard value naming this point in output paths, e.g. lr0.1_bs128_ep200_aug0."""
+        return f"lr{self.lr:g}_bs{self.batch_size}_ep{self.epochs}_aug{int(self.augment)}"
+
+
+def grid_points(config: dict[str, Any], dataset: str, stage: str) -> dict[str, GridPoint]:
+    """Every point of the dataset's grid for a stage, by name, in a stable order."""
+    grid = config["grids"][stage][config["datasets"][dataset]["grid"]]
+    points = [GridPoint(float(lr), int(bs), int(ep), bool(aug))
+              for lr, bs, ep, aug in itertools.product(grid["lr"], grid["batch_size"], grid["epochs"], grid["augment"])]
+    return {p.name: p for p in points}

@@ -1,0 +1,85 @@
+"""Loading data and models onto a device, batched prediction, and clean evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medrobust.io import DataError, read_npz
+from medrobust.metrics import classification_metrics
+from medrobust.models import WideResNet, build
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' is bf16 on CUDA and fp32 elsewhere; explicit choices are kept."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast where asked (weights stay fp32); a no-op for fp32."""
+    if resolve_precision(precision, device) == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def load_split(path: str | Path, split: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images as (N, C, H, W) tensors kept in their stored dtype (uint8 or float), labels int64."""
+    arrays = read_npz(path, (f"{split}_images", f"{split}_labels"))
+    images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"].reshape(-1)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or len(images) != len(labels):
+        raise DataError(f"{path} [{split}]: images {images.shape} and labels {labels.shape} do not match")
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    return x.to(device), torch.from_numpy(labels.astype(np.int64)).to(device)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int, precision: str = "auto") -> np.ndarray:
+    """Softmax probabilities (N, C) of `model` in eval mode on images stored as uint8 or float."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        xb = xb.float().div_(255) if xb.dtype == torch.uint8 else xb.float()
+        with autocast(xb.device, precision):
+            logits = model(xb.contiguous(memory_format=torch.channels_last))
+        out.append(torch.softmax(logits.float(), 1).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def load_model(path: str | Path, device: torch.device) -> tuple[WideResNet, dict[str, Any]]:
+    """Rebuild a model from a self-describing checkpoint; return it (eval mode) and the checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        model = build(**ckpt["model_args"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, KeyError, EOFError, OSError) as e:
+        raise DataError(f"{path}: not a medrobust checkpoint ({type(e).__name__}: {e})") from None
+    return model.to(device, memory_format=torch.channels_last).eval(), ckpt
+
+
+def evaluate(model_path: str | Path, data_path: str | Path, split: str, device: torch.device,
+             batch_size: int = 1024) -> dict[str, float]:
+    """Balanced accuracy, macro AUC and accuracy of a checkpoint on one split of a prepared file."""
+    model, ckpt = load_model(model_path, device)
+    x, y = load_split(data_path, split, device)
+    probs = predict(model, x, batch_size, ckpt["hparams"]["precision"])
+    return {**classification_metrics(y.cpu().numpy(), probs), "n": len(y)}

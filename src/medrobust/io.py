@@ -1,0 +1,99 @@
+"""Atomic file writes and MedMNIST-format npz reading with errors that name the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+class DataError(ValueError):
+    """A data file is missing, corrupt or not what the config says; the message names it."""
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds.
+
+    A killed job therefore never leaves a half-written declared output behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part" + path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an uncompressed npz atomically (np.savez appends .npz to names without it)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def read_npz(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Load the named arrays fully, turning every failure into a DataError that names the file."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in keys if k not in f.files]
+            if missing:
+                raise DataError(f"{path}: missing arrays {missing} (has {sorted(f.files)})")
+            return {k: f[k] for k in keys}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: not a readable npz file ({type(e).__name__}: {e})") from None
+
+
+def check_split(path: str | Path, split: str, images: np.ndarray, labels: np.ndarray,
+                n_classes: int, n_channels: int, image_size: int) -> np.ndarray:
+    """Check one MedMNIST split against the declared format; return labels as int64 (N,)."""
+    where = f"{path} [{split}]"
+    grey = images.ndim == 3 and n_channels == 1
+    rgb = images.ndim == 4 and images.shape[-1] == 3 and n_channels == 3
+    if not (grey or rgb) or images.shape[1:3] != (image_size, image_size):
+        want = (image_size, image_size) + ((3,) if n_channels == 3 else ())
+        raise DataError(f"{where}: images have shape {images.shape}, expected (N, {', '.join(map(str, want))})")
+    if images.dtype != np.uint8:
+        raise DataError(f"{where}: images are {images.dtype}, expected uint8")
+    if labels.shape not in {(len(images),), (len(images), 1)}:
+        raise DataError(f"{where}: labels have shape {labels.shape}, expected ({len(images)}, 1)")
+    labels = labels.reshape(-1).astype(np.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DataError(f"{where}: labels span {labels.min()}..{labels.max()}, expected 0..{n_classes - 1}")
+    return labels

@@ -1,0 +1,66 @@
+"""Pre-activation WideResNet (Zagoruyko & Komodakis) with swish, normalisation inside.
+
+The model takes images in [0, 1]; per-channel standardisation is its first operation, so
+attacks and saliency maps work in pixel space. `model_args` fully describe a model, and
+`build(**model_args)` rebuilds it from a checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU}
+
+
+class Block(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int, act: type[nn.Module]):
+        super().__init__()
+        self.bn1, self.act1 = nn.BatchNorm2d(c_in), act()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn2, self.act2 = nn.BatchNorm2d(c_out), act()
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.shortcut = None if (c_in == c_out and stride == 1) else nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = self.act1(self.bn1(x))
+        skip = x if self.shortcut is None else self.shortcut(o)
+        o = self.conv2(self.act2(self.bn2(self.conv1(o))))
+        return o + skip
+
+
+class WideResNet(nn.Module):
+    def __init__(self, depth: int, width: int, n_classes: int, n_channels: int,
+                 mean: list[float], std: list[float], activation: str = "swish"):
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ValueError(f"WRN depth must be 6n+4, got {depth}")
+        n, act = (depth - 4) // 6, ACTIVATIONS[activation]
+        widths = [16, 16 * width, 32 * width, 64 * width]
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.stem = nn.Conv2d(n_channels, widths[0], 3, 1, 1, bias=False)
+        layers: list[nn.Module] = []
+        for g, stride in enumerate((1, 2, 2)):
+            for i in range(n):
+                layers.append(Block(widths[g] if i == 0 else widths[g + 1], widths[g + 1], stride if i == 0 else 1, act))
+        self.blocks = nn.Sequential(*layers)
+        self.bn, self.act = nn.BatchNorm2d(widths[3]), act()
+        self.fc = nn.Linear(widths[3], n_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        x = self.act(self.bn(self.blocks(self.stem(x))))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def build(**model_args: Any) -> WideResNet:
+    return WideResNet(**model_args)

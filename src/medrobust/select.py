@@ -1,0 +1,49 @@
+"""Model selection over a grid by a validation metric; the test split is never read."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from medrobust.io import DataError, read_json
+
+CRITERIA = ("val_balanced_accuracy", "val_auc")
+
+
+def rank(candidates: list[dict[str, Any]], criterion: str) -> list[dict[str, Any]]:
+    """Candidates best first: by `criterion`, then the other validation metric, then name.
+
+    NaN counts as worst, so a run whose metric is undefined is never picked over a defined one."""
+    other = [c for c in CRITERIA if c != criterion]
+
+    def key(c: dict[str, Any]) -> tuple[Any, ...]:
+        vals = [c["val"][k] for k in (criterion, *other)]
+        return tuple(-v if not math.isnan(v) else math.inf for v in vals) + (c["variant"],)
+
+    return sorted(candidates, key=key)
+
+
+def select(metrics_paths: list[str | Path], criterion: str = "val_balanced_accuracy") -> dict[str, Any]:
+    """Read each grid point's metrics.json (variant = its folder name) and pick the best."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+    candidates = []
+    for path in map(Path, metrics_paths):
+        m = read_json(path)
+        if "final" not in m or criterion not in m["final"]:
+            raise DataError(f"{path}: no final validation metrics (is it a medrobust training metrics file?)")
+        candidates.append({"variant": path.parent.name, "path": str(path), "hparams": m["hparams"],
+                           "val": {k: m["final"][k] for k in CRITERIA}})
+    if not candidates:
+        raise DataError("no candidates to select from")
+    ranked = rank(candidates, criterion)
+    best = ranked[0]
+    return {
+        "criterion": criterion,
+        "selected": best["variant"],
+        "reason": (f"highest {criterion} ({best['val'][criterion]:.4f}) of {len(ranked)} grid points on the "
+                   "validation split; ties broken by the other validation metric, then by name; "
+                   "the test split was not read"),
+        "candidates": ranked,
+    }

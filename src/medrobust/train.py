@@ -1,0 +1,264 @@
+"""Standard training: SGD + Nesterov, cosine LR, label smoothing, EMA of weights.
+
+Data live as tensors on the device; a batch is gathered by index and augmented as a whole.
+Everything random is a pure function of (seed, epoch) or (seed, step), so a run resumed at
+any step from its state file ends bit-identical to an uninterrupted one (same device).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from medrobust.evaluate import autocast, predict
+from medrobust.metrics import classification_metrics
+from medrobust.models import WideResNet, build
+
+log = logging.getLogger("medrobust.train")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting that changes a training result (and nothing else)."""
+    lr: float
+    batch_size: int
+    epochs: int
+    augment: bool
+    seed: int = 0
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.999
+    crop_padding: int = 4
+    hflip: bool = True
+    precision: str = "auto"
+    channels_last: bool = True
+    depth: int = 16
+    width: int = 8
+    activation: str = "swish"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings: {', '.join(unknown)}")
+        return cls(**d)
+
+
+class Interrupted(RuntimeError):
+    """Training stopped on request (SIGTERM) after saving its state."""
+
+
+def derive_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
+    """Cosine annealing from base_lr to 0 as a pure function of the step."""
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+
+
+def ema_decay_at(decay: float, step: int) -> float:
+    """EMA decay with the usual warm-up, so early averages are not dominated by the init."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
+    for e, m in zip(ema.buffers(), model.buffers()):
+        if e.dtype.is_floating_point:
+            e.lerp_(m, 1.0 - decay)
+        else:
+            e.copy_(m)
+
+
+def augment_batch(x: torch.Tensor, gen: torch.Generator, crop_padding: int, hflip: bool) -> torch.Tensor:
+    """Random reflect-padded crops and horizontal flips of a whole batch, on x's device."""
+    b, c, h, w = x.shape
+    if crop_padding:
+        p = crop_padding
+        padded = F.pad(x, (p, p, p, p), mode="reflect")
+        off = torch.randint(0, 2 * p + 1, (2, b), generator=gen).to(x.device)
+        rows = (off[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (off[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        x = padded[torch.arange(b, device=x.device)[:, None, None, None],
+                   torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+    if hflip:
+        flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def as_float(x: torch.Tensor) -> torch.Tensor:
+    """Images stored as uint8 (0..255) or float (0..1) to float32 in [0, 1]."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of images (N, C, H, W), in [0, 1] units, chunked to bound memory."""
+    total = torch.zeros(2, x.shape[1], dtype=torch.float64, device=x.device)
+    for i in range(0, len(x), chunk):
+        v = as_float(x[i:i + chunk]).transpose(0, 1).flatten(1).double()
+        total += torch.stack([v.sum(1), v.pow(2).sum(1)])
+    n = x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total[0] / n
+    std = (total[1] / n - mean**2).clamp_min(0).sqrt().clamp_min(1e-3)
+    return mean.tolist(), std.tolist()
+
+
+def model_args(cfg: TrainConfig, n_classes: int, train_x: torch.Tensor) -> dict[str, Any]:
+    """Architecture plus the training set's per-channel mean and std (normalisation inside)."""
+    mean, std = channel_stats(train_x)
+    return {"depth": cfg.depth, "width": cfg.width, "activation": cfg.activation, "n_classes": n_classes,
+            "n_channels": int(train_x.shape[1]), "mean": mean, "std": std}
+
+
+@dataclass
+class Data:
+    """Training and validation tensors on the training device."""
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    n_classes: int
+
+
+@dataclass
+class Run:
+    """Everything a resumed run needs; saved atomically to the state file."""
+    model: WideResNet
+    ema: WideResNet
+    opt: torch.optim.Optimizer
+    step: int = 0
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    totals: torch.Tensor | None = None  # this epoch's (loss sum, correct, seen) so far
+
+    def save(self, path: Path, fingerprint: str) -> None:
+        tmp = path.with_name(f".{path.name}.part")
+        torch.save({"fingerprint": fingerprint, "step": self.step, "history": self.history,
+                    "totals": self.totals, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                    "opt": self.opt.state_dict()}, tmp)
+        tmp.replace(path)
+
+    def load(self, path: Path, fingerprint: str) -> bool:
+        """Restore from `path` if it belongs to this very run; otherwise leave everything fresh."""
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location=next(self.model.parameters()).device)
+        if state["fingerprint"] != fingerprint:
+            log.warning("ignoring %s: it belongs to other settings or data", path)
+            return False
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["opt"])
+        self.step, self.history, self.totals = state["step"], state["history"], state["totals"]
+        return True
+
+
+def new_run(cfg: TrainConfig, margs: dict[str, Any], device: torch.device) -> Run:
+    torch.manual_seed(derive_seed(cfg.seed, 0))
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = build(**margs).to(device, memory_format=fmt)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+    return Run(model, ema, opt, totals=torch.zeros(3, device=device))
+
+
+def train_step(run: Run, cfg: TrainConfig, data: Data, perm: torch.Tensor, total_steps: int) -> None:
+    steps_per_epoch = total_steps // cfg.epochs
+    i = run.step % steps_per_epoch
+    idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+    x, y = as_float(data.train_x[idx]), data.train_y[idx]
+    if cfg.augment:
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 2, run.step))
+        x = augment_batch(x, gen, cfg.crop_padding, cfg.hflip)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    for group in run.opt.param_groups:
+        group["lr"] = cosine_lr(cfg.lr, run.step, total_steps)
+    with autocast(x.device, cfg.precision):
+        logits = run.model(x)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    run.opt.step()
+    ema_update(run.ema, run.model, ema_decay_at(cfg.ema_decay, run.step))
+    with torch.no_grad():  # accumulated on the device: no host sync per step
+        run.totals += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum().float(),
+                                   torch.tensor(float(len(y)), device=x.device)])
+    run.step += 1
+
+
+def end_epoch(run: Run, cfg: TrainConfig, data: Data, total: int, seconds: float,
+              eval_batch_size: int) -> dict[str, float]:
+    probs = predict(run.ema, data.val_x, eval_batch_size, cfg.precision)
+    val = classification_metrics(data.val_y.cpu().numpy(), probs)
+    loss, correct, seen = run.totals.tolist()
+    row = {"epoch": run.step * cfg.epochs // total, "step": run.step, "lr": cosine_lr(cfg.lr, run.step - 1, total),
+           "train_loss": loss / seen, "train_accuracy": correct / seen, "seconds": seconds,
+           **{f"val_{k}": v for k, v in val.items()}}
+    run.history.append(row)
+    run.totals.zero_()
+    return row
+
+
+def steps_per_epoch(cfg: TrainConfig, data: Data) -> int:
+    return max(1, len(data.train_y) // cfg.batch_size)
+
+
+def fit(cfg: TrainConfig, data: Data, state_path: Path, fingerprint: str,
+        should_stop: Callable[[], bool] = lambda: False, checkpoint_every: int = 5,
+        eval_batch_size: int = 1024) -> tuple[WideResNet, dict[str, Any], list[dict[str, float]]]:
+    """Train (resuming from `state_path` when it matches `fingerprint`); return the EMA model,
+    its model_args, and the per-epoch history. State is saved every `checkpoint_every` epochs,
+    and before raising Interrupted when `should_stop()` turns true (SIGTERM)."""
+    device = data.train_x.device
+    margs = model_args(cfg, data.n_classes, data.train_x)
+    run = new_run(cfg, margs, device)
+    per_epoch = steps_per_epoch(cfg, data)
+    total = cfg.epochs * per_epoch
+    if run.load(state_path, fingerprint):
+        log.info("resumed from %s at step %d/%d (epoch %d)", state_path, run.step, total, run.step // per_epoch + 1)
+    run.model.train()
+    perm, t0, t_epoch, seen0 = None, time.perf_counter(), time.perf_counter(), run.step
+    while run.step < total:
+        epoch = run.step // per_epoch
+        if perm is None or run.step % per_epoch == 0:
+            gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 1, epoch))
+            perm = torch.randperm(len(data.train_y), generator=gen).to(device)
+        train_step(run, cfg, data, perm, total)
+        if run.step % per_epoch == 0:
+            row = end_epoch(run, cfg, data, total, time.perf_counter() - t_epoch, eval_batch_size)
+            run.model.train()
+            t_epoch = time.perf_counter()
+            _log_epoch(row, cfg, total, (run.step - seen0) * cfg.batch_size / (time.perf_counter() - t0))
+            if (epoch + 1) % checkpoint_every == 0 and run.step < total:
+                run.save(state_path, fingerprint)
+        if should_stop() and run.step < total:
+            run.save(state_path, fingerprint)
+            raise Interrupted(f"stopped at step {run.step}/{total}; state saved to {state_path}")
+    return run.ema, margs, run.history
+
+
+def _log_epoch(row: dict[str, float], cfg: TrainConfig, total: int, img_per_s: float) -> None:
+    remaining = (total - row["step"]) * cfg.batch_size / max(img_per_s, 1e-9)
+    log.info("epoch %d/%d | step %d/%d | lr %.4f | loss %.4f | train acc %.1f%% | val bacc %.1f%% auc %.4f"
+             " | %.0f img/s | eta %s", row["epoch"], cfg.epochs, row["step"], total, row["lr"], row["train_loss"],
+             100 * row["train_accuracy"], 100 * row["val_balanced_accuracy"], row["val_auc"], img_per_s,
+             time.strftime("%H:%M:%S", time.gmtime(remaining)))

@@ -1,0 +1,154 @@
+# Paths, grids and input functions shared by the rules (no torch in the scheduler).
+import json
+import shlex
+from datetime import datetime, timezone
+
+from medrobust.config import grid_points
+from medrobust.io import write_json
+from medrobust.provenance import record
+
+ENV = "../../envs/medrobust.yaml"
+PACKAGE = Path(workflow.basedir) / "src" / "medrobust"
+DATASETS = config["datasets"]
+
+
+def one_of(names):
+    """A wildcard regex matching exactly these names (and nothing when there are none)."""
+    return "|".join(sorted(names)) or "(?!x)x"
+
+
+def with_source(*sources):
+    return [name for name, ds in DATASETS.items() if ds["source"] in sources]
+
+
+wildcard_constraints:
+    dataset=one_of(DATASETS),
+    stage="base",
+    variant=r"lr[0-9.e+-]+_bs\d+_ep\d+_aug[01]",
+
+
+def code(*modules):
+    """Package modules a rule runs, as inputs: editing one re-runs the rules that use it."""
+    return [str(PACKAGE / f"{m}.py") for m in ("__init__", "cli", *modules)]
+
+
+def write_provenance():
+    """Resolved config, package versions and git commit of this invocation, under results/."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    write_json(f"results/provenance/{stamp}.json", {"config": config, **record(config)})
+
+
+# ---- data -------------------------------------------------------------------------------
+
+
+def n_classes(wildcards):
+    ds = DATASETS[wildcards.dataset]
+    if ds["source"] == "medmnist":
+        import medmnist
+
+        return len(medmnist.INFO[wildcards.dataset]["label"])
+    return ds["synthetic"]["n_classes"] if ds["source"] == "synthetic" else ds["n_classes"]
+
+
+def n_channels(wildcards):
+    ds = DATASETS[wildcards.dataset]
+    if ds["source"] == "medmnist":
+        import medmnist
+
+        return medmnist.INFO[wildcards.dataset]["n_channels"]
+    return ds["synthetic"]["n_channels"] if ds["source"] == "synthetic" else ds["n_channels"]
+
+
+def source_size(wildcards):
+    ds = DATASETS[wildcards.dataset]
+    return ds["source_image_size"] if ds["source"] == "npz" else config["source_size"]
+
+
+def raw_npz(wildcards):
+    """The dataset's MedMNIST-format file before resizing."""
+    ds = DATASETS[wildcards.dataset]
+    if ds["source"] == "npz":
+        return ds["path"] if "path" in ds else f"resources/npz/{wildcards.dataset}.npz"
+    return f"resources/{ds['source']}/{wildcards.dataset}_{config['source_size']}.npz"
+
+
+def medmnist_flag(wildcards):
+    ds = DATASETS[wildcards.dataset]
+    return f"--medmnist {wildcards.dataset}" if ds["source"] == "medmnist" else ""
+
+
+def synthetic_spec(wildcards):
+    return shlex.quote(json.dumps(DATASETS[wildcards.dataset]["synthetic"], sort_keys=True))
+
+
+def mirror_flag(wildcards):
+    return f"--mirror {shlex.quote(config['mirror'])}" if config["mirror"] else ""
+
+
+def npz_url(wildcards):
+    return shlex.quote(DATASETS[wildcards.dataset]["url"])
+
+
+def npz_md5(wildcards):
+    return DATASETS[wildcards.dataset]["md5"]
+
+
+def prepared(dataset):
+    return f"results/{dataset}/data/prepared.npz"
+
+
+def prepared_npz(wildcards):
+    return prepared(wildcards.dataset)
+
+
+# ---- training ---------------------------------------------------------------------------
+
+
+def training_set(wildcards):
+    """What a stage trains on: the clean prepared set for base models."""
+    return prepared(wildcards.dataset)
+
+
+def train_hparams(wildcards):
+    """Every setting that changes a training result, as one shell-quoted JSON (a param)."""
+    point = grid_points(config, wildcards.dataset, wildcards.stage)[wildcards.variant]
+    t, m = config["training"], config["model"]
+    hp = {
+        "lr": point.lr,
+        "batch_size": point.batch_size,
+        "epochs": point.epochs,
+        "augment": point.augment,
+        "seed": config["seed"],
+        "momentum": t["momentum"],
+        "nesterov": t["nesterov"],
+        "weight_decay": t["weight_decay"],
+        "label_smoothing": t["label_smoothing"],
+        "ema_decay": t["ema_decay"],
+        "crop_padding": t["augmentation"]["crop_padding"],
+        "hflip": t["augmentation"]["hflip"],
+        "precision": t["precision"],
+        "channels_last": t["channels_last"],
+        "depth": m["depth"],
+        "width": m["width"],
+        "activation": m["activation"],
+    }
+    return shlex.quote(json.dumps(hp, sort_keys=True))
+
+
+def grid_files(name):
+    def files(wildcards):
+        points = grid_points(config, wildcards.dataset, wildcards.stage)
+        return [f"results/{wildcards.dataset}/{wildcards.stage}/{v}/{name}" for v in points]
+
+    return files
+
+
+def all_targets():
+    targets = []
+    for dataset in DATASETS:
+        for stage in ("base",):
+            targets += [
+                f"results/{dataset}/{stage}/selected.json",
+                f"results/{dataset}/{stage}/eval/clean_test.json",
+            ]
+    return targets

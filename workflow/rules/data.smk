@@ -1,0 +1,77 @@
+# Data stage: get each dataset's MedMNIST-format file, then resize it once to image_size.
+
+
+rule synthesize:
+    output:
+        f"resources/synthetic/{{dataset}}_{config['source_size']}.npz",
+    input:
+        code=code("synthetic", "io"),
+    params:
+        spec=synthetic_spec,
+        size=config["source_size"],
+    wildcard_constraints:
+        dataset=one_of(with_source("synthetic")),
+    log:
+        "logs/{dataset}/data/synthesize.log",
+    conda:
+        ENV
+    shell:
+        "medrobust synthesize --spec {params.spec} --size {params.size} --out {output} 2> {log}"
+
+
+rule download_medmnist:
+    output:
+        f"resources/medmnist/{{dataset}}_{config['source_size']}.npz",
+    params:
+        size=config["source_size"],
+        mirror=mirror_flag,
+    wildcard_constraints:
+        dataset=one_of(with_source("medmnist")),
+    log:
+        "logs/{dataset}/data/download.log",
+    retries: 2
+    conda:
+        ENV
+    shell:
+        "medrobust download --medmnist {wildcards.dataset} --size {params.size} {params.mirror}"
+        " --out {output} 2> {log}"
+
+
+rule download_npz:
+    output:
+        "resources/npz/{dataset}.npz",
+    params:
+        url=npz_url,
+        md5=npz_md5,
+    wildcard_constraints:
+        dataset=one_of(n for n in with_source("npz") if "url" in DATASETS[n]),
+    log:
+        "logs/{dataset}/data/download.log",
+    retries: 2
+    conda:
+        ENV
+    shell:
+        "medrobust download --url {params.url} --md5 {params.md5} --out {output} 2> {log}"
+
+
+rule prepare:
+    input:
+        raw=raw_npz,
+        code=code("data", "io"),
+    output:
+        npz="results/{dataset}/data/prepared.npz",
+        stats="results/{dataset}/data/prepared.json",
+    params:
+        medmnist=medmnist_flag,
+        n_classes=n_classes,
+        n_channels=n_channels,
+        source_size=source_size,
+        size=config["image_size"],
+    log:
+        "logs/{dataset}/data/prepare.log",
+    conda:
+        ENV
+    shell:
+        "medrobust prepare --source {input.raw} {params.medmnist} --n-classes {params.n_classes}"
+        " --n-channels {params.n_channels} --source-size {params.source_size} --size {params.size}"
+        " --out {output.npz} --stats {output.stats} 2> {log}"

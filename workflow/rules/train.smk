@@ -1,0 +1,64 @@
+# Training on a stage's training set, one job per grid point; selection on validation;
+# clean test evaluation of the selected model.
+
+
+rule train:
+    input:
+        train=training_set,
+        val=prepared_npz,
+        code=code("train", "models", "evaluate", "metrics", "io", "provenance"),
+    output:
+        model="results/{dataset}/{stage}/{variant}/model.pt",
+        metrics="results/{dataset}/{stage}/{variant}/metrics.json",
+    params:
+        hparams=train_hparams,
+        n_classes=n_classes,
+        # resumable state: beside the outputs, not one of them, so a failed job keeps it
+        state="results/{dataset}/{stage}/{variant}/state.pt",
+    log:
+        "logs/{dataset}/{stage}/{variant}/train.log",
+    benchmark:
+        "benchmarks/{dataset}/{stage}/{variant}/train.tsv"
+    threads: config["training"]["threads"]
+    conda:
+        ENV
+    shell:
+        "medrobust train --train-data {input.train} --val-data {input.val} --n-classes {params.n_classes}"
+        " --hparams {params.hparams} --state {params.state}"
+        " --checkpoint-every {config[training][checkpoint_every]}"
+        " --eval-batch-size {config[training][eval_batch_size]} --threads {threads}"
+        " --out-model {output.model} --out-metrics {output.metrics} 2> {log}"
+
+
+rule select:
+    input:
+        metrics=grid_files("metrics.json"),
+        models=grid_files("model.pt"),
+        code=code("select", "io"),
+    output:
+        choice="results/{dataset}/{stage}/selected.json",
+        model="results/{dataset}/{stage}/selected/model.pt",
+    log:
+        "logs/{dataset}/{stage}/select.log",
+    conda:
+        ENV
+    shell:
+        "medrobust select --metrics {input.metrics} --criterion val_balanced_accuracy"
+        " --out {output.choice} --model-out {output.model} 2> {log}"
+
+
+rule evaluate_clean:
+    input:
+        model="results/{dataset}/{stage}/selected/model.pt",
+        data=prepared_npz,
+        code=code("evaluate", "metrics", "models", "io"),
+    output:
+        "results/{dataset}/{stage}/eval/clean_test.json",
+    log:
+        "logs/{dataset}/{stage}/evaluate_clean.log",
+    threads: config["training"]["threads"]
+    conda:
+        ENV
+    shell:
+        "medrobust evaluate --model {input.model} --data {input.data} --split test"
+        " --threads {threads} --out {output} 2> {log}"
