@@ -20,6 +20,14 @@ validate(config, load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset=one_of(DATASETS),
+    stage="base",
+    variant=r"lr[0-9.e+-]+_bs\d+_ep\d+_aug[01]",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 

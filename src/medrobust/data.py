@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def _load_medmnist_split(src: Source, split: str) -> tuple[np.ndarray, np.ndarra
     except AssertionError:
         want = medmnist.INFO[src.medmnist_flag]["n_samples"][split]
         raise DataError(f"{src.path} [{split}]: {len(images)} images, but MedMNIST's {src.medmnist_flag} has {want}") from None
-    except (OSError, ValueError, KeyError, EOFError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, EOFError, RuntimeError, zipfile.BadZipFile) as e:
         raise DataError(f"{src.path}: cannot be read by medmnist ({type(e).__name__}: {e})") from None
     return images, labels
 

@@ -21,14 +21,8 @@ def with_source(*sources):
     return [name for name, ds in DATASETS.items() if ds["source"] in sources]
 
 
-wildcard_constraints:
-    dataset=one_of(DATASETS),
-    stage="base",
-    variant=r"lr[0-9.e+-]+_bs\d+_ep\d+_aug[01]",
-
-
 def code(*modules):
-    """Package modules a rule runs, as inputs: editing one re-runs the rules that use it."""
+    """Package modules a job runs, given as inputs, so that editing one re-runs its jobs."""
     return [str(PACKAGE / f"{m}.py") for m in ("__init__", "cli", *modules)]
 
 

@@ -20,13 +20,17 @@ rule train:
     benchmark:
         "benchmarks/{dataset}/{stage}/{variant}/train.tsv"
     threads: config["training"]["threads"]
+    resources:
+        # settings that do not change results: as resources, so changing them re-runs nothing
+        checkpoint_every=config["training"]["checkpoint_every"],
+        eval_batch_size=config["training"]["eval_batch_size"],
     conda:
         ENV
     shell:
         "medrobust train --train-data {input.train} --val-data {input.val} --n-classes {params.n_classes}"
         " --hparams {params.hparams} --state {params.state}"
-        " --checkpoint-every {config[training][checkpoint_every]}"
-        " --eval-batch-size {config[training][eval_batch_size]} --threads {threads}"
+        " --checkpoint-every {resources.checkpoint_every}"
+        " --eval-batch-size {resources.eval_batch_size} --threads {threads}"
         " --out-model {output.model} --out-metrics {output.metrics} 2> {log}"
 
 

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The two commands of the README:
+#   ./run.sh demo   set up .venv (first time only) and run the whole study on the synthetic data
+#   ./run.sh test   set up .venv (first time only) and run the test suite
+# Extra arguments go to snakemake (demo) or pytest (test).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+setup() {
+    local python=${PYTHON:-python3.11}
+    command -v "$python" >/dev/null || python=python3
+    "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+        || { echo "run.sh: Python 3.11 is required (found $("$python" --version))" >&2; exit 1; }
+    [ -x .venv/bin/python ] || "$python" -m venv .venv
+    local want have
+    want=$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
+    have=$(cat .venv/.installed 2>/dev/null || true)
+    if [ "$want" != "$have" ]; then
+        echo "run.sh: installing pinned packages into .venv (first time: a few minutes)" >&2
+        .venv/bin/python -m pip install --quiet --upgrade pip==25.3
+        .venv/bin/python -m pip install --quiet -c requirements.lock -e ".[test]"
+        .venv/bin/python -c 'import torch, torchvision, medmnist, snakemake' \
+            || { echo "run.sh: the environment does not import" >&2; exit 1; }
+        echo "$want" > .venv/.installed
+    fi
+    export PATH="$PWD/.venv/bin:$PATH"
+}
+
+case "${1:-}" in
+    demo)
+        shift
+        setup
+        snakemake --configfile config.demo.yaml --cores "${CORES:-2}" "$@"
+        echo "run.sh: demo done; results are under results/ (e.g. results/synthetic/base/eval/clean_test.json)"
+        ;;
+    test)
+        shift
+        setup
+        python -m pytest "$@"
+        ;;
+    *)
+        echo "usage: ./run.sh demo|test [args]" >&2
+        exit 2
+        ;;
+esac

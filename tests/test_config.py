@@ -1,0 +1,78 @@
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from medrobust.config import ConfigError, grid_points, load, validate
+
+from conftest import REPO, env_with_venv
+
+
+@pytest.fixture()
+def full() -> dict:
+    with open(REPO / "config.yaml") as f:
+        return yaml.safe_load(f)
+
+
+def test_shipped_configs_are_valid() -> None:
+    full = load(REPO / "config.yaml")
+    demo = load(REPO / "config.demo.yaml")
+    assert set(full["datasets"]) == {"pathmnist", "pneumoniamnist", "octmnist", "organsmnist", "breastmnist"}
+    assert full["model"] == {"depth": 16, "width": 8, "activation": "swish"}
+    assert len(grid_points(full, "pathmnist", "base")) == 32  # Appendix B: 32 runs per dataset
+    assert {p.batch_size for p in grid_points(full, "breastmnist", "base").values()} == {256, 128, 64, 32}
+    assert demo["training"]["label_smoothing"] == 0.1  # default filled in
+    assert demo["datasets"]["synthetic"]["synthetic"]["shape_noise"] == 0.15
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda c: c.update(sed=1), "sed"),
+    (lambda c: c["training"].update(lable_smoothing=0.1), "training.lable_smoothing"),
+    (lambda c: c["datasets"]["pathmnist"].update(gird="large"), "datasets.pathmnist.gird"),
+    (lambda c: c["grids"]["base"]["large"].update(lrs=[0.1]), "grids.base.large.lrs"),
+])
+def test_unknown_keys_are_rejected_by_name(full: dict, edit, key: str) -> None:
+    edit(full)
+    with pytest.raises(ConfigError, match=f"unknown config key {key}"):
+        validate(full)
+
+
+@pytest.mark.parametrize("edit, key, words", [
+    (lambda c: c["training"].update(ema_decay=1.5), "training.ema_decay", "greater than or equal to the maximum"),
+    (lambda c: c["grids"]["base"]["large"].update(lr=[-0.1]), "grids.base.large.lr.0", "less than or equal to the minimum"),
+    (lambda c: c["grids"]["base"]["small"].update(batch_size=[]), "grids.base.small.batch_size", "should be non-empty"),
+    (lambda c: c["training"].update(precision="fp16"), "training.precision", "is not one of"),
+    (lambda c: c.update(image_size="32"), "image_size", "is not of type 'integer'"),
+    (lambda c: c["model"].update(depth=15), "model.depth", "6n+4"),
+    (lambda c: c["datasets"]["pathmnist"].update(grid="huge"), "datasets.pathmnist.grid", "no grid 'huge'"),
+    (lambda c: c["datasets"].update(notmnist={"source": "medmnist", "grid": "small"}), "datasets.notmnist", "not a MedMNIST dataset"),
+    (lambda c: c["datasets"].update(mine={"source": "npz", "grid": "small", "path": "x.npz"}), "datasets.mine.n_classes", "required"),
+    (lambda c: c["datasets"]["pathmnist"].update(path="x.npz"), "datasets.pathmnist.path", "not used with source 'medmnist'"),
+])
+def test_bad_values_are_rejected_by_name(full: dict, edit, key: str, words: str) -> None:
+    edit(full)
+    with pytest.raises(ConfigError) as e:
+        validate(full)
+    assert f"config key {key}" in str(e.value) and words in str(e.value)
+
+
+def test_validation_does_not_change_valid_values(full: dict) -> None:
+    before = copy.deepcopy(full)
+    after = validate(full)
+    for k in before:
+        assert after[k] == before[k] or k in ("training", "model")
+
+
+def test_snakemake_stops_before_any_job_naming_the_key(tmp_path) -> None:
+    with open(REPO / "config.demo.yaml") as f:
+        cfg = yaml.safe_load(f)
+    cfg["training"]["ema_decai"] = 0.9
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                           "--configfile", str(tmp_path / "bad.yaml"), "--cores", "1"],
+                          capture_output=True, text=True, env=env_with_venv(), timeout=120)
+    assert done.returncode != 0
+    assert "unknown config key training.ema_decai" in done.stdout + done.stderr
+    assert not (tmp_path / "resources").exists() and not (tmp_path / "results").exists()
