@@ -13,7 +13,7 @@ min_version("9.0")
 # Snakemake would otherwise merge the two, and the demo would inherit the paper's datasets.
 if not config:
 
-    configfile: "config.yaml"
+    configfile: Path(workflow.basedir) / "config.yaml"
 
 
 validate(config, load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"))

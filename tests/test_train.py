@@ -1,0 +1,117 @@
+"""Training pieces, and resume after SIGTERM ending exactly where an uninterrupted run ends."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medrobust.evaluate import load_model, load_split
+from medrobust.io import DataError
+from medrobust.train import Data, Interrupted, TrainConfig, augment_batch, cosine_lr, ema_decay_at, ema_update, fit
+
+from conftest import env_with_venv
+
+TINY = dict(depth=10, width=1, precision="fp32", ema_decay=0.9)
+
+
+def test_cosine_schedule_is_a_pure_function_of_the_step() -> None:
+    assert cosine_lr(0.4, 0, 100) == pytest.approx(0.4)
+    assert cosine_lr(0.4, 50, 100) == pytest.approx(0.2)
+    assert cosine_lr(0.4, 100, 100) == pytest.approx(0.0)
+
+
+def test_ema_update_moves_towards_the_model() -> None:
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = a.weight.detach().clone()
+    ema_update(a, b, 0.75)
+    assert torch.allclose(a.weight, 0.75 * before + 0.25 * b.weight)
+    assert ema_decay_at(0.999, 0) == pytest.approx(0.1) and ema_decay_at(0.999, 10**6) == 0.999
+
+
+def test_augmentation_is_seeded_and_keeps_content() -> None:
+    x = torch.rand(16, 3, 32, 32)
+    one = augment_batch(x, torch.Generator().manual_seed(1), 4, True)
+    two = augment_batch(x, torch.Generator().manual_seed(1), 4, True)
+    other = augment_batch(x, torch.Generator().manual_seed(2), 4, True)
+    assert one.shape == x.shape and torch.equal(one, two) and not torch.equal(one, other)
+    assert torch.equal(augment_batch(x, torch.Generator(), 0, False), x)
+    # a flipped-only batch holds the same pixels per image
+    flipped = augment_batch(x, torch.Generator().manual_seed(0), 0, True)
+    assert torch.allclose(flipped.sum((1, 2, 3)), x.sum((1, 2, 3)))
+
+
+def test_training_learns_the_synthetic_task(prepared_small: Path, tmp_path: Path) -> None:
+    dev = torch.device("cpu")
+    tx, ty = load_split(prepared_small, "train", dev)
+    vx, vy = load_split(prepared_small, "val", dev)
+    cfg = TrainConfig(lr=0.1, batch_size=50, epochs=6, augment=True, **TINY)
+    _, margs, history = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path / "s.pt", "x")
+    assert margs["n_channels"] == 1 and 0.2 < margs["mean"][0] < 0.6
+    assert [h["epoch"] for h in history] == list(range(1, 7))
+    assert history[-1]["val_balanced_accuracy"] > 0.6  # chance is 0.25
+
+
+def _train_cmd(data: Path, out: Path, epochs: int) -> list[str]:
+    hp = dict(lr=0.1, batch_size=25, epochs=epochs, augment=True, **TINY)
+    return [sys.executable, "-m", "medrobust.cli", "train", "--train-data", str(data), "--val-data", str(data),
+            "--n-classes", "4", "--hparams", json.dumps(hp), "--state", str(out / "state.pt"),
+            "--out-model", str(out / "model.pt"), "--out-metrics", str(out / "metrics.json"),
+            "--checkpoint-every", "100", "--threads", "1"]
+
+
+def test_sigterm_then_rerun_equals_uninterrupted(prepared_small: Path, tmp_path: Path) -> None:
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    subprocess.run(_train_cmd(prepared_small, whole, 5), check=True, env=env_with_venv(), capture_output=True, timeout=600)
+
+    # interrupted as SLURM does at a time limit or preemption: SIGTERM, mid-epoch
+    split.mkdir()
+    log = open(split / "log.txt", "w")
+    proc = subprocess.Popen(_train_cmd(prepared_small, split, 5), stderr=log, env=env_with_venv())
+    deadline = time.monotonic() + 300
+    while "epoch 1/5" not in (split / "log.txt").read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be interrupted"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) == 143
+    assert (split / "state.pt").exists()
+    assert not (split / "model.pt").exists() and not (split / "metrics.json").exists()  # nothing half-written
+
+    done = subprocess.run(_train_cmd(prepared_small, split, 5), env=env_with_venv(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "resumed from" in done.stderr
+    assert not (split / "state.pt").exists()
+
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (whole, split))
+    assert a["final"] == b["final"]
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    ma, _ = load_model(whole / "model.pt", torch.device("cpu"))
+    mb, ckpt = load_model(split / "model.pt", torch.device("cpu"))
+    assert all(torch.equal(p, q) for p, q in zip(ma.state_dict().values(), mb.state_dict().values()))
+    assert {"model_args", "hparams", "final", "provenance"} <= set(ckpt)
+    assert ckpt["provenance"]["versions"]["torch"] == torch.__version__.split("+")[0]
+
+
+def test_state_from_other_settings_is_ignored(prepared_small: Path, tmp_path: Path) -> None:
+    dev = torch.device("cpu")
+    tx, ty = load_split(prepared_small, "train", dev)
+    data = Data(tx, ty, tx[:50], ty[:50], 4)
+    cfg = TrainConfig(lr=0.1, batch_size=100, epochs=2, augment=False, **TINY)
+    state = tmp_path / "s.pt"
+    with pytest.raises(Interrupted):
+        fit(cfg, data, state, "old", should_stop=lambda: True)
+    assert state.exists()
+    _, _, history = fit(cfg, data, state, "new")
+    assert len(history) == 2 and history[0]["step"] == 4  # started over, not resumed
+
+
+def test_corrupt_checkpoint_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(np.random.default_rng(0).bytes(1000))
+    with pytest.raises(DataError, match="model.pt: not a medrobust checkpoint"):
+        load_model(bad, torch.device("cpu"))
