@@ -24,12 +24,14 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     dataset=one_of(DATASETS),
-    stage="base",
+    stage=r"base|(nonrobust|robust)_eps\d+",
+    eps=one_of(str(e) for e in config["eps"]),
     variant=r"lr[0-9.e+-]+_bs\d+_ep\d+_aug[01]",
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/nonrobust.smk"
 
 
 onstart:

@@ -13,13 +13,16 @@ setup() {
         || { echo "run.sh: Python 3.11 is required (found $("$python" --version))" >&2; exit 1; }
     [ -x .venv/bin/python ] || "$python" -m venv .venv
     local want have
-    want=$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
+    want=$(cat run.sh pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
     have=$(cat .venv/.installed 2>/dev/null || true)
     if [ "$want" != "$have" ]; then
         echo "run.sh: installing pinned packages into .venv (first time: a few minutes)" >&2
         .venv/bin/python -m pip install --quiet --upgrade pip==25.3
         .venv/bin/python -m pip install --quiet -c requirements.lock -e ".[test]"
-        .venv/bin/python -c 'import torch, torchvision, medmnist, snakemake' \
+        # torchattacks (tests and benchmarks only: an independent PGD to compare with) pins
+        # requests~=2.25, which would break snakemake's; its real needs are all installed above.
+        .venv/bin/python -m pip install --quiet --no-deps torchattacks==3.5.1
+        .venv/bin/python -c 'import torch, torchvision, medmnist, snakemake, torchattacks' \
             || { echo "run.sh: the environment does not import" >&2; exit 1; }
         echo "$want" > .venv/.installed
     fi

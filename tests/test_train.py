@@ -51,7 +51,7 @@ def test_training_learns_the_synthetic_task(prepared_small: Path, tmp_path: Path
     tx, ty = load_split(prepared_small, "train", dev)
     vx, vy = load_split(prepared_small, "val", dev)
     cfg = TrainConfig(lr=0.1, batch_size=50, epochs=6, augment=True, **TINY)
-    _, margs, history = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path / "s.pt", "x")
+    _, margs, history, chosen = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path / "s.pt", "x")
     assert margs["n_channels"] == 1 and 0.2 < margs["mean"][0] < 0.6
     assert [h["epoch"] for h in history] == list(range(1, 7))
     assert history[-1]["val_balanced_accuracy"] > 0.6  # chance is 0.25
@@ -106,7 +106,7 @@ def test_state_from_other_settings_is_ignored(prepared_small: Path, tmp_path: Pa
     with pytest.raises(Interrupted):
         fit(cfg, data, state, "old", should_stop=lambda: True)
     assert state.exists()
-    _, _, history = fit(cfg, data, state, "new")
+    _, _, history, _ = fit(cfg, data, state, "new")
     assert len(history) == 2 and history[0]["step"] == 4  # started over, not resumed
 
 

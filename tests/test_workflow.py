@@ -46,7 +46,9 @@ def test_lint_is_clean(tmp_path: Path) -> None:
 
 def test_full_study_dag_without_network(tmp_path: Path) -> None:
     jobs = planned(tmp_path)  # config.yaml, the default
-    assert jobs == {"download_medmnist": 5, "prepare": 5, "train": 5 * 32, "select": 5, "evaluate_clean": 5, "all": 1}
+    # per dataset: 32 base runs, and for each eps (4, 8) a construction and 32 nonrobust-only runs
+    assert jobs == {"download_medmnist": 5, "prepare": 5, "train": 5 * (32 + 2 * 32), "construct_nonrobust": 5 * 2,
+                    "select": 5 * 3, "evaluate_clean": 5 * 3, "all": 1}
     assert not (tmp_path / "resources").exists()
 
 
@@ -57,11 +59,19 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     res = tmp_path / "results" / "synthetic"
     choice = json.loads((res / "base" / "selected.json").read_text())
     vals = {c["variant"]: c["val"]["val_balanced_accuracy"] for c in choice["candidates"]}
-    assert set(vals) == {"lr0.2_bs128_ep8_aug0", "lr0.05_bs128_ep8_aug0"}
+    assert set(vals) == {"lr0.1_bs64_ep10_aug0", "lr0.05_bs64_ep10_aug0"}
     assert vals[choice["selected"]] == max(vals.values())
     test = json.loads((res / "base" / "eval" / "clean_test.json").read_text())
     assert test["metrics"]["n"] == 600
-    assert test["metrics"]["balanced_accuracy"] > 0.8  # chance is 0.25; measured 0.92
+    assert test["metrics"]["balanced_accuracy"] > 0.9  # chance is 0.25; measured 1.00 (shapes alone: 0.81)
+
+    built = json.loads((res / "data" / "nonrobust_eps4.json").read_text())
+    assert built["target_hit_rate"] > 0.95 and built["linf_max_255"] <= 4 + 1e-4  # measured 1.00 and 4.00001
+    assert built["n_used"] == 3000 * built["fraction_used"] and built["targets_equal_labels"] == 0
+    nonrobust = json.loads((res / "nonrobust_eps4" / "eval" / "clean_test.json").read_text())["metrics"]
+    # trained only on relabelled adversarial images, tested on clean ones with their true labels:
+    # measured balanced accuracy 0.43 (chance 0.25) and AUC 0.95 (chance 0.5)
+    assert nonrobust["balanced_accuracy"] > 0.33 and nonrobust["auc"] > 0.85
     assert test["provenance"]["versions"]["medmnist"] == "3.0.1"
     runs = list((tmp_path / "results" / "provenance").glob("*.json"))
     assert runs and json.loads(runs[0].read_text())["config"]["datasets"]["synthetic"]["grid"] == "demo"
@@ -73,14 +83,19 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     # a setting that does not change results re-runs nothing
     cfg["training"]["checkpoint_every"] = 3
     assert planned(tmp_path, "--configfile", write_config(tmp_path / "c1.yaml", cfg)) == {}
-    # one more grid value: only its job, then selection and evaluation
-    cfg["grids"]["base"]["demo"]["lr"].append(0.1)
+    # a construction setting: the nonrobust set and its models, not the base models
+    cfg["nonrobust"]["steps"] = 50
     assert planned(tmp_path, "--configfile", write_config(tmp_path / "c2.yaml", cfg)) == \
-        {"train": 1, "select": 1, "evaluate_clean": 1, "all": 1}
-    # a training setting: every training job, but not the data stage
-    cfg["training"]["label_smoothing"] = 0.2
+        {"construct_nonrobust": 1, "train": 2, "select": 1, "evaluate_clean": 1, "all": 1}
+    # one more value in the nonrobust grid: only its job, then selection and evaluation
+    cfg["nonrobust"]["steps"] = 100
+    cfg["grids"]["nonrobust"]["demo"]["lr"].append(0.05)
     assert planned(tmp_path, "--configfile", write_config(tmp_path / "c3.yaml", cfg)) == \
-        {"train": 3, "select": 1, "evaluate_clean": 1, "all": 1}
+        {"train": 2, "select": 1, "evaluate_clean": 1, "all": 1}
+    # a training setting: every training job and what depends on them, not the data stage
+    cfg["training"]["label_smoothing"] = 0.2
+    assert planned(tmp_path, "--configfile", write_config(tmp_path / "c4.yaml", cfg)) == \
+        {"train": 6, "select": 2, "construct_nonrobust": 1, "evaluate_clean": 2, "all": 1}
 
 
 @pytest.mark.slow
@@ -93,13 +108,20 @@ def test_bring_your_own_dataset_from_a_url(tmp_path: Path, http_dir) -> None:
         "datasets": {"mine": {"source": "npz", "grid": "tiny", "url": f"{base}/mine.npz", "md5": digest,
                               "n_classes": 3, "n_channels": 3, "source_image_size": 48}},
         "model": {"depth": 10, "width": 1},
-        "training": {"precision": "fp32", "threads": 1},
-        "grids": {"base": {"tiny": {"lr": [0.1], "batch_size": [50], "epochs": [2]}}},
+        "training": {"precision": "fp32"},
+        "threads": {"train": 1},
+        "eps": [8],
+        "nonrobust": {"steps": 5, "targets": "deterministic"},
+        "grids": {"base": {"tiny": {"lr": [0.1], "batch_size": [50], "epochs": [2]}},
+                  "nonrobust": {"tiny": {"lr": [0.1], "batch_size": [50], "epochs": [1], "augment": [True]}}},
     }
     snakemake(tmp_path, "--configfile", write_config(tmp_path / "byo.yaml", cfg), "--cores", "2")
     stats = json.loads((tmp_path / "results/mine/data/prepared.json").read_text())
     assert stats["train_class_counts"] == [67, 67, 66] and stats["image_size"] == 32
     assert (tmp_path / "results/mine/base/eval/clean_test.json").exists()
+    built = json.loads((tmp_path / "results/mine/data/nonrobust_eps8.json").read_text())
+    assert built["config"]["targets"] == "deterministic" and built["linf_max_255"] <= 8 + 1e-4
+    assert (tmp_path / "results/mine/nonrobust_eps8/eval/clean_test.json").exists()
 
     # the same file with a wrong md5: the download job fails, naming file and URL, leaving nothing
     cfg["datasets"]["mine"]["md5"] = "0" * 32

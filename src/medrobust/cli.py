@@ -75,9 +75,9 @@ def cmd_train(a: argparse.Namespace) -> None:
     state.parent.mkdir(parents=True, exist_ok=True)
     log.info("training %s on %s (%d train, %d val images) with %s", a.out_model, device, len(train_y), len(val_y), hparams)
     t0 = time.perf_counter()
-    ema, margs, history = fit(cfg, data, state, _fingerprint(hparams, a.train_data, a.val_data), stop,
-                              a.checkpoint_every, a.eval_batch_size)
-    final = {k: v for k, v in history[-1].items() if k.startswith("val_")}
+    ema, margs, history, chosen = fit(cfg, data, state, _fingerprint(hparams, a.train_data, a.val_data), stop,
+                                      a.checkpoint_every, a.eval_batch_size)
+    final = {k: v for k, v in chosen.items() if k.startswith("val_") or k == "epoch"}
     meta = {"hparams": hparams, "final": final, "history": history, "train_data": a.train_data,
             "val_data": a.val_data, "device": str(device), "precision": resolve_precision(cfg.precision, device), "seconds_this_session": time.perf_counter() - t0,
             "provenance": record(hparams)}
@@ -98,6 +98,36 @@ def _sigterm_flag() -> Any:
 
     signal.signal(signal.SIGTERM, handler)
     return lambda: requested["stop"]
+
+
+def cmd_construct(a: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    from medrobust.construct import ConstructionConfig, construct, remove_parts
+    from medrobust.evaluate import load_model, load_split, pick_device
+    from medrobust.provenance import record
+
+    torch.set_num_threads(a.threads)
+    device = pick_device(a.device)
+    cfg = ConstructionConfig(**json.loads(a.settings))
+    model, ckpt = load_model(a.model, device)
+    x, y = load_split(a.data, "train", device)
+    parts = Path(f"{a.out}.parts")
+    tag = _fingerprint(json.loads(a.settings), a.model, a.data)
+    log.info("constructing %s from %s: %d training images, %s", a.out, a.model, len(y), cfg)
+    adv, targets, stats = construct(model, x, y, ckpt["model_args"]["n_classes"], cfg, parts, tag,
+                                    a.batch_size, should_stop=_sigterm_flag())
+    images = adv.transpose(0, 2, 3, 1)  # MedMNIST layout: (N, H, W) or (N, H, W, 3)
+    source = stats.pop("source_index")
+    write_npz(a.out, {"train_images": images[..., 0] if images.shape[-1] == 1 else images,
+                      "train_labels": targets.astype(np.int64)[:, None],
+                      "train_source_index": source,
+                      "train_original_labels": y.cpu().numpy()[source]})
+    write_json(a.stats, {**stats, "model": a.model, "data": a.data, "provenance": record(json.loads(a.settings))})
+    remove_parts(parts)
+    log.info("used %d of %d images; target hit rate %.4f; max L-inf %.3f/255", stats["n_used"], stats["n_train"],
+             stats["target_hit_rate"], stats["linf_max_255"])
 
 
 def cmd_select(a: argparse.Namespace) -> None:
@@ -168,6 +198,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=2)
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("construct", help="build the nonrobust-feature training set (targeted PGD)")
+    s.add_argument("--model", required=True, help="the selected base model")
+    s.add_argument("--data", required=True, help="prepared npz whose train split is attacked")
+    s.add_argument("--settings", required=True, help="JSON of ConstructionConfig fields")
+    s.add_argument("--out", required=True)
+    s.add_argument("--stats", required=True)
+    s.add_argument("--batch-size", type=int, default=512)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=2)
+    s.set_defaults(func=cmd_construct)
 
     s = sub.add_parser("select", help="pick the best grid point by a validation metric")
     s.add_argument("--metrics", nargs="+", required=True)

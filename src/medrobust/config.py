@@ -15,7 +15,7 @@ import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-STAGES = ("base",)
+GRID_FAMILIES = ("base", "nonrobust", "robust")
 
 
 class ConfigError(ValueError):
@@ -78,10 +78,11 @@ def _check_cross_references(config: dict[str, Any]) -> None:
     if (config["model"]["depth"] - 4) % 6:
         problems.append(f"config key model.depth: {config['model']['depth']} is not 6n+4 (10, 16, 22, 28, ...)")
     for name, ds in config["datasets"].items():
-        for stage in STAGES:
-            if ds["grid"] not in config["grids"][stage]:
-                known = ", ".join(sorted(config["grids"][stage]))
-                problems.append(f"config key datasets.{name}.grid: no grid '{ds['grid']}' under grids.{stage} (known: {known})")
+        for family in GRID_FAMILIES:
+            key = "robust_grid" if family == "robust" and "robust_grid" in ds else "grid"
+            if ds[key] not in config["grids"][family]:
+                known = ", ".join(sorted(config["grids"][family]))
+                problems.append(f"config key datasets.{name}.{key}: no grid '{ds[key]}' under grids.{family} (known: {known})")
         problems += _source_problems(name, ds)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
@@ -91,7 +92,7 @@ def _source_problems(name: str, ds: dict[str, Any]) -> list[str]:
     where = f"config key datasets.{name}"
     extra = {"npz": {"path", "url", "md5", "n_classes", "n_channels", "source_image_size"},
              "synthetic": {"synthetic"}, "medmnist": set()}[ds["source"]]
-    given = set(ds) - {"source", "grid"}
+    given = set(ds) - {"source", "grid", "robust_grid"}
     problems = [f"{where}.{k}: not used with source '{ds['source']}'" for k in sorted(given - extra)]
     if ds["source"] == "medmnist":
         import medmnist  # light import: no torch, no torchvision
@@ -131,9 +132,21 @@ class GridPoint:
         return f"lr{self.lr:g}_bs{self.batch_size}_ep{self.epochs}_aug{int(self.augment)}"
 
 
+def stages(config: dict[str, Any]) -> list[str]:
+    """Model stages: base, then nonrobust_eps<e> and robust_eps<e> for each budget e (in 1/255)."""
+    return ["base"] + [f"{kind}_eps{e}" for e in config["eps"] for kind in ("nonrobust", "robust")]
+
+
+def stage_eps(stage: str) -> int:
+    """The budget (in 1/255) in a stage name such as nonrobust_eps4."""
+    return int(stage.rsplit("_eps", 1)[1])
+
+
 def grid_points(config: dict[str, Any], dataset: str, stage: str) -> dict[str, GridPoint]:
     """Every point of the dataset's grid for a stage, by name, in a stable order."""
-    grid = config["grids"][stage][config["datasets"][dataset]["grid"]]
+    family = stage.split("_eps")[0]
+    ds = config["datasets"][dataset]
+    grid = config["grids"][family][ds.get("robust_grid", ds["grid"]) if family == "robust" else ds["grid"]]
     points = [GridPoint(float(lr), int(bs), int(ep), bool(aug))
               for lr, bs, ep, aug in itertools.product(grid["lr"], grid["batch_size"], grid["epochs"], grid["augment"])]
     return {p.name: p for p in points}

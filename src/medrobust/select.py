@@ -8,17 +8,17 @@ from typing import Any
 
 from medrobust.io import DataError, read_json
 
-CRITERIA = ("val_balanced_accuracy", "val_auc")
+CRITERIA = ("val_balanced_accuracy", "val_auc", "val_robust_balanced_accuracy")
+TIE_BREAKERS = ("val_balanced_accuracy", "val_auc")
 
 
 def rank(candidates: list[dict[str, Any]], criterion: str) -> list[dict[str, Any]]:
-    """Candidates best first: by `criterion`, then the other validation metric, then name.
-
-    NaN counts as worst, so a run whose metric is undefined is never picked over a defined one."""
-    other = [c for c in CRITERIA if c != criterion]
+    """Candidates best first: by `criterion`, then clean validation balanced accuracy and AUC,
+    then name. NaN counts as worst, so an undefined metric never beats a defined one."""
+    order = [criterion] + [k for k in TIE_BREAKERS if k != criterion]
 
     def key(c: dict[str, Any]) -> tuple[Any, ...]:
-        vals = [c["val"][k] for k in (criterion, *other)]
+        vals = [c["val"][k] for k in order]
         return tuple(-v if not math.isnan(v) else math.inf for v in vals) + (c["variant"],)
 
     return sorted(candidates, key=key)
@@ -34,7 +34,7 @@ def select(metrics_paths: list[str | Path], criterion: str = "val_balanced_accur
         if "final" not in m or criterion not in m["final"]:
             raise DataError(f"{path}: no final validation metrics (is it a medrobust training metrics file?)")
         candidates.append({"variant": path.parent.name, "path": str(path), "hparams": m["hparams"],
-                           "val": {k: m["final"][k] for k in CRITERIA}})
+                           "val": {k: v for k, v in m["final"].items() if k.startswith("val_")}})
     if not candidates:
         raise DataError("no candidates to select from")
     ranked = rank(candidates, criterion)
@@ -43,7 +43,7 @@ def select(metrics_paths: list[str | Path], criterion: str = "val_balanced_accur
         "criterion": criterion,
         "selected": best["variant"],
         "reason": (f"highest {criterion} ({best['val'][criterion]:.4f}) of {len(ranked)} grid points on the "
-                   "validation split; ties broken by the other validation metric, then by name; "
+                   "validation split; ties broken by clean validation balanced accuracy, AUC, then name; "
                    "the test split was not read"),
         "candidates": ranked,
     }

@@ -1,4 +1,8 @@
-"""Standard training: SGD + Nesterov, cosine LR, label smoothing, EMA of weights.
+"""Training: SGD + Nesterov, cosine LR, label smoothing, EMA of weights; standard or TRADES.
+
+With `method="trades"` every validation epoch also measures the EMA model's balanced accuracy
+under untargeted PGD on the validation set; the best such epoch's weights are kept and returned,
+and training stops after `patience` epochs without improvement (0: never).
 
 Data live as tensors on the device; a batch is gathered by index and augmented as a whole.
 Everything random is a pure function of (seed, epoch) or (seed, step), so a run resumed at
@@ -22,9 +26,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from medrobust.attacks import PGDConfig, default_step_size, pgd
 from medrobust.evaluate import autocast, predict
 from medrobust.metrics import classification_metrics
 from medrobust.models import WideResNet, build
+from medrobust.trades import trades_loss, trades_perturb
 
 log = logging.getLogger("medrobust.train")
 
@@ -46,6 +52,14 @@ class TrainConfig:
     hflip: bool = True
     precision: str = "auto"
     channels_last: bool = True
+    method: str = "standard"  # or "trades"
+    beta: float = 5.0
+    eps: float = 0.0  # L-inf budget of the TRADES attack and of the adversarial validation
+    attack_steps: int = 10
+    step_size_factor: float = 2.5  # step = factor * eps / steps, for both attacks
+    val_attack_steps: int = 10
+    val_max_images: int = 0  # 0: the whole validation set
+    patience: int = 0
     depth: int = 16
     width: int = 8
     activation: str = "swish"
@@ -147,12 +161,14 @@ class Run:
     step: int = 0
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     totals: torch.Tensor | None = None  # this epoch's (loss sum, correct, seen) so far
+    best: dict[str, Any] | None = None  # {"row": epoch row, "ema": state dict} of the best epoch
+    bad_epochs: int = 0  # epochs since the best one
 
     def save(self, path: Path, fingerprint: str) -> None:
         tmp = path.with_name(f".{path.name}.part")
         torch.save({"fingerprint": fingerprint, "step": self.step, "history": self.history,
                     "totals": self.totals, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
-                    "opt": self.opt.state_dict()}, tmp)
+                    "opt": self.opt.state_dict(), "best": self.best, "bad_epochs": self.bad_epochs}, tmp)
         tmp.replace(path)
 
     def load(self, path: Path, fingerprint: str) -> bool:
@@ -167,6 +183,7 @@ class Run:
         self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
         self.step, self.history, self.totals = state["step"], state["history"], state["totals"]
+        self.best, self.bad_epochs = state["best"], state["bad_epochs"]
         return True
 
 
@@ -192,9 +209,17 @@ def train_step(run: Run, cfg: TrainConfig, data: Data, perm: torch.Tensor, total
         x = x.contiguous(memory_format=torch.channels_last)
     for group in run.opt.param_groups:
         group["lr"] = cosine_lr(cfg.lr, run.step, total_steps)
-    with autocast(x.device, cfg.precision):
-        logits = run.model(x)
-    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+    if cfg.method == "trades":
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 5, run.step))
+        x_adv = trades_perturb(run.model, x, cfg.eps, cfg.attack_steps,
+                               default_step_size(cfg.eps, cfg.attack_steps, cfg.step_size_factor), gen, cfg.precision)
+        with autocast(x.device, cfg.precision):
+            logits, logits_adv = run.model(x), run.model(x_adv)
+        loss = trades_loss(logits, logits_adv, y, cfg.beta, cfg.label_smoothing)[0]
+    else:
+        with autocast(x.device, cfg.precision):
+            logits = run.model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     run.opt.step()
@@ -209,6 +234,8 @@ def end_epoch(run: Run, cfg: TrainConfig, data: Data, total: int, seconds: float
               eval_batch_size: int) -> dict[str, float]:
     probs = predict(run.ema, data.val_x, eval_batch_size, cfg.precision)
     val = classification_metrics(data.val_y.cpu().numpy(), probs)
+    if cfg.method == "trades":
+        val |= {f"robust_{k}": v for k, v in robust_metrics(run.ema, cfg, data, eval_batch_size).items()}
     loss, correct, seen = run.totals.tolist()
     row = {"epoch": run.step * cfg.epochs // total, "step": run.step, "lr": cosine_lr(cfg.lr, run.step - 1, total),
            "train_loss": loss / seen, "train_accuracy": correct / seen, "seconds": seconds,
@@ -218,16 +245,39 @@ def end_epoch(run: Run, cfg: TrainConfig, data: Data, total: int, seconds: float
     return row
 
 
+def robust_metrics(model: nn.Module, cfg: TrainConfig, data: Data, batch_size: int) -> dict[str, float]:
+    """Validation metrics under untargeted PGD (eps, val_attack_steps), for early stopping."""
+    n = cfg.val_max_images or len(data.val_y)
+    x, y = data.val_x[:n], data.val_y[:n]
+    attack = PGDConfig(cfg.eps, cfg.val_attack_steps, default_step_size(cfg.eps, cfg.val_attack_steps, cfg.step_size_factor))
+    adv = torch.cat([pgd(model, as_float(x[i:i + batch_size]), y[i:i + batch_size], attack, precision=cfg.precision)
+                     for i in range(0, n, batch_size)])
+    return classification_metrics(y.cpu().numpy(), predict(model, adv, batch_size, cfg.precision))
+
+
+def keep_best(run: Run, cfg: TrainConfig, row: dict[str, float]) -> bool:
+    """Track the best epoch by robust validation balanced accuracy; True when patience ran out."""
+    if cfg.method != "trades":
+        return False
+    if run.best is None or row["val_robust_balanced_accuracy"] > run.best["row"]["val_robust_balanced_accuracy"]:
+        run.best = {"row": row, "ema": copy.deepcopy(run.ema.state_dict())}
+        run.bad_epochs = 0
+    else:
+        run.bad_epochs += 1
+    return cfg.patience > 0 and run.bad_epochs >= cfg.patience
+
+
 def steps_per_epoch(cfg: TrainConfig, data: Data) -> int:
     return max(1, len(data.train_y) // cfg.batch_size)
 
 
 def fit(cfg: TrainConfig, data: Data, state_path: Path, fingerprint: str,
         should_stop: Callable[[], bool] = lambda: False, checkpoint_every: int = 5,
-        eval_batch_size: int = 1024) -> tuple[WideResNet, dict[str, Any], list[dict[str, float]]]:
+        eval_batch_size: int = 1024) -> tuple[WideResNet, dict[str, Any], list[dict[str, float]], dict[str, float]]:
     """Train (resuming from `state_path` when it matches `fingerprint`); return the EMA model,
-    its model_args, and the per-epoch history. State is saved every `checkpoint_every` epochs,
-    and before raising Interrupted when `should_stop()` turns true (SIGTERM)."""
+    its model_args, the per-epoch history, and the history row of the returned weights (the
+    last epoch, or for TRADES the best by robust validation accuracy). State is saved every
+    `checkpoint_every` epochs, and before raising Interrupted when `should_stop()` turns true."""
     device = data.train_x.device
     margs = model_args(cfg, data.n_classes, data.train_x)
     run = new_run(cfg, margs, device)
@@ -237,7 +287,8 @@ def fit(cfg: TrainConfig, data: Data, state_path: Path, fingerprint: str,
         log.info("resumed from %s at step %d/%d (epoch %d)", state_path, run.step, total, run.step // per_epoch + 1)
     run.model.train()
     perm, t0, t_epoch, seen0 = None, time.perf_counter(), time.perf_counter(), run.step
-    while run.step < total:
+    stop_early = False
+    while run.step < total and not stop_early:
         epoch = run.step // per_epoch
         if perm is None or run.step % per_epoch == 0:
             gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 1, epoch))
@@ -248,17 +299,24 @@ def fit(cfg: TrainConfig, data: Data, state_path: Path, fingerprint: str,
             run.model.train()
             t_epoch = time.perf_counter()
             _log_epoch(row, cfg, total, (run.step - seen0) * cfg.batch_size / (time.perf_counter() - t0))
-            if (epoch + 1) % checkpoint_every == 0 and run.step < total:
+            stop_early = keep_best(run, cfg, row)
+            if stop_early:
+                log.info("early stop: no better robust validation accuracy for %d epochs", cfg.patience)
+            elif (epoch + 1) % checkpoint_every == 0 and run.step < total:
                 run.save(state_path, fingerprint)
-        if should_stop() and run.step < total:
+        if should_stop() and run.step < total and not stop_early:
             run.save(state_path, fingerprint)
             raise Interrupted(f"stopped at step {run.step}/{total}; state saved to {state_path}")
-    return run.ema, margs, run.history
+    if run.best is None:
+        return run.ema, margs, run.history, run.history[-1]
+    run.ema.load_state_dict(run.best["ema"])
+    return run.ema, margs, run.history, run.best["row"]
 
 
 def _log_epoch(row: dict[str, float], cfg: TrainConfig, total: int, img_per_s: float) -> None:
     remaining = (total - row["step"]) * cfg.batch_size / max(img_per_s, 1e-9)
-    log.info("epoch %d/%d | step %d/%d | lr %.4f | loss %.4f | train acc %.1f%% | val bacc %.1f%% auc %.4f"
+    robust = f" robust {100 * row['val_robust_balanced_accuracy']:.1f}%" if "val_robust_balanced_accuracy" in row else ""
+    log.info("epoch %d/%d | step %d/%d | lr %.4f | loss %.4f | train acc %.1f%% | val bacc %.1f%%%s auc %.4f"
              " | %.0f img/s | eta %s", row["epoch"], cfg.epochs, row["step"], total, row["lr"], row["train_loss"],
-             100 * row["train_accuracy"], 100 * row["val_balanced_accuracy"], row["val_auc"], img_per_s,
+             100 * row["train_accuracy"], 100 * row["val_balanced_accuracy"], robust, row["val_auc"], img_per_s,
              time.strftime("%H:%M:%S", time.gmtime(remaining)))

@@ -3,7 +3,7 @@ import json
 import shlex
 from datetime import datetime, timezone
 
-from medrobust.config import grid_points
+from medrobust.config import grid_points, stage_eps, stages
 from medrobust.io import write_json
 from medrobust.provenance import record
 
@@ -99,8 +99,29 @@ def prepared_npz(wildcards):
 
 
 def training_set(wildcards):
-    """What a stage trains on: the clean prepared set for base models."""
+    """What a stage trains on: the nonrobust-feature set, or the clean prepared set."""
+    if wildcards.stage.startswith("nonrobust"):
+        return nonrobust_set(wildcards.dataset, stage_eps(wildcards.stage))
     return prepared(wildcards.dataset)
+
+
+def nonrobust_set(dataset, eps):
+    return f"results/{dataset}/data/nonrobust_eps{eps}.npz"
+
+
+def construction_settings(wildcards):
+    """Every setting that changes the nonrobust-feature set, as one shell-quoted JSON (a param)."""
+    nr = config["nonrobust"]
+    settings = {
+        "eps": int(wildcards.eps) / 255,
+        "steps": nr["steps"],
+        "step_size_factor": nr["step_size_factor"],
+        "targets": nr["targets"],
+        "random_start": nr["random_start"],
+        "seed": config["seed"],
+        "precision": nr["precision"],
+    }
+    return shlex.quote(json.dumps(settings, sort_keys=True))
 
 
 def train_hparams(wildcards):
@@ -126,7 +147,26 @@ def train_hparams(wildcards):
         "width": m["width"],
         "activation": m["activation"],
     }
+    if wildcards.stage.startswith("robust"):
+        r = config["robust"]
+        hp |= {
+            "method": "trades",
+            "eps": stage_eps(wildcards.stage) / 255,
+            "beta": r["beta"],
+            "attack_steps": r["steps"],
+            "step_size_factor": r["step_size_factor"],
+            "val_attack_steps": r["val_attack_steps"],
+            "val_max_images": r["val_max_images"],
+            "patience": r["patience"],
+        }
     return shlex.quote(json.dumps(hp, sort_keys=True))
+
+
+def selection_criterion(wildcards):
+    """Robust models are selected by balanced accuracy under attack on validation (Section 3.2)."""
+    if wildcards.stage.startswith("robust"):
+        return "val_robust_balanced_accuracy"
+    return "val_balanced_accuracy"
 
 
 def grid_files(name):
@@ -140,7 +180,8 @@ def grid_files(name):
 def all_targets():
     targets = []
     for dataset in DATASETS:
-        for stage in ("base",):
+        targets += [f"results/{dataset}/data/nonrobust_eps{e}.json" for e in config["eps"]]
+        for stage in stages(config):
             targets += [
                 f"results/{dataset}/{stage}/selected.json",
                 f"results/{dataset}/{stage}/eval/clean_test.json",

@@ -19,7 +19,7 @@ rule train:
         "logs/{dataset}/{stage}/{variant}/train.log",
     benchmark:
         "benchmarks/{dataset}/{stage}/{variant}/train.tsv"
-    threads: config["training"]["threads"]
+    threads: config["threads"]["train"]
     resources:
         # settings that do not change results: as resources, so changing them re-runs nothing
         checkpoint_every=config["training"]["checkpoint_every"],
@@ -42,12 +42,14 @@ rule select:
     output:
         choice="results/{dataset}/{stage}/selected.json",
         model="results/{dataset}/{stage}/selected/model.pt",
+    params:
+        criterion=selection_criterion,
     log:
         "logs/{dataset}/{stage}/select.log",
     conda:
         ENV
     shell:
-        "medrobust select --metrics {input.metrics} --criterion val_balanced_accuracy"
+        "medrobust select --metrics {input.metrics} --criterion {params.criterion}"
         " --out {output.choice} --model-out {output.model} 2> {log}"
 
 
@@ -60,7 +62,7 @@ rule evaluate_clean:
         "results/{dataset}/{stage}/eval/clean_test.json",
     log:
         "logs/{dataset}/{stage}/evaluate_clean.log",
-    threads: config["training"]["threads"]
+    threads: config["threads"]["evaluate"]
     conda:
         ENV
     shell:

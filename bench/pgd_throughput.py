@@ -1,0 +1,87 @@
+"""Targeted L-inf PGD-100 (the nonrobust-set construction's attack): ours vs torchattacks.
+
+Same model, same batch, same targets, eps, step size and steps, no random start; the two run
+alternately `--repeats` times and the medians are compared. Ours runs as the construction
+runs it (channels-last model, bf16 autocast on GPUs, no parameter gradients, best iterate
+kept); torchattacks runs as documented (fp32, last iterate). Success = f(x_adv) = target.
+
+    python bench/pgd_throughput.py [--model results/synthetic/base/selected/model.pt]
+        [--data results/synthetic/data/prepared.npz] [--batch-size 256] [--steps 100]
+
+Defaults are the demo's outputs (run `./run.sh demo` first). `--width W` swaps in a randomly
+initialised WRN-16-W of the same input shape, to time larger models (success then means little).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torchattacks
+
+from medrobust.attacks import PGDConfig, default_step_size, pgd
+from medrobust.construct import draw_targets
+from medrobust.evaluate import load_model, load_split, pick_device, predict, resolve_precision
+from medrobust.models import build
+
+
+def timed(fn, device: torch.device) -> tuple[float, torch.Tensor]:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="results/synthetic/base/selected/model.pt")
+    p.add_argument("--data", default="results/synthetic/data/prepared.npz")
+    p.add_argument("--width", type=int, help="time a random WRN-16-W instead of --model")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--eps-255", type=float, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.backends.cudnn.benchmark = True
+    device = pick_device(a.device)
+    model, ckpt = load_model(a.model, device)
+    if a.width:
+        model = build(**{**ckpt["model_args"], "depth": 16, "width": a.width}).to(device, memory_format=torch.channels_last).eval()
+    x, y = load_split(a.data, "test", device)
+    x, y = x[:a.batch_size].float() / 255, y[:a.batch_size]
+    n_classes = model.fc.out_features
+    targets = draw_targets(y, n_classes, "random", seed=0)
+    eps = a.eps_255 / 255
+    cfg = PGDConfig(eps, a.steps, default_step_size(eps, a.steps))
+    precision = resolve_precision("auto", device)
+    reference = torchattacks.PGD(model, eps=eps, alpha=cfg.step_size, steps=a.steps, random_start=False)
+    reference.set_mode_targeted_by_label(quiet=True)
+
+    def success(adv: torch.Tensor) -> float:
+        return float((torch.from_numpy(predict(model, adv, 512, "fp32").argmax(1)).to(device) == targets).float().mean())
+
+    ours_t, theirs_t = [], []
+    for _ in range(a.repeats):  # alternate, so drifting clocks or load hit both alike
+        t, adv_ours = timed(lambda: pgd(model, x, targets, cfg, targeted=True, precision=precision), device)
+        ours_t.append(t)
+        t, adv_theirs = timed(lambda: reference(x, targets), device)
+        theirs_t.append(t)
+    work = len(x) * a.steps
+    ours, theirs = work / statistics.median(ours_t), work / statistics.median(theirs_t)
+    print(f"device {device}, {'WRN-16-%d (random)' % a.width if a.width else a.model}, batch {len(x)}, "
+          f"targeted PGD-{a.steps} eps {a.eps_255:g}/255, step {cfg.step_size * 255:.3f}/255, precision {precision}")
+    print(f"ours         {ours:9.1f} image-steps/s   success {success(adv_ours):.3f}")
+    print(f"torchattacks {theirs:9.1f} image-steps/s   success {success(adv_theirs):.3f}")
+    print(f"ratio        {ours / theirs:9.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""TRADES: the loss is its formula, the inner attack its constraints, bf16 does not weaken it,
+and adversarial validation keeps the best epoch."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from medrobust.attacks import PGDConfig, default_step_size, pgd
+from medrobust.evaluate import load_split, predict
+from medrobust.train import Data, TrainConfig, fit
+from medrobust.trades import kl_divergence, trades_loss, trades_perturb
+
+EPS = 4 / 255
+
+
+def test_loss_equals_its_formula_and_the_reference_kl() -> None:
+    g = torch.Generator().manual_seed(0)
+    nat, adv = torch.randn(16, 5, generator=g), torch.randn(16, 5, generator=g)
+    y = torch.randint(0, 5, (16,), generator=g)
+    total, ce, kl = trades_loss(nat, adv, y, beta=5.0, label_smoothing=0.1)
+    p, log_p, log_q = nat.softmax(1), nat.log_softmax(1), adv.log_softmax(1)
+    smooth = torch.full((16, 5), 0.1 / 5).scatter_add_(1, y[:, None], torch.full((16, 1), 0.9))
+    want_ce = -(smooth * log_p).sum(1).mean()
+    want_kl = (p * (log_p - log_q)).sum(1).mean()
+    reference_kl = torch.nn.KLDivLoss(reduction="sum")(log_q, p) / 16  # TRADES' own formulation
+    assert ce.item() == pytest.approx(want_ce.item(), rel=1e-6)
+    assert kl.item() == pytest.approx(want_kl.item(), rel=1e-6) == pytest.approx(reference_kl.item(), rel=1e-6)
+    assert total.item() == pytest.approx((want_ce + 5.0 * want_kl).item(), rel=1e-6)
+
+
+def test_kl_term_is_zero_without_perturbation() -> None:
+    logits = torch.randn(8, 3)
+    total, ce, kl = trades_loss(logits, logits.clone(), torch.zeros(8, dtype=torch.long), beta=5.0)
+    assert kl.item() == pytest.approx(0.0, abs=1e-7) and total.item() == pytest.approx(ce.item())
+    assert (kl_divergence(logits, logits) >= -1e-7).all()
+
+
+def test_inner_attack_stays_in_ball_and_range_and_raises_kl(tiny_model, prepared_medium: Path) -> None:
+    x, _ = load_split(prepared_medium, "test", torch.device("cpu"))
+    x = x[:64].float() / 255
+    tiny_model.train()
+    try:
+        adv = trades_perturb(tiny_model, x, EPS, 10, default_step_size(EPS, 10), torch.Generator().manual_seed(0))
+        assert tiny_model.training  # restored
+    finally:
+        tiny_model.eval()
+    assert (adv - x).abs().max() <= EPS + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    with torch.no_grad():
+        start = x + 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+        assert kl_divergence(tiny_model(x), tiny_model(adv)).mean() > 10 * kl_divergence(tiny_model(x), tiny_model(start)).mean()
+
+
+def test_bf16_does_not_weaken_the_attacks(tiny_model, prepared_medium: Path) -> None:
+    """The attacks under bf16 autocast are as strong as in fp32 (KL reached; PGD accuracy)."""
+    x, y = load_split(prepared_medium, "test", torch.device("cpu"))
+    x, y = x[:64].float() / 255, y[:64]
+    kls = {}
+    for precision in ("fp32", "bf16"):
+        adv = trades_perturb(tiny_model, x, EPS, 10, default_step_size(EPS, 10), torch.Generator().manual_seed(0), precision)
+        with torch.no_grad():
+            kls[precision] = kl_divergence(tiny_model(x), tiny_model(adv)).mean().item()
+    assert kls["bf16"] >= 0.9 * kls["fp32"]
+    accs = {}
+    for precision in ("fp32", "bf16"):
+        adv = pgd(tiny_model, x, y, PGDConfig(EPS, 10, default_step_size(EPS, 10)), precision=precision)
+        accs[precision] = float((torch.from_numpy(predict(tiny_model, adv, 256, "fp32").argmax(1)) == y).float().mean())
+    assert accs["bf16"] <= accs["fp32"] + 0.02
+
+
+def test_adversarial_validation_keeps_the_best_epoch(prepared_small: Path, tmp_path: Path) -> None:
+    dev = torch.device("cpu")
+    tx, ty = load_split(prepared_small, "train", dev)
+    vx, vy = load_split(prepared_small, "val", dev)
+    cfg = TrainConfig(lr=0.1, batch_size=50, epochs=4, augment=False, depth=10, width=1, precision="fp32",
+                      method="trades", eps=EPS, attack_steps=3, val_attack_steps=5, patience=0)
+    model, _, history, chosen = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path / "s.pt", "t")
+    robust = [h["val_robust_balanced_accuracy"] for h in history]
+    assert len(history) == 4 and chosen["val_robust_balanced_accuracy"] == max(robust)
+    assert chosen == history[robust.index(max(robust))]
+    assert all(0 < h["train_loss"] < 10 for h in history)
+
+
+def test_patience_stops_training(prepared_small: Path, tmp_path: Path) -> None:
+    dev = torch.device("cpu")
+    tx, ty = load_split(prepared_small, "train", dev)
+    vx, vy = load_split(prepared_small, "val", dev)
+    # lr 0 after the first steps: nothing improves, so patience 1 stops after the second epoch
+    cfg = TrainConfig(lr=1e-9, batch_size=100, epochs=6, augment=False, depth=10, width=1, precision="fp32",
+                      method="trades", eps=EPS, attack_steps=2, val_attack_steps=2, patience=1, ema_decay=0.0)
+    _, _, history, chosen = fit(cfg, Data(tx, ty, vx[:40], vy[:40], 4), tmp_path / "s.pt", "p")
+    assert len(history) < 6 and chosen["epoch"] == 1

@@ -1,0 +1,27 @@
+# Nonrobust-feature training sets (paper Section 3.1): targeted PGD from the selected base
+# model. The nonrobust-only models are trained by the rules of train.smk (stage nonrobust_eps<e>).
+
+
+rule construct_nonrobust:
+    input:
+        model="results/{dataset}/base/selected/model.pt",
+        data=prepared_npz,
+        code=code("construct", "attacks", "evaluate", "models", "train", "io", "provenance"),
+    output:
+        npz="results/{dataset}/data/nonrobust_eps{eps}.npz",
+        stats="results/{dataset}/data/nonrobust_eps{eps}.json",
+    params:
+        settings=construction_settings,
+    log:
+        "logs/{dataset}/data/nonrobust_eps{eps}.log",
+    benchmark:
+        "benchmarks/{dataset}/data/nonrobust_eps{eps}.tsv"
+    threads: config["threads"]["construct"]
+    resources:
+        batch_size=config["nonrobust"]["batch_size"],
+    conda:
+        ENV
+    shell:
+        "medrobust construct --model {input.model} --data {input.data} --settings {params.settings}"
+        " --batch-size {resources.batch_size} --threads {threads}"
+        " --out {output.npz} --stats {output.stats} 2> {log}"
