@@ -46,9 +46,11 @@ def test_lint_is_clean(tmp_path: Path) -> None:
 
 def test_full_study_dag_without_network(tmp_path: Path) -> None:
     jobs = planned(tmp_path)  # config.yaml, the default
-    # per dataset: 32 base runs, and for each eps (4, 8) a construction and 32 nonrobust-only runs
-    assert jobs == {"download_medmnist": 5, "prepare": 5, "train": 5 * (32 + 2 * 32), "construct_nonrobust": 5 * 2,
-                    "select": 5 * 3, "evaluate_clean": 5 * 3, "all": 1}
+    # per dataset: 32 base runs; for each eps (4, 8) a construction, 32 nonrobust-only runs and
+    # the reduced robust grid (12 PathMNIST, 32 PneumoniaMNIST, 12 OctMNIST, 16 OrganSMNIST, 32 BreastMNIST)
+    robust = 12 + 32 + 12 + 16 + 32
+    assert jobs == {"download_medmnist": 5, "prepare": 5, "train": 5 * (32 + 2 * 32) + 2 * robust,
+                    "construct_nonrobust": 5 * 2, "select": 5 * 5, "evaluate_clean": 5 * 5, "all": 1}
     assert not (tmp_path / "resources").exists()
 
 
@@ -72,6 +74,13 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     # trained only on relabelled adversarial images, tested on clean ones with their true labels:
     # measured balanced accuracy 0.43 (chance 0.25) and AUC 0.95 (chance 0.5)
     assert nonrobust["balanced_accuracy"] > 0.33 and nonrobust["auc"] > 0.85
+
+    robust_choice = json.loads((res / "robust_eps4" / "selected.json").read_text())
+    assert robust_choice["criterion"] == "val_robust_balanced_accuracy"
+    clean, attacked = _clean_and_pgd_accuracy(res, ("base", "robust_eps4"))
+    # measured: base clean 1.00, PGD-20 0.00; robust clean 0.79, PGD-20 0.79 (shapes alone: 0.81)
+    assert attacked["robust_eps4"] > attacked["base"] + 0.4
+    assert clean["robust_eps4"] < clean["base"] - 0.05
     assert test["provenance"]["versions"]["medmnist"] == "3.0.1"
     runs = list((tmp_path / "results" / "provenance").glob("*.json"))
     assert runs and json.loads(runs[0].read_text())["config"]["datasets"]["synthetic"]["grid"] == "demo"
@@ -92,10 +101,33 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     cfg["grids"]["nonrobust"]["demo"]["lr"].append(0.05)
     assert planned(tmp_path, "--configfile", write_config(tmp_path / "c3.yaml", cfg)) == \
         {"train": 2, "select": 1, "evaluate_clean": 1, "all": 1}
+    # TRADES' beta: the robust models only
+    cfg["grids"]["nonrobust"]["demo"]["lr"].pop()
+    cfg["robust"]["beta"] = 6
+    assert planned(tmp_path, "--configfile", write_config(tmp_path / "c4.yaml", cfg)) == \
+        {"train": 1, "select": 1, "evaluate_clean": 1, "all": 1}
     # a training setting: every training job and what depends on them, not the data stage
     cfg["training"]["label_smoothing"] = 0.2
-    assert planned(tmp_path, "--configfile", write_config(tmp_path / "c4.yaml", cfg)) == \
-        {"train": 6, "select": 2, "construct_nonrobust": 1, "evaluate_clean": 2, "all": 1}
+    assert planned(tmp_path, "--configfile", write_config(tmp_path / "c5.yaml", cfg)) == \
+        {"train": 2 + 2 + 1, "select": 3, "construct_nonrobust": 1, "evaluate_clean": 3, "all": 1}
+
+
+def _clean_and_pgd_accuracy(res: Path, stages: tuple[str, ...]) -> tuple[dict, dict]:
+    """Test-set accuracy of each stage's selected model, clean and under PGD-20 at 4/255."""
+    import torch
+
+    from medrobust.attacks import PGDConfig, default_step_size, pgd
+    from medrobust.evaluate import load_model, load_split, predict
+
+    x, y = load_split(res / "data" / "prepared.npz", "test", torch.device("cpu"))
+    x = x.float() / 255
+    clean, attacked = {}, {}
+    for stage in stages:
+        model, _ = load_model(res / stage / "selected" / "model.pt", torch.device("cpu"))
+        adv = pgd(model, x, y, PGDConfig(4 / 255, 20, default_step_size(4 / 255, 20)))
+        clean[stage] = float((predict(model, x, 600, "fp32").argmax(1) == y.numpy()).mean())
+        attacked[stage] = float((predict(model, adv, 600, "fp32").argmax(1) == y.numpy()).mean())
+    return clean, attacked
 
 
 @pytest.mark.slow
@@ -112,8 +144,10 @@ def test_bring_your_own_dataset_from_a_url(tmp_path: Path, http_dir) -> None:
         "threads": {"train": 1},
         "eps": [8],
         "nonrobust": {"steps": 5, "targets": "deterministic"},
+        "robust": {"steps": 2, "val_attack_steps": 2},
         "grids": {"base": {"tiny": {"lr": [0.1], "batch_size": [50], "epochs": [2]}},
-                  "nonrobust": {"tiny": {"lr": [0.1], "batch_size": [50], "epochs": [1], "augment": [True]}}},
+                  "nonrobust": {"tiny": {"lr": [0.1], "batch_size": [50], "epochs": [1], "augment": [True]}},
+                  "robust": {"tiny": {"lr": [0.1], "batch_size": [50], "epochs": [2]}}},
     }
     snakemake(tmp_path, "--configfile", write_config(tmp_path / "byo.yaml", cfg), "--cores", "2")
     stats = json.loads((tmp_path / "results/mine/data/prepared.json").read_text())
@@ -122,6 +156,10 @@ def test_bring_your_own_dataset_from_a_url(tmp_path: Path, http_dir) -> None:
     built = json.loads((tmp_path / "results/mine/data/nonrobust_eps8.json").read_text())
     assert built["config"]["targets"] == "deterministic" and built["linf_max_255"] <= 8 + 1e-4
     assert (tmp_path / "results/mine/nonrobust_eps8/eval/clean_test.json").exists()
+    robust = json.loads((tmp_path / "results/mine/robust_eps8/selected.json").read_text())
+    assert robust["criterion"] == "val_robust_balanced_accuracy"
+    assert robust["candidates"][0]["hparams"]["eps"] == 8 / 255
+    assert (tmp_path / "results/mine/robust_eps8/eval/clean_test.json").exists()
 
     # the same file with a wrong md5: the download job fails, naming file and URL, leaving nothing
     cfg["datasets"]["mine"]["md5"] = "0" * 32
