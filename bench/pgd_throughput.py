@@ -14,31 +14,29 @@ initialised WRN-16-W of the same input shape, to time larger models (success the
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
 import torchattacks
 
+from benchlib import parser, setup, sync
 from medrobust.attacks import PGDConfig, default_step_size, pgd
 from medrobust.construct import draw_targets
-from medrobust.evaluate import load_model, load_split, pick_device, predict, resolve_precision
+from medrobust.evaluate import load_model, load_split, predict, resolve_precision
 from medrobust.models import build
 
 
 def timed(fn, device: torch.device) -> tuple[float, torch.Tensor]:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     t0 = time.perf_counter()
     out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     return time.perf_counter() - t0, out
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--model", default="results/synthetic/base/selected/model.pt")
     p.add_argument("--data", default="results/synthetic/data/prepared.npz")
     p.add_argument("--width", type=int, help="time a random WRN-16-W instead of --model")
@@ -46,12 +44,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--eps-255", type=float, default=4)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.backends.cudnn.benchmark = True
-    device = pick_device(a.device)
+    device = setup(a)
     model, ckpt = load_model(a.model, device)
     if a.width:
         model = build(**{**ckpt["model_args"], "depth": 16, "width": a.width}).to(device, memory_format=torch.channels_last).eval()

@@ -12,7 +12,6 @@ same eps, steps and step size; the two alternate `--repeats` times and medians a
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
@@ -20,9 +19,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from benchlib import parser, setup, sync
 from medrobust.attacks import default_step_size
 from medrobust.data import resize
-from medrobust.evaluate import pick_device, resolve_precision
+from medrobust.evaluate import resolve_precision
 from medrobust.synthetic import SyntheticSpec, generate_split
 from medrobust.train import Data, TrainConfig, model_args, new_run, train_step
 from medrobust.models import build
@@ -54,13 +54,9 @@ def reference_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor
     return loss.item()
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--depth", type=int, default=16)
     p.add_argument("--width", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=128)
@@ -68,12 +64,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--eps-255", type=float, default=4)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.backends.cudnn.benchmark = True
-    device = pick_device(a.device)
+    device = setup(a)
     n = a.batch_size * a.batches
     images, labels = generate_split(SyntheticSpec(n_train=n, n_val=8, n_test=8), "train")
     x = torch.from_numpy(resize(images, 32)[:, None]).to(device)

@@ -13,7 +13,6 @@ same run. Prints images/s of both and the ratio.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -24,8 +23,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
+from benchlib import parser, setup, sync
 from medrobust.data import Source, prepare
-from medrobust.evaluate import load_split, pick_device, resolve_precision
+from medrobust.evaluate import load_split, resolve_precision
 from medrobust.io import write_npz
 from medrobust.models import build
 from medrobust.synthetic import SyntheticSpec, generate
@@ -33,10 +33,6 @@ from medrobust.train import Data, TrainConfig, model_args, new_run, steps_per_ep
 
 WARMUP = 3  # batches excluded from timing (allocator, cudnn autotuning)
 
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def reference_epoch(root: Path, margs: dict, device: torch.device, batch_size: int, max_batches: int,
@@ -82,18 +78,14 @@ def our_epoch(prepared: Path, cfg: TrainConfig, device: torch.device, max_batche
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--depth", type=int, default=16)
     p.add_argument("--width", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-batches", type=int, default=10**9, help="cap on timed batches (default: a full epoch)")
     p.add_argument("--ref-workers", type=int, nargs="+", default=[0], help="DataLoader workers of the reference")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.backends.cudnn.benchmark = True
-    device = pick_device(a.device)
+    device = setup(a)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         info = medmnist.INFO["pneumoniamnist"]["n_samples"]

@@ -157,7 +157,12 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="medrobust", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+    _data_commands(sub)
+    _model_commands(sub)
+    return p
 
+
+def _data_commands(sub: Any) -> None:
     s = sub.add_parser("synthesize", help="write the planted-feature dataset (MedMNIST npz format)")
     s.add_argument("--spec", required=True, help="JSON of SyntheticSpec fields")
     s.add_argument("--size", type=int, default=64, help="image side in pixels")
@@ -185,6 +190,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--stats", required=True)
     s.set_defaults(func=cmd_prepare)
 
+
+def _model_commands(sub: Any) -> None:
     s = sub.add_parser("train", help="train one model (resumes from --state if present)")
     s.add_argument("--train-data", required=True, help="npz whose train_* arrays are trained on")
     s.add_argument("--val-data", required=True, help="npz whose val_* arrays are validated on")
@@ -225,7 +232,6 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=2)
     s.set_defaults(func=cmd_evaluate)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
