@@ -104,7 +104,7 @@ def cmd_construct(a: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from medrobust.construct import ConstructionConfig, construct, remove_parts
+    from medrobust.construct import ConstructionConfig, construct
     from medrobust.evaluate import load_model, load_split, pick_device
     from medrobust.provenance import record
 
@@ -125,7 +125,7 @@ def cmd_construct(a: argparse.Namespace) -> None:
                       "train_source_index": source,
                       "train_original_labels": y.cpu().numpy()[source]})
     write_json(a.stats, {**stats, "model": a.model, "data": a.data, "provenance": record(json.loads(a.settings))})
-    remove_parts(parts)
+    shutil.rmtree(parts, ignore_errors=True)  # the chunks are in the output now
     log.info("used %d of %d images; target hit rate %.4f; max L-inf %.3f/255", stats["n_used"], stats["n_train"],
              stats["target_hit_rate"], stats["linf_max_255"])
 

@@ -12,7 +12,6 @@ at the first unfinished chunk; the parts are deleted once the output is written.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,6 +23,7 @@ import torch
 
 from medrobust.attacks import PGDConfig, default_step_size, pgd
 from medrobust.evaluate import predict
+from medrobust.io import atomic_path
 from medrobust.train import Interrupted, as_float, derive_seed
 
 TARGET_MODES = ("random", "deterministic")
@@ -76,8 +76,8 @@ def construct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classe
         if should_stop():
             raise Interrupted(f"stopped before chunk {c}; finished chunks are kept in {parts}")
         t1 = time.perf_counter()
-        torch.save(_attack_chunk(model, x, used[start:start + chunk], targets, cfg, batch_size), path.with_suffix(".part"))
-        path.with_suffix(".part").replace(path)
+        with atomic_path(path) as tmp:
+            torch.save(_attack_chunk(model, x, used[start:start + chunk], targets, cfg, batch_size), tmp)
         attack_seconds += time.perf_counter() - t1
         attacked += len(used[start:start + chunk])
     pieces = [torch.load(parts / f"{tag}-{c:05d}.pt") for c in range(-(-len(used) // chunk))]
@@ -88,7 +88,6 @@ def construct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classe
     return adv.numpy(), targets[used].cpu().numpy(), {**stats, "source_index": used.cpu().numpy()}
 
 
-@torch.no_grad()
 def _attack_chunk(model: torch.nn.Module, x: torch.Tensor, idx: torch.Tensor, targets: torch.Tensor,
                   cfg: ConstructionConfig, batch_size: int) -> dict[str, torch.Tensor]:
     out: dict[str, list[torch.Tensor]] = {"adv": [], "hit": [], "linf": []}
@@ -96,8 +95,7 @@ def _attack_chunk(model: torch.nn.Module, x: torch.Tensor, idx: torch.Tensor, ta
         b = idx[i:i + batch_size]
         xb, tb = as_float(x[b]), targets[b]
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 4, int(b[0])))
-        with torch.enable_grad():
-            adv = pgd(model, xb, tb, cfg.pgd, targeted=True, precision=cfg.precision, generator=gen)
+        adv = pgd(model, xb, tb, cfg.pgd, targeted=True, precision=cfg.precision, generator=gen)
         pred = torch.from_numpy(predict(model, adv, batch_size, cfg.precision).argmax(1)).to(tb.device)
         out["adv"].append(adv.cpu())
         out["hit"].append((pred == tb).cpu())
@@ -121,6 +119,3 @@ def _statistics(pieces: list[dict[str, torch.Tensor]], labels: torch.Tensor, tar
         "targets_equal_labels": int((targets == labels).sum()),
     }
 
-
-def remove_parts(parts: Path) -> None:
-    shutil.rmtree(parts, ignore_errors=True)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from medrobust.attacks import PGDConfig, default_step_size, pgd
 from medrobust.evaluate import autocast, predict
+from medrobust.io import atomic_path
 from medrobust.metrics import classification_metrics
 from medrobust.models import WideResNet, build
 from medrobust.trades import trades_loss, trades_perturb
@@ -165,11 +166,10 @@ class Run:
     bad_epochs: int = 0  # epochs since the best one
 
     def save(self, path: Path, fingerprint: str) -> None:
-        tmp = path.with_name(f".{path.name}.part")
-        torch.save({"fingerprint": fingerprint, "step": self.step, "history": self.history,
-                    "totals": self.totals, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
-                    "opt": self.opt.state_dict(), "best": self.best, "bad_epochs": self.bad_epochs}, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save({"fingerprint": fingerprint, "step": self.step, "history": self.history,
+                        "totals": self.totals, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                        "opt": self.opt.state_dict(), "best": self.best, "bad_epochs": self.bad_epochs}, tmp)
 
     def load(self, path: Path, fingerprint: str) -> bool:
         """Restore from `path` if it belongs to this very run; otherwise leave everything fresh."""
