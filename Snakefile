@@ -9,6 +9,9 @@ from medrobust.config import load_schema, validate
 min_version("9.0")
 
 
+report: "workflow/report/workflow.rst"
+
+
 # config.yaml (the full study) unless a config was given (--configfile config.demo.yaml):
 # Snakemake would otherwise merge the two, and the demo would inherit the paper's datasets.
 if not config:
@@ -32,6 +35,8 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/nonrobust.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/outputs.smk"
 
 
 onstart:

@@ -6,7 +6,21 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+system_libraries() {
+    # medmnistc's corruptions call ImageMagick through Wand, which needs the MagickWand C library
+    ldconfig -p 2>/dev/null | grep -q 'libMagickWand-6' && return
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "run.sh: installing ImageMagick's MagickWand library (apt)" >&2
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends libmagickwand-6.q16-6 >/dev/null
+    else
+        echo "run.sh: ImageMagick's MagickWand library is missing; install it first:" \
+             "sudo apt-get install libmagickwand-6.q16-6 (Debian/Ubuntu)" >&2
+        exit 1
+    fi
+}
+
 setup() {
+    system_libraries
     local python=${PYTHON:-python3.11}
     command -v "$python" >/dev/null || python=python3
     "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
@@ -22,7 +36,7 @@ setup() {
         # torchattacks (tests and benchmarks only: an independent PGD to compare with) pins
         # requests~=2.25, which would break snakemake's; its real needs are all installed above.
         .venv/bin/python -m pip install --quiet --no-deps torchattacks==3.5.1
-        .venv/bin/python -c 'import torch, torchvision, medmnist, snakemake, torchattacks' \
+        .venv/bin/python -c 'import torch, torchvision, medmnist, medmnistc, pyautoattack, matplotlib, snakemake, torchattacks' \
             || { echo "run.sh: the environment does not import" >&2; exit 1; }
         echo "$want" > .venv/.installed
     fi

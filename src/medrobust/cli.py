@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medrobust.cli_outputs import add_commands
 from medrobust.config import ConfigError
 from medrobust.io import DataError, atomic_path, write_json, write_npz
 
@@ -159,6 +160,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _data_commands(sub)
     _model_commands(sub)
+    add_commands(sub)
     return p
 
 

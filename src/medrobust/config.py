@@ -84,15 +84,43 @@ def _check_cross_references(config: dict[str, Any]) -> None:
                 known = ", ".join(sorted(config["grids"][family]))
                 problems.append(f"config key datasets.{name}.{key}: no grid '{ds[key]}' under grids.{family} (known: {known})")
         problems += _source_problems(name, ds)
+    problems += _evaluation_problems(config)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+# Smallest apply_size at which the registries with stain_deposit and bubble can place their
+# marks (medrobust.corrupt.min_apply_size; a test keeps the two in step).
+MARKS_MIN_APPLY_SIZE = 52
+REGISTRIES_WITH_MARKS = ("pathmnist", "bloodmnist")
+
+
+def _evaluation_problems(config: dict[str, Any]) -> list[str]:
+    ev, problems = config["evaluation"], []
+    size = ev["corruptions"]["apply_size"]
+    for name, ds in config["datasets"].items():
+        registry = ds.get("corruptions") or (name if ds["source"] == "medmnist" else "generic")
+        if registry in REGISTRIES_WITH_MARKS and size < MARKS_MIN_APPLY_SIZE:
+            problems.append(f"config key evaluation.corruptions.apply_size: {size} px is too small for "
+                            f"{name}'s stain_deposit and bubble corruptions (at least {MARKS_MIN_APPLY_SIZE})")
+    if ev["main_eps"] not in config["eps"]:
+        problems.append(f"config key evaluation.main_eps: {ev['main_eps']} is not one of eps {config['eps']}")
+    if ev["saliency"]["dataset"] is not None and ev["saliency"]["dataset"] not in config["datasets"]:
+        problems.append(f"config key evaluation.saliency.dataset: '{ev['saliency']['dataset']}' is not a configured dataset")
+    return problems
+
+
+def saliency_dataset(config: dict[str, Any]) -> str:
+    """Fig. 1's dataset: as configured, else OrganSMNIST (the paper's), else the first one."""
+    chosen = config["evaluation"]["saliency"]["dataset"]
+    return chosen or ("organsmnist" if "organsmnist" in config["datasets"] else next(iter(config["datasets"])))
 
 
 def _source_problems(name: str, ds: dict[str, Any]) -> list[str]:
     where = f"config key datasets.{name}"
     extra = {"npz": {"path", "url", "md5", "n_classes", "n_channels", "source_image_size"},
              "synthetic": {"synthetic"}, "medmnist": set()}[ds["source"]]
-    given = set(ds) - {"source", "grid", "robust_grid"}
+    given = set(ds) - {"source", "grid", "robust_grid", "corruptions"}
     problems = [f"{where}.{k}: not used with source '{ds['source']}'" for k in sorted(given - extra)]
     if ds["source"] == "medmnist":
         import medmnist  # light import: no torch, no torchvision

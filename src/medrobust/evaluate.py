@@ -83,3 +83,31 @@ def evaluate(model_path: str | Path, data_path: str | Path, split: str, device: 
     x, y = load_split(data_path, split, device)
     probs = predict(model, x, batch_size, ckpt["hparams"]["precision"])
     return {**classification_metrics(y.cpu().numpy(), probs), "n": len(y)}
+
+
+def evaluate_corrupted(model_path: str | Path, corrupted_path: str | Path, device: torch.device,
+                       batch_size: int = 1024) -> dict[str, Any]:
+    """Metrics of a checkpoint on every corruption and severity of a corrupted test set.
+
+    The file holds `labels` (N,) and one uint8 array (S, N, H, W[, C]) per corruption, named
+    `corruption/<name>`. The average is the mean over severities, then over corruptions.
+    """
+    model, ckpt = load_model(model_path, device)
+    precision = ckpt["hparams"]["precision"]
+    with np.load(corrupted_path) as f:
+        names = sorted(k.split("/", 1)[1] for k in f.files if k.startswith("corruption/"))
+        if "labels" not in f.files or not names:
+            raise DataError(f"{corrupted_path}: not a corrupted test set (needs labels and corruption/<name> arrays)")
+        y = f["labels"].reshape(-1)
+        per: dict[str, list[dict[str, float]]] = {}
+        for name in names:
+            stack = f[f"corruption/{name}"]
+            per[name] = []
+            for images in stack:
+                x = torch.from_numpy(np.ascontiguousarray((images[..., None] if images.ndim == 3 else images)
+                                                          .transpose(0, 3, 1, 2))).to(device)
+                per[name].append(classification_metrics(y, predict(model, x, batch_size, precision)))
+    keys = ("balanced_accuracy", "auc", "accuracy")
+    by_corruption = {n: {k: float(np.mean([m[k] for m in per[n]])) for k in keys} for n in names}
+    mean = {k: float(np.mean([by_corruption[n][k] for n in names])) for k in keys}
+    return {"mean": mean, "by_corruption": by_corruption, "by_severity": per, "n": len(y)}

@@ -11,7 +11,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("medrobust", "torch", "torchvision", "numpy", "medmnist", "scikit-learn", "snakemake")
+PACKAGES = ("medrobust", "torch", "torchvision", "numpy", "medmnist", "medmnistc", "pyautoattack", "scikit-learn",
+            "matplotlib", "snakemake")
 REPO = Path(__file__).resolve().parents[2]
 
 

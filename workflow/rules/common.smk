@@ -3,7 +3,7 @@ import json
 import shlex
 from datetime import datetime, timezone
 
-from medrobust.config import grid_points, stage_eps, stages
+from medrobust.config import grid_points, saliency_dataset, stage_eps, stages
 from medrobust.io import write_json
 from medrobust.provenance import record
 
@@ -35,13 +35,17 @@ def write_provenance():
 # ---- data -------------------------------------------------------------------------------
 
 
-def n_classes(wildcards):
-    ds = DATASETS[wildcards.dataset]
+def classes_of(dataset):
+    ds = DATASETS[dataset]
     if ds["source"] == "medmnist":
         import medmnist
 
-        return len(medmnist.INFO[wildcards.dataset]["label"])
+        return len(medmnist.INFO[dataset]["label"])
     return ds["synthetic"]["n_classes"] if ds["source"] == "synthetic" else ds["n_classes"]
+
+
+def n_classes(wildcards):
+    return classes_of(wildcards.dataset)
 
 
 def n_channels(wildcards):
@@ -177,13 +181,67 @@ def grid_files(name):
     return files
 
 
+# ---- evaluation and outputs -------------------------------------------------------------
+
+
+def corruption_registry(wildcards):
+    ds = DATASETS[wildcards.dataset]
+    return ds.get("corruptions") or (wildcards.dataset if ds["source"] == "medmnist" else "generic")
+
+
+def attacked(stage):
+    """Whether AutoAttack evaluates this stage (Table 1: base and the main_eps models)."""
+    ev = config["evaluation"]
+    return stage == "base" or ev["autoattack"]["all_eps"] or stage_eps(stage) == ev["main_eps"]
+
+
+def evaluations(dataset, stage):
+    files = {kind: f"results/{dataset}/{stage}/eval/{kind}_test.json" for kind in ("clean", "corrupted")}
+    if attacked(stage):
+        files["autoattack"] = f"results/{dataset}/{stage}/eval/autoattack_test.json"
+    return files
+
+
+def summary_layout():
+    """Which evaluation files make which rows of the summary table (a param of summarize)."""
+    layout = [
+        {"dataset": d, "stage": s, "n_classes": classes_of(d), **evaluations(d, s)}
+        for d in DATASETS
+        for s in stages(config)
+    ]
+    return shlex.quote(json.dumps(layout, sort_keys=True))
+
+
+def summary_inputs(wildcards):
+    return [f for d in DATASETS for s in stages(config) for f in evaluations(d, s).values()]
+
+
+def selections():
+    return [{"dataset": d, "stage": s, "path": f"results/{d}/{s}/selected.json"} for d in DATASETS for s in stages(config)]
+
+
+def selection_layout():
+    return shlex.quote(json.dumps(selections(), sort_keys=True))
+
+
+def saliency_model(stage):
+    return f"results/{saliency_dataset(config)}/{stage}/selected/model.pt"
+
+
+FIGURES = ["fig1_saliency", "fig2_balanced_accuracy", "fig3_auc", "fig4_eps"]
+TABLES = ["table1_robustness", "table2_hyperparameters", "table_paper_comparison"]
+
+
+def eps_compared():
+    """Fig. 4's two budgets: main_eps and the largest other one (the paper: 4 and 8)."""
+    main = config["evaluation"]["main_eps"]
+    others = [e for e in config["eps"] if e != main]
+    return f"{main} {max(others)}" if others else f"{main} {main}"
+
+
 def all_targets():
-    targets = []
-    for dataset in DATASETS:
-        targets += [f"results/{dataset}/data/nonrobust_eps{e}.json" for e in config["eps"]]
-        for stage in stages(config):
-            targets += [
-                f"results/{dataset}/{stage}/selected.json",
-                f"results/{dataset}/{stage}/eval/clean_test.json",
-            ]
-    return targets
+    figures = [f"results/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    tables = [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
+    construction = [f"results/{d}/data/nonrobust_eps{e}.json" for d in DATASETS for e in config["eps"]]
+    provenance = ["results/report/provenance.csv", "results/report/config.yaml"]
+    return ["results/summary/metrics.csv", *figures, *tables, *construction, *provenance]

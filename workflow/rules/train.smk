@@ -1,5 +1,4 @@
-# Training on a stage's training set, one job per grid point; selection on validation;
-# clean test evaluation of the selected model.
+# Training on a stage's training set, one job per grid point, and selection on validation.
 
 
 rule train:
@@ -51,20 +50,3 @@ rule select:
     shell:
         "medrobust select --metrics {input.metrics} --criterion {params.criterion}"
         " --out {output.choice} --model-out {output.model} 2> {log}"
-
-
-rule evaluate_clean:
-    input:
-        model="results/{dataset}/{stage}/selected/model.pt",
-        data=prepared_npz,
-        code=code("evaluate", "metrics", "models", "io"),
-    output:
-        "results/{dataset}/{stage}/eval/clean_test.json",
-    log:
-        "logs/{dataset}/{stage}/evaluate_clean.log",
-    threads: config["threads"]["evaluate"]
-    conda:
-        ENV
-    shell:
-        "medrobust evaluate --model {input.model} --data {input.data} --split test"
-        " --threads {threads} --out {output} 2> {log}"

@@ -1,0 +1,114 @@
+"""AutoAttack (Croce & Hein, 2020) with the authors' implementation (`pyautoattack`), aware of
+the number of classes, and resumable attack by attack.
+
+The standard version runs APGD-CE, APGD-T, FAB-T and Square with 9 target classes. It is only
+defined for 10 or more classes, so the attack list follows the class count C (`attack_plan`):
+
+- C >= 4: the standard attacks, with min(9, C - 1) target classes for APGD-T and FAB-T
+  (PathMNIST, 9 classes: 8 targets; OctMNIST, 4 classes: 3 targets; OrganSMNIST: the standard 9).
+- C = 3: the targeted DLR loss needs a fourth-largest logit, so APGD-T is replaced by the
+  untargeted APGD-DLR (its loss needs three logits); FAB-T uses the 2 other classes.
+  pyautoattack's own check warns about any DLR attack below 4 classes; that warning is
+  conservative for the untargeted loss.
+- C = 2 (PneumoniaMNIST, BreastMNIST): every DLR loss is undefined; APGD-CE, FAB (untargeted:
+  with two classes the only target is the other class) and Square.
+
+The attacks run one after the other on the points still classified correctly, as
+`run_standard_evaluation` does; here each attack is a separate call so that the robust accuracy
+after every attack is recorded and an interrupted evaluation resumes after the last finished
+attack. Every attack uses the same fixed seed, as AutoAttack does.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from medrobust.io import atomic_path
+from medrobust.train import Interrupted
+
+log = logging.getLogger(__name__)
+STANDARD_TARGETS = 9
+
+
+def attack_plan(n_classes: int) -> tuple[list[str], int]:
+    """The attacks to run for `n_classes` classes, and the number of target classes."""
+    if n_classes < 2:
+        raise ValueError(f"AutoAttack needs at least 2 classes, got {n_classes}")
+    targets = min(STANDARD_TARGETS, n_classes - 1)
+    if n_classes == 2:
+        return ["apgd-ce", "fab", "square"], targets
+    if n_classes == 3:
+        return ["apgd-ce", "apgd-dlr", "fab-t", "square"], targets
+    return ["apgd-ce", "apgd-t", "fab-t", "square"], targets
+
+
+def build(model: torch.nn.Module, n_classes: int, eps: float, seed: int, device: torch.device) -> Any:
+    """pyautoattack's AutoAttack with the standard version's settings and `attack_plan`'s list."""
+    from pyautoattack import AutoAttack
+
+    attacks, targets = attack_plan(n_classes)
+    aa = AutoAttack(model, norm="Linf", eps=eps, seed=seed, device=device, version="standard")
+    aa.attacks_to_run = attacks
+    aa.apgd_targeted.n_target_classes = targets
+    aa.fab.n_target_classes = targets
+    return aa
+
+
+@dataclass
+class Progress:
+    """What has been attacked so far; saved after every attack."""
+
+    tag: str
+    x_adv: torch.Tensor
+    robust: torch.Tensor
+    done: dict[str, float] = field(default_factory=dict)  # attack -> robust accuracy after it
+
+    def save(self, path: Path) -> None:
+        with atomic_path(path) as tmp:
+            torch.save({"tag": self.tag, "x_adv": self.x_adv.cpu(), "robust": self.robust.cpu(),
+                        "done": self.done}, tmp)
+
+    @classmethod
+    def load_or_start(cls, path: Path, tag: str, x: torch.Tensor, clean_correct: torch.Tensor) -> Progress:
+        if path.exists():
+            saved = torch.load(path, map_location=x.device, weights_only=True)
+            if saved["tag"] == tag:
+                log.info("resuming AutoAttack after %s", ", ".join(saved["done"]) or "the clean pass")
+                return cls(tag, saved["x_adv"].to(x.device), saved["robust"].to(x.device), saved["done"])
+            log.warning("%s belongs to another evaluation; starting afresh", path)
+        return cls(tag, x.clone(), clean_correct.clone())
+
+
+def run(aa: Any, x: torch.Tensor, y: torch.Tensor, state: Path, tag: str, batch_size: int,
+        should_stop: Callable[[], bool] = lambda: False) -> Progress:
+    """Run `aa`'s attacks in order on the points that are still robust; resumable from `state`.
+
+    `x` holds float images in [0, 1]. Returns the adversarial images (clean where no attack
+    succeeded) and the robust accuracy after each attack. Raises Interrupted after saving
+    when `should_stop()` turns true between attacks.
+    """
+    with torch.no_grad():
+        clean_correct = torch.cat([aa.model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]
+                                   for i in range(0, len(x), batch_size)])
+    progress = Progress.load_or_start(state, tag, x, clean_correct)
+    for attack in list(aa.attacks_to_run):
+        if attack in progress.done:
+            continue
+        idx = progress.robust.nonzero().flatten()
+        if len(idx):
+            aa.attacks_to_run = [attack]
+            x_att, y_att = aa.run_standard_evaluation(x[idx], y[idx], batch_size=batch_size)
+            flipped = y_att.to(y.device) != y[idx]
+            progress.x_adv[idx[flipped]] = x_att[flipped].to(x.device)
+            progress.robust[idx[flipped]] = False
+        progress.done[attack] = progress.robust.float().mean().item()
+        log.info("robust accuracy after %s: %.4f", attack, progress.done[attack])
+        progress.save(state)
+        if should_stop():
+            raise Interrupted(f"stopped after {attack}; state saved in {state}")
+    return progress
