@@ -48,7 +48,9 @@ case "${1:-}" in
         shift
         setup
         snakemake --configfile config.demo.yaml --cores "${CORES:-2}" "$@"
-        echo "run.sh: demo done; results are under results/ (e.g. results/synthetic/base/eval/clean_test.json)"
+        snakemake --configfile config.demo.yaml --report results/report.html >/dev/null 2>&1 \
+            || { echo "run.sh: the HTML report could not be written" >&2; exit 1; }
+        echo "run.sh: demo done: results/figures, results/tables and the report results/report.html"
         ;;
     test)
         shift

@@ -19,6 +19,9 @@ def full() -> dict:
 def test_shipped_configs_are_valid() -> None:
     full = load(REPO / "config.yaml")
     demo = load(REPO / "config.demo.yaml")
+    quick = load(REPO / "config.quick.yaml")
+    assert set(quick["datasets"]) == set(full["datasets"])
+    assert all(len(grid_points(quick, d, s)) == 1 for d in quick["datasets"] for s in ("base", "nonrobust_eps4", "robust_eps8"))
     assert set(full["datasets"]) == {"pathmnist", "pneumoniamnist", "octmnist", "organsmnist", "breastmnist"}
     assert full["model"] == {"depth": 16, "width": 8, "activation": "swish"}
     assert len(grid_points(full, "pathmnist", "base")) == 32  # Appendix B: 32 runs per dataset
@@ -50,6 +53,12 @@ def test_unknown_keys_are_rejected_by_name(full: dict, edit, key: str) -> None:
     (lambda c: c["datasets"].update(notmnist={"source": "medmnist", "grid": "small"}), "datasets.notmnist", "not a MedMNIST dataset"),
     (lambda c: c["datasets"].update(mine={"source": "npz", "grid": "small", "path": "x.npz"}), "datasets.mine.n_classes", "required"),
     (lambda c: c["datasets"]["pathmnist"].update(path="x.npz"), "datasets.pathmnist.path", "not used with source 'medmnist'"),
+    (lambda c: c.update(evaluation={"corruptions": {"apply_size": 32}}), "evaluation.corruptions.apply_size",
+     "too small for pathmnist's stain_deposit"),
+    (lambda c: c.update(evaluation={"main_eps": 2}), "evaluation.main_eps", "is not one of eps"),
+    (lambda c: c.update(evaluation={"saliency": {"dataset": "chestmnist"}}), "evaluation.saliency.dataset", "not a configured"),
+    (lambda c: c["datasets"]["octmnist"].update(corruptions="ctmnist"), "datasets.octmnist.corruptions", "is not one of"),
+    (lambda c: c.update(compute={"gpus_per_job": -1}), "compute.gpus_per_job", "less than the minimum"),
 ])
 def test_bad_values_are_rejected_by_name(full: dict, edit, key: str, words: str) -> None:
     edit(full)

@@ -3,6 +3,7 @@ incremental re-runs, and a bring-your-own dataset downloaded over HTTP."""
 
 import hashlib
 import json
+import shutil
 import re
 import subprocess
 import sys
@@ -11,23 +12,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medrobust.io import write_npz
+from medrobust.io import write_json, write_npz
 from medrobust.synthetic import SyntheticSpec, generate
 
 from conftest import REPO, env_with_venv
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+def snakemake(workdir: Path, *args: str, check: bool = True, repo: Path = REPO) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), *args]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env_with_venv(), timeout=1200)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     return done
 
 
-def planned(workdir: Path, *args: str) -> dict[str, int]:
+def planned(workdir: Path, *args: str, repo: Path = REPO) -> dict[str, int]:
     """Jobs a dry run would execute, by rule."""
-    out = snakemake(workdir, "-n", *args).stdout
+    out = snakemake(workdir, "-n", *args, repo=repo).stdout
     if "Nothing to be done" in out:
         return {}
     table = out[out.index("Job stats:"):]
@@ -50,84 +51,102 @@ def test_full_study_dag_without_network(tmp_path: Path) -> None:
     # the reduced robust grid (12 PathMNIST, 32 PneumoniaMNIST, 12 OctMNIST, 16 OrganSMNIST, 32 BreastMNIST)
     robust = 12 + 32 + 12 + 16 + 32
     assert jobs == {"download_medmnist": 5, "prepare": 5, "train": 5 * (32 + 2 * 32) + 2 * robust,
-                    "construct_nonrobust": 5 * 2, "select": 5 * 5, "evaluate_clean": 5 * 5, "all": 1}
+                    "construct_nonrobust": 5 * 2, "select": 5 * 5, "evaluate_clean": 5 * 5,
+                    "corrupt_test": 5, "evaluate_corrupted": 5 * 5, "autoattack": 5 * 3,  # base and eps 4
+                    "summarize": 1, "figure_saliency": 1, "figure_bars": 2, "figure_eps": 1,
+                    "table_results": 2, "table_hyperparameters": 1, "provenance": 1, "all": 1}
     assert not (tmp_path / "resources").exists()
+
+
+# what every change to a trained model re-runs downstream, besides its own jobs
+OUTPUTS = {"summarize": 1, "figure_bars": 2, "figure_eps": 1, "table_results": 2, "table_hyperparameters": 1,
+           "provenance": 1, "all": 1}
 
 
 @pytest.mark.slow
 def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
-    demo = str(REPO / "config.demo.yaml")
-    snakemake(tmp_path, "--configfile", demo, "--cores", "2")
+    """The first README command's study: every figure and table, the paper's claims on the
+    synthetic data, then what a change re-runs (dry runs)."""
+    # the workflow runs from a copy of its files, so that the test can edit code (the package
+    # that runs is the installed one; the copied modules are the jobs' code inputs)
+    repo = tmp_path / "repo"
+    for part in ("Snakefile", "workflow", "src", "config.demo.yaml"):
+        copy = shutil.copytree if (REPO / part).is_dir() else shutil.copy2
+        copy(REPO / part, repo / part, **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree else {}))
+    demo = str(repo / "config.demo.yaml")
+    work = tmp_path / "work"
+    snakemake(work, "--configfile", demo, "--cores", "2", repo=repo)
+    tmp_path = work
     res = tmp_path / "results" / "synthetic"
+    for name in ("fig1_saliency", "fig2_balanced_accuracy", "fig3_auc", "fig4_eps"):
+        assert (tmp_path / f"results/figures/{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / f"results/figures/{name}.pdf").read_bytes()[:4] == b"%PDF"
+    for name in ("table1_robustness", "table2_hyperparameters", "table_paper_comparison"):
+        assert all((tmp_path / f"results/tables/{name}.{ext}").stat().st_size for ext in ("csv", "md", "tex"))
+    snakemake(tmp_path, "--configfile", demo, "--report", "report.html", repo=repo)
+    assert "fig2_balanced_accuracy.png" in (tmp_path / "report.html").read_text()
+
     choice = json.loads((res / "base" / "selected.json").read_text())
     vals = {c["variant"]: c["val"]["val_balanced_accuracy"] for c in choice["candidates"]}
     assert set(vals) == {"lr0.1_bs64_ep10_aug0", "lr0.05_bs64_ep10_aug0"}
     assert vals[choice["selected"]] == max(vals.values())
-    test = json.loads((res / "base" / "eval" / "clean_test.json").read_text())
-    assert test["metrics"]["n"] == 600
-    assert test["metrics"]["balanced_accuracy"] > 0.9  # chance is 0.25; measured 1.00 (shapes alone: 0.81)
+    for eps in (4, 8):
+        built = json.loads((res / "data" / f"nonrobust_eps{eps}.json").read_text())
+        assert built["target_hit_rate"] > 0.95 and built["linf_max_255"] <= eps + 1e-4
+        assert built["targets_equal_labels"] == 0
 
-    built = json.loads((res / "data" / "nonrobust_eps4.json").read_text())
-    assert built["target_hit_rate"] > 0.95 and built["linf_max_255"] <= 4 + 1e-4  # measured 1.00 and 4.00001
-    assert built["n_used"] == 3000 * built["fraction_used"] and built["targets_equal_labels"] == 0
-    nonrobust = json.loads((res / "nonrobust_eps4" / "eval" / "clean_test.json").read_text())["metrics"]
-    # trained only on relabelled adversarial images, tested on clean ones with their true labels:
-    # measured balanced accuracy 0.43 (chance 0.25) and AUC 0.95 (chance 0.5)
-    assert nonrobust["balanced_accuracy"] > 0.33 and nonrobust["auc"] > 0.85
-
-    robust_choice = json.loads((res / "robust_eps4" / "selected.json").read_text())
-    assert robust_choice["criterion"] == "val_robust_balanced_accuracy"
-    clean, attacked = _clean_and_pgd_accuracy(res, ("base", "robust_eps4"))
-    # measured: base clean 1.00, PGD-20 0.00; robust clean 0.79, PGD-20 0.79 (shapes alone: 0.81)
-    assert attacked["robust_eps4"] > attacked["base"] + 0.4
-    assert clean["robust_eps4"] < clean["base"] - 0.05
-    assert test["provenance"]["versions"]["medmnist"] == "3.0.1"
+    m = _summary(tmp_path / "results/summary/metrics.csv")
+    # the paper's claims, on data with a planted nonrobust texture and a robust shape cue (chance 0.25)
+    assert m["nonrobust", 4, "clean"] > 0.35  # useful nonrobust features: well above chance
+    assert m["base", None, "clean"] > max(m["robust", 4, "clean"], m["nonrobust", 4, "clean"])  # base best in-distribution
+    assert m["robust", 4, "corrupted"] > m["base", None, "corrupted"]  # robust best under corruption
+    assert m["base", None, "autoattack"] < 0.05 and m["nonrobust", 4, "autoattack"] < 0.05
+    assert m["robust", 4, "autoattack"] > 0.5
+    attack = json.loads((res / "robust_eps4" / "eval" / "autoattack_test.json").read_text())
+    assert attack["attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"] and attack["n_target_classes"] == 3
+    assert attack["linf_max_255"] <= 4 + 1e-4 and attack["metrics"]["n"] == 100
+    assert not list(tmp_path.rglob("state.pt")) and not list(tmp_path.rglob("autoattack_state.pt"))
     runs = list((tmp_path / "results" / "provenance").glob("*.json"))
     assert runs and json.loads(runs[0].read_text())["config"]["datasets"]["synthetic"]["grid"] == "demo"
-    assert not list(res.rglob("state.pt"))
+
+    def dry(cfg: dict, name: str) -> dict[str, int]:
+        return planned(tmp_path, "--configfile", write_config(tmp_path / name, cfg), repo=repo)
 
     # nothing changed: nothing to do
-    assert planned(tmp_path, "--configfile", demo) == {}
     cfg = yaml.safe_load(open(demo))
+    assert dry(cfg, "c0.yaml") == {}
     # a setting that does not change results re-runs nothing
     cfg["training"]["checkpoint_every"] = 3
-    assert planned(tmp_path, "--configfile", write_config(tmp_path / "c1.yaml", cfg)) == {}
-    # a construction setting: the nonrobust set and its models, not the base models
-    cfg["nonrobust"]["steps"] = 50
-    assert planned(tmp_path, "--configfile", write_config(tmp_path / "c2.yaml", cfg)) == \
-        {"construct_nonrobust": 1, "train": 2, "select": 1, "evaluate_clean": 1, "all": 1}
-    # one more value in the nonrobust grid: only its job, then selection and evaluation
-    cfg["nonrobust"]["steps"] = 100
-    cfg["grids"]["nonrobust"]["demo"]["lr"].append(0.05)
-    assert planned(tmp_path, "--configfile", write_config(tmp_path / "c3.yaml", cfg)) == \
-        {"train": 2, "select": 1, "evaluate_clean": 1, "all": 1}
-    # TRADES' beta: the robust models only
-    cfg["grids"]["nonrobust"]["demo"]["lr"].pop()
+    assert dry(cfg, "c1.yaml") == {}
+    # editing a figure's code: the figure jobs only
+    figures = repo / "src" / "medrobust" / "figures.py"
+    original = figures.read_text()
+    figures.write_text(original + "\n# an edit\n")
+    assert dry(cfg, "c1.yaml") == {"figure_bars": 2, "figure_eps": 1, "figure_saliency": 1, "all": 1}
+    figures.write_text(original)
+    # TRADES' beta: the robust models (eps 4 and 8) and what depends on them
     cfg["robust"]["beta"] = 6
-    assert planned(tmp_path, "--configfile", write_config(tmp_path / "c4.yaml", cfg)) == \
-        {"train": 1, "select": 1, "evaluate_clean": 1, "all": 1}
-    # a training setting: every training job and what depends on them, not the data stage
-    cfg["training"]["label_smoothing"] = 0.2
-    assert planned(tmp_path, "--configfile", write_config(tmp_path / "c5.yaml", cfg)) == \
-        {"train": 2 + 2 + 1, "select": 3, "construct_nonrobust": 1, "evaluate_clean": 3, "all": 1}
+    assert dry(cfg, "c2.yaml") == \
+        {"train": 2, "select": 2, "evaluate_clean": 2, "evaluate_corrupted": 2, "autoattack": 1,
+         "figure_saliency": 1, **OUTPUTS}
+    # a construction setting: the nonrobust sets and their models, not the base or robust models
+    cfg["robust"]["beta"] = 5
+    cfg["nonrobust"]["steps"] = 50
+    assert dry(cfg, "c3.yaml") == \
+        {"construct_nonrobust": 2, "train": 4, "select": 2, "evaluate_clean": 2, "evaluate_corrupted": 2,
+         "autoattack": 1, **OUTPUTS}
+    # the corruptions' resolution: the corrupted test set and its evaluations only
+    cfg["nonrobust"]["steps"] = 20
+    cfg["evaluation"]["corruptions"] = {"apply_size": 96}
+    assert dry(cfg, "c4.yaml") == \
+        {"corrupt_test": 1, "evaluate_corrupted": 5,
+         **{k: v for k, v in OUTPUTS.items() if k != "table_hyperparameters"}}
 
 
-def _clean_and_pgd_accuracy(res: Path, stages: tuple[str, ...]) -> tuple[dict, dict]:
-    """Test-set accuracy of each stage's selected model, clean and under PGD-20 at 4/255."""
-    import torch
+def _summary(path: Path) -> dict:
+    from medrobust.tables import read_summary
 
-    from medrobust.attacks import PGDConfig, default_step_size, pgd
-    from medrobust.evaluate import load_model, load_split, predict
-
-    x, y = load_split(res / "data" / "prepared.npz", "test", torch.device("cpu"))
-    x = x.float() / 255
-    clean, attacked = {}, {}
-    for stage in stages:
-        model, _ = load_model(res / stage / "selected" / "model.pt", torch.device("cpu"))
-        adv = pgd(model, x, y, PGDConfig(4 / 255, 20, default_step_size(4 / 255, 20)))
-        clean[stage] = float((predict(model, x, 600, "fp32").argmax(1) == y.numpy()).mean())
-        attacked[stage] = float((predict(model, adv, 600, "fp32").argmax(1) == y.numpy()).mean())
-    return clean, attacked
+    return {(r.model, r.eps, r.condition): r.value for r in read_summary(path) if r.metric == "balanced_accuracy"}
 
 
 @pytest.mark.slow
@@ -143,6 +162,7 @@ def test_bring_your_own_dataset_from_a_url(tmp_path: Path, http_dir) -> None:
         "training": {"precision": "fp32"},
         "threads": {"train": 1},
         "eps": [8],
+        "evaluation": {"main_eps": 8, "autoattack": {"n_images": 10}},
         "nonrobust": {"steps": 5, "targets": "deterministic"},
         "robust": {"steps": 2, "val_attack_steps": 2},
         "grids": {"base": {"tiny": {"lr": [0.1], "batch_size": [50], "epochs": [2]}},
@@ -160,6 +180,11 @@ def test_bring_your_own_dataset_from_a_url(tmp_path: Path, http_dir) -> None:
     assert robust["criterion"] == "val_robust_balanced_accuracy"
     assert robust["candidates"][0]["hparams"]["eps"] == 8 / 255
     assert (tmp_path / "results/mine/robust_eps8/eval/clean_test.json").exists()
+    corrupted = json.loads((tmp_path / "results/mine/data/corrupted_test.json").read_text())
+    assert corrupted["registry"] == "generic" and len(corrupted["corruptions"]) == 13  # RGB, 3 classes
+    attack = json.loads((tmp_path / "results/mine/robust_eps8/eval/autoattack_test.json").read_text())
+    assert attack["attacks"] == ["apgd-ce", "apgd-dlr", "fab-t", "square"] and attack["metrics"]["n"] == 10
+    assert (tmp_path / "results/figures/fig4_eps.png").exists()  # one eps: Fig. 4 shows it alone
 
     # the same file with a wrong md5: the download job fails, naming file and URL, leaving nothing
     cfg["datasets"]["mine"]["md5"] = "0" * 32
@@ -168,3 +193,38 @@ def test_bring_your_own_dataset_from_a_url(tmp_path: Path, http_dir) -> None:
     log = (tmp_path / "logs/mine/data/download.log").read_text()
     assert done.returncode != 0 and f"mine.npz from {base}/mine.npz failed (md5 mismatch" in log
     assert not (tmp_path / "resources/npz/mine.npz").exists()
+
+
+def test_figure_and_table_rules_from_a_fixture_metrics_table(tmp_path: Path) -> None:
+    """The figure and table rules alone (--allowed-rules), on a hand-written summary table and
+    selection files: every declared output appears, and the tables carry the fixture's numbers."""
+    from medrobust.tables import Row, write_summary
+
+    stages = ["base", "nonrobust_eps4", "robust_eps4", "nonrobust_eps8", "robust_eps8"]
+    rows = []
+    for ds, n in (("pathmnist", 9), ("breastmnist", 2)):
+        for stage in stages:
+            model, eps = ("base", None) if stage == "base" else (stage.split("_eps")[0], int(stage.split("_eps")[1]))
+            for cond, metric, value in (("clean", "balanced_accuracy", 0.8855), ("clean", "auc", 0.97),
+                                        ("corrupted", "balanced_accuracy", 0.2489), ("autoattack", "balanced_accuracy", 0.0)):
+                if cond != "autoattack" or eps in (None, 4):
+                    rows.append(Row(ds, model, eps, cond, metric, value, n))
+            variant = "lr0.1_bs128_ep60_aug0"
+            write_json(tmp_path / f"results/{ds}/{stage}/selected.json", {
+                "selected": variant, "criterion": "val_balanced_accuracy",
+                "candidates": [{"variant": variant, "val": {"val_balanced_accuracy": 0.9},
+                                "hparams": {"lr": 0.1, "batch_size": 128, "epochs": 60, "augment": False}}]})
+    write_summary(rows, tmp_path / "results/summary/metrics.csv")
+    cfg = {"datasets": {"pathmnist": {"source": "medmnist", "grid": "g"}, "breastmnist": {"source": "medmnist", "grid": "g"}},
+           "grids": {f: {"g": {"lr": [0.1], "batch_size": [128], "epochs": [60]}} for f in ("base", "nonrobust", "robust")}}
+    figures = [f"results/figures/{f}.{e}" for f in ("fig2_balanced_accuracy", "fig3_auc", "fig4_eps") for e in ("png", "pdf")]
+    tables = [f"results/tables/{t}.{e}" for t in ("table1_robustness", "table2_hyperparameters", "table_paper_comparison")
+              for e in ("csv", "md", "tex")]
+    snakemake(tmp_path, "--configfile", write_config(tmp_path / "c.yaml", cfg), "--cores", "2", "--allowed-rules",
+              "figure_bars", "figure_eps", "table_results", "table_hyperparameters", "--", *figures, *tables)
+    for f in figures + tables:
+        assert (tmp_path / f).stat().st_size > 0, f
+    paper = (tmp_path / "results/tables/table_paper_comparison.md").read_text()
+    assert "| PathMNIST | All features | In-distribution | 88.55 | 88.55 | +0.00 |" in paper
+    assert "| PathMNIST | Robust features | In-distribution | 76.08 | 88.55 | +12.47 |" in paper
+    assert "BreastMNIST" in (tmp_path / "results/tables/table2_hyperparameters.md").read_text()

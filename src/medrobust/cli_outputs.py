@@ -165,6 +165,14 @@ def _flat(rec: dict[str, Any]) -> dict[str, Any]:
             "host": rec.get("host"), **versions}
 
 
+def cmd_estimate(a: argparse.Namespace) -> None:
+    from medrobust.config import load
+    from medrobust.estimate import render, study
+
+    config = load(a.config)
+    print(render(study(config), config))
+
+
 def add_commands(sub: Any) -> None:
     _evaluation_commands(sub)
     _output_commands(sub)
@@ -241,6 +249,10 @@ def _output_commands(sub: Any) -> None:
     s.add_argument("--out-png", required=True)
     s.add_argument("--out-pdf", required=True)
     s.set_defaults(func=cmd_figure)
+
+    s = sub.add_parser("estimate", help="jobs and GPU-hours per stage of a configured study (submits nothing)")
+    s.add_argument("config", help="a config file, e.g. config.yaml or config.quick.yaml")
+    s.set_defaults(func=cmd_estimate)
 
     s = sub.add_parser("provenance", help="who made each result: commit, versions, time (for the report)")
     s.add_argument("--files", nargs="+", required=True, help="result JSON files with a provenance block")

@@ -245,3 +245,34 @@ def all_targets():
     construction = [f"results/{d}/data/nonrobust_eps{e}.json" for d in DATASETS for e in config["eps"]]
     provenance = ["results/report/provenance.csv", "results/report/config.yaml"]
     return ["results/summary/metrics.csv", *figures, *tables, *construction, *provenance]
+
+
+# ---- cluster resources (snakemake --profile slurm); a local run ignores them -----------------
+
+GPUS = config["compute"]["gpus_per_job"]
+
+
+def mem_mb(wildcards):
+    """Memory of a job on this dataset: a base plus a share proportional to its size."""
+    from medrobust.estimate import dataset_sizes
+
+    z, c = dataset_sizes(config, wildcards.dataset), config["compute"]
+    channels = n_channels(wildcards)
+    megabytes = (z.n_train + z.n_val + z.n_test) * source_size(wildcards) ** 2 * channels / 1e6
+    return int(c["mem_mb"] + c["mem_per_dataset_mb"] * megabytes)
+
+
+def runtime(kind):
+    """Wall time (min) of a job: its estimated GPU time times the safety factor (medrobust.estimate)."""
+    from medrobust import estimate
+
+    def minutes(wildcards):
+        if kind == "train":
+            seconds = estimate.train_seconds(config, wildcards.dataset, wildcards.stage, wildcards.variant)
+        elif kind == "construct":
+            seconds = estimate.construct_seconds(config, wildcards.dataset)
+        else:
+            seconds = estimate.evaluate_seconds(config, wildcards.dataset, kind)
+        return estimate.runtime_minutes(config, seconds)
+
+    return minutes

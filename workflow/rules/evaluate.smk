@@ -22,6 +22,8 @@ rule corrupt_test:
         "logs/{dataset}/data/corrupt_test.log",
     benchmark:
         "benchmarks/{dataset}/data/corrupt_test.tsv"
+    resources:
+        mem_mb=mem_mb,
     conda:
         ENV
     shell:
@@ -41,6 +43,10 @@ rule evaluate_clean:
     log:
         "logs/{dataset}/{stage}/evaluate_clean.log",
     threads: config["threads"]["evaluate"]
+    resources:
+        gpu=GPUS,
+        mem_mb=mem_mb,
+        runtime=runtime("clean"),
     conda:
         ENV
     shell:
@@ -60,6 +66,10 @@ rule evaluate_corrupted:
     benchmark:
         "benchmarks/{dataset}/{stage}/evaluate_corrupted.tsv"
     threads: config["threads"]["evaluate"]
+    resources:
+        gpu=GPUS,
+        mem_mb=mem_mb,
+        runtime=runtime("corrupted"),
     conda:
         ENV
     shell:
@@ -86,6 +96,9 @@ rule autoattack:
         "benchmarks/{dataset}/{stage}/autoattack.tsv"
     threads: config["threads"]["evaluate"]
     resources:
+        gpu=GPUS,
+        mem_mb=mem_mb,
+        runtime=runtime("autoattack"),
         batch_size=config["evaluation"]["autoattack"]["batch_size"],
     conda:
         ENV

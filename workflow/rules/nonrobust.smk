@@ -18,6 +18,9 @@ rule construct_nonrobust:
         "benchmarks/{dataset}/data/nonrobust_eps{eps}.tsv"
     threads: config["threads"]["construct"]
     resources:
+        gpu=GPUS,
+        mem_mb=mem_mb,
+        runtime=runtime("construct"),
         batch_size=config["nonrobust"]["batch_size"],
     conda:
         ENV

@@ -20,6 +20,9 @@ rule train:
         "benchmarks/{dataset}/{stage}/{variant}/train.tsv"
     threads: config["threads"]["train"]
     resources:
+        gpu=GPUS,
+        mem_mb=mem_mb,
+        runtime=runtime("train"),
         # settings that do not change results: as resources, so changing them re-runs nothing
         checkpoint_every=config["training"]["checkpoint_every"],
         eval_batch_size=config["training"]["eval_batch_size"],

@@ -1,0 +1,123 @@
+"""What a configured study costs before anything is submitted: jobs and GPU-hours per stage,
+from the grid and the dataset sizes, at the throughputs under `compute` in the config (images
+per second of one GPU; measure them on your GPU with bench/train_throughput.py and
+bench/pgd_throughput.py). The same model sets each cluster job's runtime request.
+
+Work counted per job, in images through the network (one step = forward + backward):
+- standard training: epochs x (train steps + val forwards);
+- TRADES: epochs x (train x (attack steps + 2) steps + attacked val images x val steps);
+- construction: train images x PGD steps;
+- clean / corrupted evaluation: test forwards (x corruptions x 5 severities);
+- AutoAttack, worst case (no point flips): per image 100 APGD-CE steps, 100 per target for
+  APGD-T and for FAB-T (twice: FAB needs two gradients), and 5000 Square forwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from medrobust.config import grid_points, stage_eps, stages
+
+SEVERITIES = 5
+# medmnistc registry sizes (medrobust.corrupt.corruption_names; a test keeps them in step)
+N_CORRUPTIONS = {"pathmnist": 11, "bloodmnist": 11, "dermamnist": 15, "retinamnist": 8, "tissuemnist": 8,
+                 "octmnist": 6, "breastmnist": 7, "chestmnist": 13, "pneumoniamnist": 13, "organamnist": 13,
+                 "organcmnist": 13, "organsmnist": 13, "generic": 13}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    n_train: int
+    n_val: int
+    n_test: int
+    n_classes: int
+
+
+def dataset_sizes(config: dict[str, Any], name: str) -> Sizes:
+    """Split sizes and classes of a configured dataset, without reading it where possible."""
+    ds = config["datasets"][name]
+    if ds["source"] == "medmnist":
+        import medmnist
+
+        info = medmnist.INFO[name]
+        n = info["n_samples"]
+        return Sizes(n["train"], n["val"], n["test"], len(info["label"]))
+    if ds["source"] == "synthetic":
+        s = ds["synthetic"]
+        return Sizes(s["n_train"], s["n_val"], s["n_test"], s["n_classes"])
+    if "path" in ds:
+        import numpy as np
+
+        with np.load(ds["path"]) as f:
+            return Sizes(*(len(f[f"{s}_labels"]) for s in ("train", "val", "test")), ds["n_classes"])
+    return Sizes(10_000, 1_000, 1_000, ds["n_classes"])  # a file still to download: a stated guess
+
+
+def registry(config: dict[str, Any], name: str) -> str:
+    ds = config["datasets"][name]
+    return ds.get("corruptions") or (name if ds["source"] == "medmnist" else "generic")
+
+
+def train_seconds(config: dict[str, Any], name: str, stage: str, variant: str) -> float:
+    c, z = config["compute"], dataset_sizes(config, name)
+    p = grid_points(config, name, stage)[variant]
+    if stage.startswith("robust"):
+        r = config["robust"]
+        val = r["val_max_images"] or z.n_val
+        steps = p.epochs * (z.n_train * (r["steps"] + 2) + val * (r["val_attack_steps"] + 1))
+        return steps / c["train_images_per_second"]
+    return p.epochs * (z.n_train / c["train_images_per_second"] + z.n_val / c["forward_images_per_second"])
+
+
+def construct_seconds(config: dict[str, Any], name: str) -> float:
+    return dataset_sizes(config, name).n_train * config["nonrobust"]["steps"] / config["compute"]["train_images_per_second"]
+
+
+def evaluate_seconds(config: dict[str, Any], name: str, kind: str) -> float:
+    c, z = config["compute"], dataset_sizes(config, name)
+    if kind == "clean":
+        return z.n_test / c["forward_images_per_second"]
+    if kind == "corrupted":
+        return z.n_test * N_CORRUPTIONS[registry(config, name)] * SEVERITIES / c["forward_images_per_second"]
+    aa = config["evaluation"]["autoattack"]
+    n = min(aa["n_images"] or z.n_test, z.n_test)
+    targets = min(9, z.n_classes - 1)
+    steps = 100 + 100 * targets + 2 * 100 * targets
+    return n * (steps / c["train_images_per_second"] + 5000 / c["forward_images_per_second"])
+
+
+def study(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per dataset and stage: jobs and GPU-hours of training, construction, evaluation."""
+    rows = []
+    for name in config["datasets"]:
+        for stage in stages(config):
+            variants = grid_points(config, name, stage)
+            train = sum(train_seconds(config, name, stage, v) for v in variants)
+            jobs, seconds = len(variants) + 2, train + evaluate_seconds(config, name, "clean") + \
+                evaluate_seconds(config, name, "corrupted")
+            if stage.startswith("nonrobust"):
+                jobs, seconds = jobs + 1, seconds + construct_seconds(config, name)
+            if stage == "base" or config["evaluation"]["autoattack"]["all_eps"] or \
+                    stage_eps(stage) == config["evaluation"]["main_eps"]:
+                jobs, seconds = jobs + 1, seconds + evaluate_seconds(config, name, "autoattack")
+            rows.append({"dataset": name, "stage": stage, "gpu_jobs": jobs, "gpu_hours": seconds / 3600})
+    return rows
+
+
+def runtime_minutes(config: dict[str, Any], seconds: float) -> int:
+    """A job's wall-time request: the estimate times the safety factor, at least the minimum."""
+    c = config["compute"]
+    return max(c["min_runtime_minutes"], int(seconds * c["runtime_safety_factor"] / 60) + 1)
+
+
+def render(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
+    c = config["compute"]
+    lines = [f"{'dataset':<16}{'stage':<18}{'GPU jobs':>9}{'GPU-hours':>11}"]
+    lines += [f"{r['dataset']:<16}{r['stage']:<18}{r['gpu_jobs']:>9}{r['gpu_hours']:>11.2f}" for r in rows]
+    total_jobs, total_hours = sum(r["gpu_jobs"] for r in rows), sum(r["gpu_hours"] for r in rows)
+    lines.append(f"{'total':<34}{total_jobs:>9}{total_hours:>11.2f}")
+    lines.append(f"(at {c['train_images_per_second']:g} training and {c['forward_images_per_second']:g} forward "
+                 "images/s per GPU: config key compute; plus a few CPU jobs per dataset: download, prepare, "
+                 "corruptions, selection, figures and tables)")
+    return "\n".join(lines)

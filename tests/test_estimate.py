@@ -1,0 +1,56 @@
+"""The compute estimate agrees with the real DAG, and the constants it shares with other modules
+agree with their sources (medmnistc's registry)."""
+
+from pathlib import Path
+
+import pytest
+
+from medrobust import config as cfg_mod
+from medrobust import corrupt, estimate
+from medrobust.cli import main
+
+from test_workflow import planned
+
+GPU_RULES = ("train", "construct_nonrobust", "evaluate_clean", "evaluate_corrupted", "autoattack")
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "config.quick.yaml"])
+def test_estimated_jobs_are_the_dags_gpu_jobs(name: str, tmp_path: Path) -> None:
+    from conftest import REPO
+
+    jobs = planned(tmp_path, "--configfile", str(REPO / name))
+    rows = estimate.study(cfg_mod.load(REPO / name))
+    assert sum(r["gpu_jobs"] for r in rows) == sum(jobs.get(rule, 0) for rule in GPU_RULES)
+    assert all(r["gpu_hours"] > 0 for r in rows)
+
+
+def test_estimate_scales_with_the_grid_and_the_epochs() -> None:
+    from conftest import REPO
+
+    config = cfg_mod.load(REPO / "config.quick.yaml")
+    before = {(r["dataset"], r["stage"]): r["gpu_hours"] for r in estimate.study(config)}
+    config["grids"]["base"]["small"]["epochs"] = [120]  # twice the epochs of the small datasets' base models
+    after = {(r["dataset"], r["stage"]): r["gpu_hours"] for r in estimate.study(config)}
+    grew = {k for k in before if after[k] != before[k]}
+    assert grew == {("pneumoniamnist", "base"), ("breastmnist", "base")}
+    config["compute"]["train_images_per_second"] *= 2
+    assert sum(r["gpu_hours"] for r in estimate.study(config)) < sum(after.values())
+
+
+def test_estimate_command_prints_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import REPO
+
+    assert main(["estimate", str(REPO / "config.quick.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["dataset", "stage", "GPU", "jobs", "GPU-hours"]
+    assert "pathmnist" in out and out.count("\n") > 25
+
+
+def test_shared_constants_agree_with_medmnistc() -> None:
+    for key, n in estimate.N_CORRUPTIONS.items():
+        assert len(corrupt.corruption_names(key)) == n, key
+    sizes = {key: max(corrupt.min_apply_size(key, name, s) for name in corrupt.corruption_names(key)
+                      for s in corrupt.SEVERITIES)
+             for key in estimate.N_CORRUPTIONS}
+    assert {k for k, v in sizes.items() if v > 32} == set(cfg_mod.REGISTRIES_WITH_MARKS)
+    assert max(sizes.values()) == cfg_mod.MARKS_MIN_APPLY_SIZE

@@ -1,0 +1,194 @@
+"""`snakemake --profile slurm` against a real single-node SLURM cluster on localhost
+(tests/slurm_cluster.py): every job goes through sbatch, GPU jobs get the fake GPU, the
+profile's environment overrides reach sbatch, and the results equal a local run's."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, env_with_venv
+from slurm_cluster import ACCOUNT, GPU_TYPE, PARTITIONS, local_slurm, sacct, slurm_installed
+
+# Fixed, so that a run finds (and stops) the daemons of an earlier run that was killed.
+CLUSTER_DIR = Path(tempfile.gettempdir()) / "medrobust-slurm"
+TARGETS = ["results/synthetic/base/eval/clean_test.json", "results/synthetic/data/nonrobust_eps4.npz"]
+# The profile's GPU rules (they get MEDROBUST_GPU_MODEL). Until the rules declare a `gpu`
+# resource themselves, the test asks for one GPU for each of them on the command line.
+GPU_RULES = ast.literal_eval(re.search(r"GPU_RULES = (\[.*?\])", (REPO / "slurm/config.yaml").read_text())[1])
+# --verbose logs each sbatch call. Poll within seconds, not the profile's 30 s+; the 10 attempts stay 10 s apart at worst.
+FAST_POLLING = ["--verbose", "--slurm-init-seconds-before-status-checks", "2", "--max-status-checks-per-second", "1",
+                "--slurm-status-attempts", "10", "--slurm-keep-successful-logs"]
+CONFIG = {
+    "datasets": {"synthetic": {"source": "synthetic", "grid": "tiny", "synthetic": {
+        "n_classes": 4, "n_channels": 1, "n_train": 400, "n_val": 100, "n_test": 100, "seed": 0}}},
+    "eps": [4],
+    "model": {"depth": 10, "width": 1},
+    "training": {"precision": "fp32"},
+    "threads": {"train": 1, "construct": 1, "evaluate": 1},
+    "nonrobust": {"steps": 5},
+    "grids": {"base": {"tiny": {"lr": [0.1, 0.05], "batch_size": [64], "epochs": [2]}},
+              "nonrobust": {"tiny": {"lr": [0.1], "batch_size": [64], "epochs": [1]}},
+              "robust": {"tiny": {"lr": [0.1], "batch_size": [64], "epochs": [1]}}},
+}
+VOLATILE = re.compile(r"provenance|created|host|seconds|per_second")  # JSON keys that differ run to run
+
+
+def snakemake(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+    """Start snakemake from the repository root, its output going to log."""
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=REPO, env=env, text=True,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+
+
+def finish(proc: subprocess.Popen[str], log: Path, timeout: float) -> str:
+    """The output of a snakemake run, which must succeed within timeout seconds."""
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    out = log.read_text()
+    assert proc.returncode == 0, f"{' '.join(proc.args)} failed ({proc.returncode}):\n{out[-6000:]}"
+    return out
+
+
+def rules_declare_gpus() -> bool:
+    files = [REPO / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]
+    return any(re.search(r"^\s*gpu\s*=", f.read_text(), re.M) for f in files)
+
+
+def jobs_of(output: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """Snakemake's job blocks: jobid -> (rule, resources), for jobs that are not local rules."""
+    jobs, rule = {}, None
+    for line in output.splitlines():
+        if m := re.match(r"^(local)?rule (\w+):$", line):
+            rule = None if m[1] else m[2]
+        elif rule and (m := re.match(r"^\s+jobid: (\d+)$", line)):
+            jobid = m[1]
+        elif rule and (m := re.match(r"^\s+resources: (.*)$", line)):
+            jobs[jobid] = (rule, dict(kv.split("=", 1) for kv in m[1].split(", ") if "=" in kv))
+    return jobs
+
+
+def sbatch_calls(output: str) -> dict[str, int]:
+    """From --verbose output: each sbatch call's --comment (rule_<rule>[_wildcards_<...>],
+    unique within a run) -> the GPUs it asked for (--gpus=[<model>:]<n>)."""
+    calls = {}
+    for call in re.findall(r"sbatch call: (sbatch .*)", output):
+        args = shlex.split(call.split(" --wrap=")[0])
+        gpus = [re.fullmatch(r"--gpus=(?:[\w.]+:)?(\d+)", a) for a in args]
+        calls[args[args.index("--comment") + 1]] = sum(int(m[1]) for m in gpus if m)
+    return calls
+
+
+def comparable(path: Path) -> Any:
+    if path.suffix == ".npz":
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    return strip(json.loads(path.read_text()))
+
+
+def strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: strip(v) for k, v in value.items() if not VOLATILE.search(k)}
+    return [strip(v) for v in value] if isinstance(value, list) else value
+
+
+def assert_same_results(local: Path, remote: Path) -> None:
+    files = sorted(p.relative_to(local) for p in (local / "results").rglob("*")
+                   if p.suffix in (".json", ".npz") and "provenance" not in p.parts)
+    assert {str(t) for t in TARGETS} <= {str(f) for f in files}
+    print(f"{len(files)} result files equal")
+    for rel in files:
+        a, b = comparable(local / rel), comparable(remote / rel)
+        if rel.suffix == ".npz":
+            assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), rel
+        else:
+            assert a == b, rel
+
+
+def test_profile_takes_site_settings_from_the_environment(tmp_path: Path) -> None:
+    """The documented override: MEDROBUST_* variables set partition, account and GPU model;
+    unset ones leave the key out (the cluster's defaults)."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    args = [*TARGETS, "-n", "--profile", "slurm", "--configfile", str(cfg), "-d", str(tmp_path / "wd")]
+    clean = {k: v for k, v in env_with_venv().items() if not k.startswith("MEDROBUST_")}
+    log = tmp_path / "dry.log"
+    unset = jobs_of(finish(snakemake(args, clean, log), log, timeout=120))
+    assert unset and all(not {"slurm_partition", "slurm_account", "gpu_model"} & res.keys()
+                         for _, res in unset.values())
+    site = {"MEDROBUST_PARTITION": "p1", "MEDROBUST_ACCOUNT": "a1", "MEDROBUST_GPU_MODEL": "m1"}
+    jobs = jobs_of(finish(snakemake(args, {**clean, **site}, log), log, timeout=120))
+    assert all(res["slurm_partition"] == "p1" and res["slurm_account"] == "a1" for _, res in jobs.values())
+    assert {rule for rule, res in jobs.values() if res.get("gpu_model") == "m1"} == \
+        {rule for rule, _ in jobs.values()} & set(GPU_RULES)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_workflow_on_a_real_slurm_cluster(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: starts munged, MariaDB and the SLURM daemons on localhost")
+    if not slurm_installed() and not shutil.which("apt-get"):
+        pytest.skip("SLURM is not installed and apt-get is unavailable to install it")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    common = [*TARGETS, "--configfile", str(cfg)]  # targets first: --configfile takes several values
+    start = time.monotonic()
+    logs = {run: tmp_path / f"{run}.log" for run in ("local", "slurm")}
+    local = snakemake([*common, "--cores", "2", "-d", str(tmp_path / "local")], env_with_venv(), logs["local"])
+
+    fallback = not rules_declare_gpus()
+    site = {"MEDROBUST_PARTITION": PARTITIONS[1], "MEDROBUST_ACCOUNT": ACCOUNT}
+    if not fallback:  # a --set-resources on the command line would replace the profile's
+        site["MEDROBUST_GPU_MODEL"] = GPU_TYPE
+    extra = ["--set-resources", *(f"{r}:gpu=1" for r in GPU_RULES)] if fallback else []
+    try:
+        with local_slurm(CLUSTER_DIR, {**env_with_venv(), **site}) as env:
+            print(f"\ncluster up: {time.monotonic() - start:.0f} s")
+            slurm = snakemake([*common, "--profile", "slurm", "-d", str(tmp_path / "slurm"), *FAST_POLLING,
+                               *extra], env, logs["slurm"])
+            out = finish(slurm, logs["slurm"], timeout=900)
+            print(f"slurm run done: {time.monotonic() - start:.0f} s")
+            rows = sacct(env, re.search(r"SLURM run ID: (\S+)", out)[1])
+    except BaseException:
+        local.kill()
+        raise
+    finish(local, logs["local"], timeout=600)  # ran meanwhile
+    print(f"local run done: {time.monotonic() - start:.0f} s")
+    print("\n".join("|".join(r.values()) for r in rows))
+
+    planned = int(re.search(r"^total\s+(\d+)$", out, re.M)[1])
+    submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", out)
+    calls = sbatch_calls(out)
+    assert planned == len(submitted) == len(calls) == len(rows), (planned, submitted, calls, rows)
+    assert sorted(r["JobIDRaw"] for r in rows) == sorted(submitted)
+    for row in rows:
+        gpus = calls[row["Comment"]]
+        assert row["State"] == "COMPLETED", row
+        assert (row["Partition"], row["Account"]) == (PARTITIONS[1], ACCOUNT), row
+        assert ("gres/gpu=" in row["AllocTRES"]) == (gpus > 0), (row, gpus)
+        if gpus and not fallback:
+            assert f"gres/gpu:{GPU_TYPE}={gpus}" in row["AllocTRES"], row
+    gpu_rules = {c.split("_wildcards_")[0].removeprefix("rule_") for c, gpus in calls.items() if gpus}
+    assert gpu_rules and len(gpu_rules) < len({c.split("_wildcards_")[0] for c in calls})
+    if fallback:
+        assert gpu_rules == set(GPU_RULES)
+    assert_same_results(tmp_path / "local", tmp_path / "slurm")
