@@ -27,8 +27,7 @@ from slurm_cluster import ACCOUNT, GPU_TYPE, PARTITIONS, local_slurm, sacct, slu
 # Fixed, so that a run finds (and stops) the daemons of an earlier run that was killed.
 CLUSTER_DIR = Path(tempfile.gettempdir()) / "medrobust-slurm"
 TARGETS = ["results/synthetic/base/eval/clean_test.json", "results/synthetic/data/nonrobust_eps4.npz"]
-# The profile's GPU rules (they get MEDROBUST_GPU_MODEL). Until the rules declare a `gpu`
-# resource themselves, the test asks for one GPU for each of them on the command line.
+# The profile's GPU rules (they get MEDROBUST_GPU_MODEL; the same as the rules declaring `gpu=`).
 GPU_RULES = ast.literal_eval(re.search(r"GPU_RULES = (\[.*?\])", (REPO / "slurm/config.yaml").read_text())[1])
 # --verbose logs each sbatch call. Poll within seconds, not the profile's 30 s+; the 10 attempts stay 10 s apart at worst.
 FAST_POLLING = ["--verbose", "--slurm-init-seconds-before-status-checks", "2", "--max-status-checks-per-second", "1",
@@ -68,9 +67,18 @@ def finish(proc: subprocess.Popen[str], log: Path, timeout: float) -> str:
     return out
 
 
-def rules_declare_gpus() -> bool:
-    files = [REPO / "Snakefile", *(REPO / "workflow" / "rules").glob("*.smk")]
-    return any(re.search(r"^\s*gpu\s*=", f.read_text(), re.M) for f in files)
+def rules_with_gpus() -> set[str]:
+    """Rules whose resources include `gpu=` (the workflow's GPU rules)."""
+    found = set()
+    for f in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^rule ", f.read_text(), flags=re.M)[1:]:
+            if re.search(r"^\s+gpu=", block, re.M):
+                found.add(block.split(":", 1)[0])
+    return found
+
+
+def test_profile_gpu_rules_are_the_workflows() -> None:
+    assert set(GPU_RULES) == rules_with_gpus()
 
 
 def jobs_of(output: str) -> dict[str, tuple[str, dict[str, str]]]:
@@ -155,16 +163,12 @@ def test_workflow_on_a_real_slurm_cluster(tmp_path: Path) -> None:
     logs = {run: tmp_path / f"{run}.log" for run in ("local", "slurm")}
     local = snakemake([*common, "--cores", "2", "-d", str(tmp_path / "local")], env_with_venv(), logs["local"])
 
-    fallback = not rules_declare_gpus()
-    site = {"MEDROBUST_PARTITION": PARTITIONS[1], "MEDROBUST_ACCOUNT": ACCOUNT}
-    if not fallback:  # a --set-resources on the command line would replace the profile's
-        site["MEDROBUST_GPU_MODEL"] = GPU_TYPE
-    extra = ["--set-resources", *(f"{r}:gpu=1" for r in GPU_RULES)] if fallback else []
+    site = {"MEDROBUST_PARTITION": PARTITIONS[1], "MEDROBUST_ACCOUNT": ACCOUNT, "MEDROBUST_GPU_MODEL": GPU_TYPE}
     try:
         with local_slurm(CLUSTER_DIR, {**env_with_venv(), **site}) as env:
             print(f"\ncluster up: {time.monotonic() - start:.0f} s")
-            slurm = snakemake([*common, "--profile", "slurm", "-d", str(tmp_path / "slurm"), *FAST_POLLING,
-                               *extra], env, logs["slurm"])
+            slurm = snakemake([*common, "--profile", "slurm", "-d", str(tmp_path / "slurm"), *FAST_POLLING],
+                              env, logs["slurm"])
             out = finish(slurm, logs["slurm"], timeout=900)
             print(f"slurm run done: {time.monotonic() - start:.0f} s")
             rows = sacct(env, re.search(r"SLURM run ID: (\S+)", out)[1])
@@ -185,10 +189,9 @@ def test_workflow_on_a_real_slurm_cluster(tmp_path: Path) -> None:
         assert row["State"] == "COMPLETED", row
         assert (row["Partition"], row["Account"]) == (PARTITIONS[1], ACCOUNT), row
         assert ("gres/gpu=" in row["AllocTRES"]) == (gpus > 0), (row, gpus)
-        if gpus and not fallback:
+        if gpus:
             assert f"gres/gpu:{GPU_TYPE}={gpus}" in row["AllocTRES"], row
     gpu_rules = {c.split("_wildcards_")[0].removeprefix("rule_") for c, gpus in calls.items() if gpus}
     assert gpu_rules and len(gpu_rules) < len({c.split("_wildcards_")[0] for c in calls})
-    if fallback:
-        assert gpu_rules == set(GPU_RULES)
+    assert gpu_rules <= set(GPU_RULES)
     assert_same_results(tmp_path / "local", tmp_path / "slurm")

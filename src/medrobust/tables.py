@@ -162,9 +162,10 @@ def _is_number(text: str) -> bool:
 
 
 def _numeric_columns(table: Table) -> list[bool]:
-    """Columns whose present cells all read as numbers (right-aligned)."""
+    """Columns with at least one cell, all of whose cells read as numbers (right-aligned)."""
     texts = [[_text(c, "") for c in row] for row in table.rows]
-    return [all(_is_number(row[i]) for row in texts if row[i]) for i in range(len(table.columns))]
+    columns = [[row[i] for row in texts if row[i]] for i in range(len(table.columns))]
+    return [bool(cells) and all(_is_number(c) for c in cells) for cells in columns]
 
 
 def to_csv(table: Table, path: str | Path) -> None:
