@@ -1,0 +1,52 @@
+"""Evaluation on corrupted test sets: metrics on a known case, and the averaging order."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from medrobust.evaluate import evaluate, evaluate_corrupted
+from medrobust.io import DataError, read_npz, write_npz
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    torch.save({"model_args": {"depth": 10, "width": 1, "n_classes": 4, "n_channels": 1, "activation": "swish",
+                               "mean": [0.0], "std": [1.0]},  # the real ones: buffers in the state dict
+                "state_dict": tiny_model.state_dict(), "hparams": {"precision": "fp32"}}, path)
+    return path
+
+
+def test_corruption_metrics_on_a_known_case(checkpoint: Path, prepared_medium: Path, tmp_path: Path) -> None:
+    """'identity' repeats the clean test images at every severity, so its metrics are the clean
+    ones; 'blank' makes every image the same, so the model gives one answer for all of them:
+    balanced accuracy exactly 1/C and AUC exactly 0.5. The mean is over severities, then over
+    corruptions."""
+    test = read_npz(prepared_medium, ("test_images", "test_labels"))
+    images, labels = test["test_images"], test["test_labels"].reshape(-1)
+    blank = np.zeros_like(images)
+    half = images.copy()
+    half[: len(half) // 2] = 0  # severities differ: 1-4 clean, 5 half blank
+    write_npz(tmp_path / "c.npz", {"labels": labels,
+                                   "corruption/identity": np.stack([images] * 5),
+                                   "corruption/blank": np.stack([blank] * 5),
+                                   "corruption/mixed": np.stack([images] * 4 + [half])})
+    clean = evaluate(checkpoint, prepared_medium, "test", torch.device("cpu"))
+    out = evaluate_corrupted(checkpoint, tmp_path / "c.npz", torch.device("cpu"))
+    assert out["n"] == len(labels) and set(out["by_corruption"]) == {"identity", "blank", "mixed"}
+    for key in ("balanced_accuracy", "auc", "accuracy"):
+        assert out["by_corruption"]["identity"][key] == pytest.approx(clean[key])
+    assert out["by_corruption"]["blank"]["balanced_accuracy"] == pytest.approx(0.25)
+    assert out["by_corruption"]["blank"]["auc"] == pytest.approx(0.5)
+    mixed = [m["balanced_accuracy"] for m in out["by_severity"]["mixed"]]
+    assert mixed[:4] == [pytest.approx(clean["balanced_accuracy"])] * 4 and mixed[4] < mixed[0]
+    assert out["by_corruption"]["mixed"]["balanced_accuracy"] == pytest.approx(np.mean(mixed))
+    assert out["mean"]["balanced_accuracy"] == pytest.approx(
+        np.mean([out["by_corruption"][n]["balanced_accuracy"] for n in ("identity", "blank", "mixed")]))
+
+
+def test_a_file_without_corruptions_is_rejected_by_name(checkpoint: Path, prepared_medium: Path) -> None:
+    with pytest.raises(DataError, match="prepared.npz: not a corrupted test set"):
+        evaluate_corrupted(checkpoint, prepared_medium, torch.device("cpu"))
