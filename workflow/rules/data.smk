@@ -69,6 +69,8 @@ rule prepare:
         size=config["image_size"],
     log:
         "logs/{dataset}/data/prepare.log",
+    resources:
+        mem_mb=mem_mb,
     conda:
         ENV
     shell:
