@@ -67,6 +67,10 @@ def test_motion_blur_adapter_equals_library_where_library_is_right(grey: np.ndar
         expected = library.apply(img, 4)
         np.random.seed(5)
         assert np.array_equal(mc._MotionBlur(library.severity_params).apply(img, 4), expected)
+        np.random.seed(6)  # augmentation mode (random radius and sigma) too
+        expected = library.apply(img, augmentation=True)
+        np.random.seed(6)
+        assert np.array_equal(mc._MotionBlur(library.severity_params).apply(img, augmentation=True), expected)
 
 
 def test_motion_blur_adapter_survives_numpy_without_binary_fromstring(rgb: np.ndarray, monkeypatch) -> None:

@@ -122,9 +122,11 @@ class _MotionBlur(MotionBlur):
     """The library's MotionBlur.apply with IMREAD_COLOR and np.frombuffer (see module doc)."""
 
     def apply(self, img: Image.Image, severity: int = -1, augmentation: bool = False) -> np.ndarray:
-        if augmentation:
-            raise NotImplementedError("only fixed severities are adapted")
-        radius, sigma = self.severity_params[severity]
+        if augmentation:  # as the library: radius and sigma drawn between the extreme severities
+            (r_lo, s_lo), (r_hi, s_hi) = self.severity_params[0], self.severity_params[-1]
+            radius, sigma = np.random.uniform(r_lo, r_hi), np.random.uniform(s_lo, s_hi)
+        else:
+            radius, sigma = self.severity_params[severity]
         png = BytesIO()
         img.save(png, format="PNG")
         with MotionImage(blob=png.getvalue()) as wand:

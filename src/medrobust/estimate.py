@@ -14,6 +14,7 @@ Work counted per job, in images through the network (one step = forward + backwa
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +36,23 @@ class Sizes:
 
 
 def dataset_sizes(config: dict[str, Any], name: str) -> Sizes:
-    """Split sizes and classes of a configured dataset, without reading it where possible."""
+    """Split sizes and classes of a configured dataset, without reading it where possible
+    (every job's resources ask: a file is read once per path)."""
     ds = config["datasets"][name]
+    if ds["source"] == "npz" and "path" in ds:
+        return _npz_sizes(ds["path"], ds["n_classes"])
+    return _sizes(ds, name)
+
+
+@functools.lru_cache(maxsize=None)
+def _npz_sizes(path: str, n_classes: int) -> Sizes:
+    import numpy as np
+
+    with np.load(path) as f:
+        return Sizes(*(len(f[f"{s}_labels"]) for s in ("train", "val", "test")), n_classes)
+
+
+def _sizes(ds: dict[str, Any], name: str) -> Sizes:
     if ds["source"] == "medmnist":
         import medmnist
 
@@ -46,11 +62,6 @@ def dataset_sizes(config: dict[str, Any], name: str) -> Sizes:
     if ds["source"] == "synthetic":
         s = ds["synthetic"]
         return Sizes(s["n_train"], s["n_val"], s["n_test"], s["n_classes"])
-    if "path" in ds:
-        import numpy as np
-
-        with np.load(ds["path"]) as f:
-            return Sizes(*(len(f[f"{s}_labels"]) for s in ("train", "val", "test")), ds["n_classes"])
     return Sizes(10_000, 1_000, 1_000, ds["n_classes"])  # a file still to download: a stated guess
 
 
