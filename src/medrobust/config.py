@@ -98,8 +98,8 @@ REGISTRIES_WITH_MARKS = ("pathmnist", "bloodmnist")
 def _evaluation_problems(config: dict[str, Any]) -> list[str]:
     ev, problems = config["evaluation"], []
     size = ev["corruptions"]["apply_size"]
-    for name, ds in config["datasets"].items():
-        registry = ds.get("corruptions") or (name if ds["source"] == "medmnist" else "generic")
+    for name in config["datasets"]:
+        registry = corruption_registry(config, name)
         if registry in REGISTRIES_WITH_MARKS and size < MARKS_MIN_APPLY_SIZE:
             problems.append(f"config key evaluation.corruptions.apply_size: {size} px is too small for "
                             f"{name}'s stain_deposit and bubble corruptions (at least {MARKS_MIN_APPLY_SIZE})")
@@ -108,6 +108,18 @@ def _evaluation_problems(config: dict[str, Any]) -> list[str]:
     if ev["saliency"]["dataset"] is not None and ev["saliency"]["dataset"] not in config["datasets"]:
         problems.append(f"config key evaluation.saliency.dataset: '{ev['saliency']['dataset']}' is not a configured dataset")
     return problems
+
+
+def corruption_registry(config: dict[str, Any], name: str) -> str:
+    """medmnistc registry of a dataset's corruptions: as configured, else its own (MedMNIST) or 'generic'."""
+    ds = config["datasets"][name]
+    return ds.get("corruptions") or (name if ds["source"] == "medmnist" else "generic")
+
+
+def attacked(config: dict[str, Any], stage: str) -> bool:
+    """Whether AutoAttack evaluates a stage (Table 1: base and the main_eps models; all_eps: every one)."""
+    ev = config["evaluation"]
+    return stage == "base" or ev["autoattack"]["all_eps"] or stage_eps(stage) == ev["main_eps"]
 
 
 def saliency_dataset(config: dict[str, Any]) -> str:

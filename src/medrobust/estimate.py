@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from medrobust.config import grid_points, stage_eps, stages
+from medrobust.config import attacked, corruption_registry, grid_points, stages
 
 SEVERITIES = 5
 # medmnistc registry sizes (medrobust.corrupt.corruption_names; a test keeps them in step)
@@ -65,11 +65,6 @@ def _sizes(ds: dict[str, Any], name: str) -> Sizes:
     return Sizes(10_000, 1_000, 1_000, ds["n_classes"])  # a file still to download: a stated guess
 
 
-def registry(config: dict[str, Any], name: str) -> str:
-    ds = config["datasets"][name]
-    return ds.get("corruptions") or (name if ds["source"] == "medmnist" else "generic")
-
-
 def train_seconds(config: dict[str, Any], name: str, stage: str, variant: str) -> float:
     c, z = config["compute"], dataset_sizes(config, name)
     p = grid_points(config, name, stage)[variant]
@@ -90,7 +85,7 @@ def evaluate_seconds(config: dict[str, Any], name: str, kind: str) -> float:
     if kind == "clean":
         return z.n_test / c["forward_images_per_second"]
     if kind == "corrupted":
-        return z.n_test * N_CORRUPTIONS[registry(config, name)] * SEVERITIES / c["forward_images_per_second"]
+        return z.n_test * N_CORRUPTIONS[corruption_registry(config, name)] * SEVERITIES / c["forward_images_per_second"]
     aa = config["evaluation"]["autoattack"]
     n = min(aa["n_images"] or z.n_test, z.n_test)
     targets = min(9, z.n_classes - 1)
@@ -109,8 +104,7 @@ def study(config: dict[str, Any]) -> list[dict[str, Any]]:
                 evaluate_seconds(config, name, "corrupted")
             if stage.startswith("nonrobust"):
                 jobs, seconds = jobs + 1, seconds + construct_seconds(config, name)
-            if stage == "base" or config["evaluation"]["autoattack"]["all_eps"] or \
-                    stage_eps(stage) == config["evaluation"]["main_eps"]:
+            if attacked(config, stage):
                 jobs, seconds = jobs + 1, seconds + evaluate_seconds(config, name, "autoattack")
             rows.append({"dataset": name, "stage": stage, "gpu_jobs": jobs, "gpu_hours": seconds / 3600})
     return rows

@@ -3,7 +3,7 @@ import json
 import shlex
 from datetime import datetime, timezone
 
-from medrobust.config import grid_points, saliency_dataset, stage_eps, stages
+from medrobust.config import attacked, corruption_registry, grid_points, saliency_dataset, stage_eps, stages
 from medrobust.io import write_json
 from medrobust.provenance import record
 
@@ -184,20 +184,13 @@ def grid_files(name):
 # ---- evaluation and outputs -------------------------------------------------------------
 
 
-def corruption_registry(wildcards):
-    ds = DATASETS[wildcards.dataset]
-    return ds.get("corruptions") or (wildcards.dataset if ds["source"] == "medmnist" else "generic")
-
-
-def attacked(stage):
-    """Whether AutoAttack evaluates this stage (Table 1: base and the main_eps models)."""
-    ev = config["evaluation"]
-    return stage == "base" or ev["autoattack"]["all_eps"] or stage_eps(stage) == ev["main_eps"]
+def registry_of(wildcards):
+    return corruption_registry(config, wildcards.dataset)
 
 
 def evaluations(dataset, stage):
     files = {kind: f"results/{dataset}/{stage}/eval/{kind}_test.json" for kind in ("clean", "corrupted")}
-    if attacked(stage):
+    if attacked(config, stage):
         files["autoattack"] = f"results/{dataset}/{stage}/eval/autoattack_test.json"
     return files
 

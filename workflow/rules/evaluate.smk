@@ -15,7 +15,7 @@ rule corrupt_test:
         n_channels=n_channels,
         source_size=source_size,
         size=config["image_size"],
-        registry=corruption_registry,
+        registry=registry_of,
         apply_size=config["evaluation"]["corruptions"]["apply_size"],
         seed=config["seed"],
     log:
