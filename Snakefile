@@ -1,10 +1,12 @@
 # medrobust: "Useful nonrobust features are ubiquitous in biomedical images" (ISBI 2026), end to end.
 # This file is the table of contents; the stages live in workflow/rules/.
+import sys
 from pathlib import Path
 
 from snakemake.utils import min_version
 
-from medrobust.config import load_schema, validate
+from medrobust.config import check_local_files, load_schema, validate
+from medrobust.errors import ConfigError, DataError
 
 min_version("9.0")
 
@@ -19,7 +21,14 @@ if not config:
     configfile: Path(workflow.basedir) / "config.yaml"
 
 
-validate(config, load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"))
+# A wrong key or value, or a missing or corrupt local data file: one line naming it, exit 2,
+# before any job is scheduled.
+try:
+    validate(config, load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"))
+    check_local_files(config)
+except (ConfigError, DataError) as e:
+    sys.stderr.write(f"medrobust: {e}\n")
+    sys.exit(2)
 
 
 include: "workflow/rules/common.smk"

@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from medrobust.evaluate import pick_device
+from medrobust.runtime import pick_device
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:

@@ -23,7 +23,8 @@ import torchattacks
 from benchlib import parser, setup, sync
 from medrobust.attacks import PGDConfig, default_step_size, pgd
 from medrobust.construct import draw_targets
-from medrobust.evaluate import load_model, load_split, predict, resolve_precision
+from medrobust.evaluate import load_model, load_split, predict
+from medrobust.runtime import as_float, resolve_precision
 from medrobust.models import build
 
 
@@ -49,10 +50,10 @@ def main() -> None:
     model, ckpt = load_model(a.model, device)
     if a.width:
         model = build(**{**ckpt["model_args"], "depth": 16, "width": a.width}).to(device, memory_format=torch.channels_last).eval()
-    x, y = load_split(a.data, "test", device)
-    x, y = x[:a.batch_size].float() / 255, y[:a.batch_size]
+    x, y = load_split(a.data, "test", device, ckpt["model_args"]["n_classes"])
+    x, y = as_float(x[:a.batch_size]), y[:a.batch_size]
     n_classes = model.fc.out_features
-    targets = draw_targets(y, n_classes, "random", seed=0)
+    targets = draw_targets(y, n_classes, "other", seed=0)
     eps = a.eps_255 / 255
     cfg = PGDConfig(eps, a.steps, default_step_size(eps, a.steps))
     precision = resolve_precision("auto", device)

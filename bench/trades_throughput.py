@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from benchlib import parser, setup, sync
 from medrobust.attacks import default_step_size
 from medrobust.data import resize
-from medrobust.evaluate import resolve_precision
+from medrobust.runtime import resolve_precision
 from medrobust.synthetic import SyntheticSpec, generate_split
+from medrobust.trades import Trades
 from medrobust.train import Data, TrainConfig, model_args, new_run, train_step
 from medrobust.models import build
 
@@ -86,7 +87,7 @@ def main() -> None:
         t0 = time.perf_counter()
         run.step = 0
         for _ in range(a.batches):
-            train_step(run, cfg, data, perm, a.batches)
+            train_step(run, cfg, Trades(cfg), data, perm, a.batches)
         sync(device)
         t1 = time.perf_counter()
         for b in range(a.batches):

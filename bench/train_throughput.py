@@ -25,11 +25,12 @@ from torchvision import transforms
 
 from benchlib import parser, setup, sync
 from medrobust.data import Source, prepare
-from medrobust.evaluate import load_split, resolve_precision
+from medrobust.evaluate import load_split
+from medrobust.runtime import resolve_precision
 from medrobust.io import write_npz
 from medrobust.models import build
 from medrobust.synthetic import SyntheticSpec, generate
-from medrobust.train import Data, TrainConfig, model_args, new_run, steps_per_epoch, train_step
+from medrobust.train import Data, Standard, TrainConfig, model_args, new_run, steps_per_epoch, train_step
 
 WARMUP = 3  # batches excluded from timing (allocator, cudnn autotuning)
 
@@ -62,7 +63,7 @@ def reference_epoch(root: Path, margs: dict, device: torch.device, batch_size: i
 
 
 def our_epoch(prepared: Path, cfg: TrainConfig, device: torch.device, max_batches: int) -> float:
-    tx, ty = load_split(prepared, "train", device)
+    tx, ty = load_split(prepared, "train", device, 2)
     data = Data(tx, ty, tx[:0], ty[:0], 2)
     run = new_run(cfg, model_args(cfg, 2, tx), device)
     total = cfg.epochs * steps_per_epoch(cfg, data)
@@ -72,7 +73,7 @@ def our_epoch(prepared: Path, cfg: TrainConfig, device: torch.device, max_batche
         if i == WARMUP:
             sync(device)
             t0 = time.perf_counter()
-        train_step(run, cfg, data, perm, total)
+        train_step(run, cfg, Standard(cfg), data, perm, total)
     sync(device)
     return (run.step - WARMUP) * cfg.batch_size / (time.perf_counter() - t0)
 

@@ -94,8 +94,25 @@ def tiny_model(prepared_medium: Path, tmp_path_factory: pytest.TempPathFactory):
     from medrobust.train import Data, TrainConfig, fit
 
     dev = torch.device("cpu")
-    tx, ty = load_split(prepared_medium, "train", dev)
-    vx, vy = load_split(prepared_medium, "val", dev)
+    tx, ty = load_split(prepared_medium, "train", dev, 4)
+    vx, vy = load_split(prepared_medium, "val", dev, 4)
     cfg = TrainConfig(lr=0.1, batch_size=64, epochs=10, augment=False, depth=10, width=1, precision="fp32", ema_decay=0.9)
-    model, _, _, _ = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path_factory.mktemp("tiny") / "s.pt", "tiny")
+    model, _, _, _ = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path_factory.mktemp("tiny") / "s.pt", tag("tiny"))
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny_model saved as a medrobust checkpoint (4 classes, grey)."""
+    import torch
+
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    torch.save({"model_args": {"depth": 10, "width": 1, "n_classes": 4, "n_channels": 1, "activation": "swish",
+                               "mean": [0.0], "std": [1.0]},  # the real ones: buffers in the state dict
+                "state_dict": tiny_model.state_dict(), "hparams": {"precision": "fp32"}}, path)
+    return path
+
+
+def tag(name: str) -> dict[str, str]:
+    """A job fingerprint (medrobust.runtime.fingerprint) for tests that run jobs by hand."""
+    return {"code": name, "settings": name, "data": name}

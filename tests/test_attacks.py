@@ -9,7 +9,9 @@ import torchattacks
 from medrobust.attacks import PGDConfig, default_step_size, pgd, project
 from medrobust.construct import ConstructionConfig, construct, draw_targets
 from medrobust.evaluate import load_split, predict
-from medrobust.train import Interrupted
+from medrobust.runtime import Interrupted
+
+from conftest import tag
 
 EPS = 4 / 255
 TOL = 1e-6
@@ -17,7 +19,7 @@ TOL = 1e-6
 
 @pytest.fixture(scope="module")
 def batch(prepared_medium: Path):
-    x, y = load_split(prepared_medium, "test", torch.device("cpu"))
+    x, y = load_split(prepared_medium, "test", torch.device("cpu"), 4)
     return x[:64].float() / 255, y[:64]
 
 
@@ -56,7 +58,7 @@ def _success(model, adv, targets) -> float:
 
 def test_targeted_pgd_hits_nearly_always_and_agrees_with_torchattacks(tiny_model, batch) -> None:
     x, y = batch
-    targets = draw_targets(y, 4, "random", seed=0)
+    targets = draw_targets(y, 4, "other", seed=0)
     cfg = PGDConfig(EPS, 100, default_step_size(EPS, 100))
     ours = _success(tiny_model, pgd(tiny_model, x, targets, cfg, targeted=True), targets)
     ours_last = _success(tiny_model, pgd(tiny_model, x, targets, PGDConfig(EPS, 100, cfg.step_size, keep="last"),
@@ -75,32 +77,102 @@ def test_untargeted_pgd_breaks_a_standard_model(tiny_model, batch) -> None:
     assert clean > 0.6 and _success(tiny_model, adv, y) < 0.1
 
 
-def test_targets_differ_from_labels_and_cover_the_other_classes() -> None:
+@pytest.mark.parametrize("n_classes", [2, 4, 9])
+def test_uniform_targets_agree_with_labels_at_chance(n_classes: int) -> None:
+    """The default (D_rand): P(t = y) = 1/C, so the new label says nothing about the old one."""
+    y = torch.arange(20000) % n_classes
+    t = draw_targets(y, n_classes, "uniform", seed=0)
+    assert abs(float((t == y).float().mean()) - 1 / n_classes) < 0.02
+    for c in range(n_classes):  # and within every original class, the targets are uniform
+        counts = torch.bincount(t[y == c], minlength=n_classes).float()
+        assert (counts / counts.sum() - 1 / n_classes).abs().max() < 0.03
+    assert torch.equal(t, draw_targets(y, n_classes, "uniform", seed=0))
+
+
+def test_other_and_deterministic_targets_never_keep_the_label() -> None:
     y = torch.arange(4000) % 4
-    t = draw_targets(y, 4, "random", seed=1)
+    t = draw_targets(y, 4, "other", seed=1)
     assert not (t == y).any()
-    assert torch.equal(t, draw_targets(y, 4, "random", seed=1))
+    assert torch.equal(t, draw_targets(y, 4, "other", seed=1))
     counts = torch.bincount(t[y == 0], minlength=4)
     assert counts[0] == 0 and counts[1:].min() > 280  # ~333 each among classes 1..3
     assert torch.equal(draw_targets(y, 4, "deterministic", 0), (y + 1) % 4)
+    two = torch.arange(100) % 2  # with two classes both flip every label
+    assert torch.equal(draw_targets(two, 2, "other", 0), 1 - two) and torch.equal(draw_targets(two, 2, "deterministic", 0), 1 - two)
+
+
+def _check_pairing(built: dict, x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor) -> None:
+    """Every adversarial image sits within eps of its own source image and carries that image's target."""
+    src = torch.from_numpy(built["source_index"])
+    assert torch.equal(torch.from_numpy(built["targets"]), targets[src])
+    assert torch.equal(torch.from_numpy(built["labels"]), y[src])
+    assert (torch.from_numpy(built["adv"]) - x[src].float() / 255).abs().amax() <= EPS + 1e-6
 
 
 def test_construction_statistics_and_resume(tiny_model, prepared_medium: Path, tmp_path: Path) -> None:
-    x, y = load_split(prepared_medium, "train", torch.device("cpu"))
+    x, y = load_split(prepared_medium, "train", torch.device("cpu"), 4)
     x, y = x[:120], y[:120]
     cfg = ConstructionConfig(eps=EPS, steps=30, precision="fp32")
-    whole = construct(tiny_model, x, y, 4, cfg, tmp_path / "a", "t", batch_size=40, chunk=40)
-    adv, targets, stats = whole
+    targets = draw_targets(y, 4, "uniform", 0)
+    whole = construct(tiny_model, x, y, 4, cfg, tmp_path / "a", tag("t"), batch_size=40, chunk=40)
+    stats = whole["stats"]
     correct = predict(tiny_model, x, 256, "fp32").argmax(1) == y.numpy()
-    assert stats["n_used"] == correct.sum() == len(adv) == len(targets)
-    assert (stats["source_index"] == correct.nonzero()[0]).all()
+    assert stats["n_used"] == correct.sum() == len(whole["adv"]) == len(whole["targets"])
+    assert (whole["source_index"] == correct.nonzero()[0]).all()
+    _check_pairing(whole, x, y, targets)
     assert stats["linf_max_255"] <= 4 + 1e-4 and stats["target_hit_rate"] > 0.9
-    assert stats["targets_equal_labels"] == 0 and sum(stats["target_class_counts"]) == stats["n_used"]
-    assert adv.dtype == "float32" and adv.min() >= 0 and adv.max() <= 1
+    assert stats["targets_equal_labels"] == int((targets[correct] == y[correct]).sum()) > 0
+    assert stats["targets_equal_labels_fraction"] == pytest.approx(stats["targets_equal_labels"] / stats["n_used"])
+    assert sum(stats["target_class_counts"]) == stats["n_used"]
+    assert whole["adv"].dtype == "float32" and whole["adv"].min() >= 0 and whole["adv"].max() <= 1
 
     calls = iter([False, True])  # stop before the second chunk, as on SIGTERM
     with pytest.raises(Interrupted):
-        construct(tiny_model, x, y, 4, cfg, tmp_path / "b", "t", batch_size=40, chunk=40, should_stop=lambda: next(calls))
-    assert len(list((tmp_path / "b").glob("t-*.pt"))) == 1
-    again = construct(tiny_model, x, y, 4, cfg, tmp_path / "b", "t", batch_size=40, chunk=40)
-    assert (again[0] == adv).all() and (again[1] == targets).all()
+        construct(tiny_model, x, y, 4, cfg, tmp_path / "b", tag("t"), batch_size=40, chunk=40,
+                  should_stop=lambda: next(calls))
+    assert len(list((tmp_path / "b").glob("0*.pt"))) == 1
+    again = construct(tiny_model, x, y, 4, cfg, tmp_path / "b", tag("t"), batch_size=40, chunk=40)
+    assert (again["adv"] == whole["adv"]).all() and (again["targets"] == whole["targets"]).all()
+
+
+class _FlipOne(torch.nn.Module):
+    """The model, except that one image's prediction flips (as a borderline one may on another GPU)."""
+
+    def __init__(self, model: torch.nn.Module, image: torch.Tensor) -> None:
+        super().__init__()
+        self.model, self.image = model, image
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        hit = (x - self.image).abs().flatten(1).amax(1) == 0
+        return torch.where(hit[:, None], -logits, logits)
+
+
+def test_resume_after_a_prediction_flips_keeps_every_image_with_its_label(tiny_model, prepared_medium: Path,
+                                                                          tmp_path: Path, caplog) -> None:
+    x, y = load_split(prepared_medium, "train", torch.device("cpu"), 4)
+    x, y = x[:120], y[:120]
+    cfg = ConstructionConfig(eps=EPS, steps=10, precision="fp32")
+    targets = draw_targets(y, 4, "uniform", 0)
+    calls = iter([False, False, True])  # chunks 0 and 1 done, then a requeue
+    with pytest.raises(Interrupted):
+        construct(tiny_model, x, y, 4, cfg, tmp_path / "p", tag("t"), batch_size=20, chunk=40,
+                  should_stop=lambda: next(calls))
+    first = int(torch.from_numpy(predict(tiny_model, x[:40], 64, "fp32").argmax(1) == y[:40].numpy()).nonzero()[0])
+    flipped = _FlipOne(tiny_model, x[first].float() / 255).eval()
+    resumed = construct(flipped, x, y, 4, cfg, tmp_path / "p", tag("t"), batch_size=20, chunk=40)
+    assert "rebuilding" in caplog.text and "00000.pt" in caplog.text and "00001.pt" not in caplog.text
+    assert first not in resumed["source_index"].tolist()
+    correct = predict(flipped, x, 64, "fp32").argmax(1) == y.numpy()
+    assert (resumed["source_index"] == correct.nonzero()[0]).all()
+    _check_pairing(resumed, x, y, targets)
+
+
+def test_chunks_of_another_job_are_discarded_with_the_reason(tiny_model, prepared_medium: Path, tmp_path: Path,
+                                                             caplog) -> None:
+    x, y = load_split(prepared_medium, "train", torch.device("cpu"), 4)
+    x, y = x[:40], y[:40]
+    cfg = ConstructionConfig(eps=EPS, steps=2, precision="fp32")
+    construct(tiny_model, x, y, 4, cfg, tmp_path / "p", tag("old"), batch_size=40, chunk=40)
+    construct(tiny_model, x, y, 4, cfg, tmp_path / "p", {**tag("old"), "code": "new"}, batch_size=40, chunk=40)
+    assert "discarding the chunks" in caplog.text and "written by other code" in caplog.text

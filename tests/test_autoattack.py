@@ -9,7 +9,9 @@ import torch
 from medrobust import autoattack
 from medrobust.attacks import PGDConfig, default_step_size, pgd
 from medrobust.evaluate import load_split
-from medrobust.train import Interrupted
+from medrobust.runtime import Interrupted
+
+from conftest import tag
 
 EPS = 0.5 / 255  # small enough that the tiny model keeps some points under PGD-20
 
@@ -39,7 +41,7 @@ def test_the_plan_passes_pyautoattacks_own_class_checks() -> None:
 
 @pytest.fixture(scope="module")
 def batch(prepared_medium: Path):
-    x, y = load_split(prepared_medium, "test", torch.device("cpu"))
+    x, y = load_split(prepared_medium, "test", torch.device("cpu"), 4)
     return x[:24].float() / 255, y[:24]
 
 
@@ -56,7 +58,7 @@ def test_autoattack_is_at_least_as_strong_as_pgd(tiny_model, batch, tmp_path: Pa
         pgd_acc = (tiny_model(adv).argmax(1) == y).float().mean().item()
         clean_acc = (tiny_model(x).argmax(1) == y).float().mean().item()
     aa = _cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu")))
-    progress = autoattack.run(aa, x, y, tmp_path / "state.pt", "t", 64)
+    progress = autoattack.run(aa, x, y, tmp_path / "state.pt", tag("t"), 64)
     aa_acc = list(progress.done.values())[-1]
     assert 0 < pgd_acc < clean_acc  # the test means something: PGD breaks some points, not all
     assert aa_acc <= pgd_acc
@@ -73,16 +75,16 @@ def test_interrupted_autoattack_resumes_after_the_last_finished_attack(tiny_mode
     state = tmp_path / "state.pt"
     aa = _cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu")))
     with pytest.raises(Interrupted):
-        autoattack.run(aa, x, y, state, "t", 64, should_stop=lambda: True)
+        autoattack.run(aa, x, y, state, tag("t"), 64, should_stop=lambda: True)
     saved = torch.load(state, weights_only=True)
     assert list(saved["done"]) == ["apgd-ce"]
-    resumed = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, y, state, "t", 64)
+    resumed = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, y, state, tag("t"), 64)
     fresh = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, y,
-                           tmp_path / "fresh.pt", "t", 64)
+                           tmp_path / "fresh.pt", tag("t"), 64)
     assert resumed.done == fresh.done
     assert torch.equal(resumed.robust, fresh.robust)
     # a state from another evaluation (other tag) is not reused
-    other = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, y, state, "u", 64)
+    other = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, y, state, tag("u"), 64)
     assert other.done == fresh.done
 
 
@@ -96,5 +98,5 @@ def test_few_class_models_get_a_valid_attack_list(batch, tmp_path: Path, n_class
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(x[0].numel(), n_classes)).eval()
     y = model(x).argmax(1).detach()  # every point correctly classified, so the first attack runs on all
     aa = _cheap(autoattack.build(model, n_classes, EPS, 0, torch.device("cpu")))
-    progress = autoattack.run(aa, x, y, tmp_path / "s.pt", "t", 64)
+    progress = autoattack.run(aa, x, y, tmp_path / "s.pt", tag("t"), 64)
     assert list(progress.done) == autoattack.attack_plan(n_classes)[0]

@@ -5,7 +5,8 @@ import sys
 import pytest
 import yaml
 
-from medrobust.config import ConfigError, grid_points, load, validate
+from medrobust.errors import ConfigError
+from medrobust.config import grid_points, load, validate
 
 from conftest import REPO, env_with_venv
 

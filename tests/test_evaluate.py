@@ -7,16 +7,8 @@ import pytest
 import torch
 
 from medrobust.evaluate import evaluate, evaluate_corrupted
-from medrobust.io import DataError, read_npz, write_npz
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    torch.save({"model_args": {"depth": 10, "width": 1, "n_classes": 4, "n_channels": 1, "activation": "swish",
-                               "mean": [0.0], "std": [1.0]},  # the real ones: buffers in the state dict
-                "state_dict": tiny_model.state_dict(), "hparams": {"precision": "fp32"}}, path)
-    return path
+from medrobust.errors import DataError
+from medrobust.io import read_npz, write_npz
 
 
 def test_corruption_metrics_on_a_known_case(checkpoint: Path, prepared_medium: Path, tmp_path: Path) -> None:

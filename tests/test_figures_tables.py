@@ -10,7 +10,7 @@ import pytest
 
 from medrobust.figures import (bar_figure, bar_plot, eps_figure, eps_plot, normalise_saliency, saliency_figure,
                                saliency_plot)
-from medrobust.io import DataError
+from medrobust.errors import DataError
 from medrobust.tables import (Row, Table, hyperparameter_table, load_paper_values, paper_comparison_table,
                               read_summary, robustness_table, write_summary, write_table)
 

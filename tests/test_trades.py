@@ -9,7 +9,9 @@ import torch
 from medrobust.attacks import PGDConfig, default_step_size, pgd
 from medrobust.evaluate import load_split, predict
 from medrobust.train import Data, TrainConfig, fit
-from medrobust.trades import kl_divergence, trades_loss, trades_perturb
+from medrobust.trades import Trades, kl_divergence, trades_loss, trades_perturb
+
+from conftest import tag
 
 EPS = 4 / 255
 
@@ -37,7 +39,7 @@ def test_kl_term_is_zero_without_perturbation() -> None:
 
 
 def test_inner_attack_stays_in_ball_and_range_and_raises_kl(tiny_model, prepared_medium: Path) -> None:
-    x, _ = load_split(prepared_medium, "test", torch.device("cpu"))
+    x, _ = load_split(prepared_medium, "test", torch.device("cpu"), 4)
     x = x[:64].float() / 255
     tiny_model.train()
     try:
@@ -53,7 +55,7 @@ def test_inner_attack_stays_in_ball_and_range_and_raises_kl(tiny_model, prepared
 
 def test_bf16_does_not_weaken_the_attacks(tiny_model, prepared_medium: Path) -> None:
     """The attacks under bf16 autocast are as strong as in fp32 (KL reached; PGD accuracy)."""
-    x, y = load_split(prepared_medium, "test", torch.device("cpu"))
+    x, y = load_split(prepared_medium, "test", torch.device("cpu"), 4)
     x, y = x[:64].float() / 255, y[:64]
     kls = {}
     for precision in ("fp32", "bf16"):
@@ -70,11 +72,11 @@ def test_bf16_does_not_weaken_the_attacks(tiny_model, prepared_medium: Path) -> 
 
 def test_adversarial_validation_keeps_the_best_epoch(prepared_small: Path, tmp_path: Path) -> None:
     dev = torch.device("cpu")
-    tx, ty = load_split(prepared_small, "train", dev)
-    vx, vy = load_split(prepared_small, "val", dev)
+    tx, ty = load_split(prepared_small, "train", dev, 4)
+    vx, vy = load_split(prepared_small, "val", dev, 4)
     cfg = TrainConfig(lr=0.1, batch_size=50, epochs=4, augment=False, depth=10, width=1, precision="fp32",
                       method="trades", eps=EPS, attack_steps=3, val_attack_steps=5, patience=0)
-    model, _, history, chosen = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path / "s.pt", "t")
+    model, _, history, chosen = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path / "s.pt", tag("t"), objective=Trades(cfg))
     robust = [h["val_robust_balanced_accuracy"] for h in history]
     assert len(history) == 4 and chosen["val_robust_balanced_accuracy"] == max(robust)
     assert chosen == history[robust.index(max(robust))]
@@ -83,10 +85,10 @@ def test_adversarial_validation_keeps_the_best_epoch(prepared_small: Path, tmp_p
 
 def test_patience_stops_training(prepared_small: Path, tmp_path: Path) -> None:
     dev = torch.device("cpu")
-    tx, ty = load_split(prepared_small, "train", dev)
-    vx, vy = load_split(prepared_small, "val", dev)
+    tx, ty = load_split(prepared_small, "train", dev, 4)
+    vx, vy = load_split(prepared_small, "val", dev, 4)
     # lr 0 after the first steps: nothing improves, so patience 1 stops after the second epoch
     cfg = TrainConfig(lr=1e-9, batch_size=100, epochs=6, augment=False, depth=10, width=1, precision="fp32",
                       method="trades", eps=EPS, attack_steps=2, val_attack_steps=2, patience=1, ema_decay=0.0)
-    _, _, history, chosen = fit(cfg, Data(tx, ty, vx[:40], vy[:40], 4), tmp_path / "s.pt", "p")
+    _, _, history, chosen = fit(cfg, Data(tx, ty, vx[:40], vy[:40], 4), tmp_path / "s.pt", tag("p"), objective=Trades(cfg))
     assert len(history) < 6 and chosen["epoch"] == 1

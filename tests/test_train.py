@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from medrobust.evaluate import load_model, load_split
-from medrobust.io import DataError
-from medrobust.train import Data, Interrupted, TrainConfig, augment_batch, cosine_lr, ema_decay_at, ema_update, fit
+from medrobust.errors import DataError
+from medrobust.runtime import Interrupted
+from medrobust.train import Data, TrainConfig, augment_batch, cosine_lr, ema_decay_at, ema_update, fit
 
-from conftest import env_with_venv
+from conftest import env_with_venv, tag
 
 TINY = dict(depth=10, width=1, precision="fp32", ema_decay=0.9)
 
@@ -48,10 +49,10 @@ def test_augmentation_is_seeded_and_keeps_content() -> None:
 
 def test_training_learns_the_synthetic_task(prepared_small: Path, tmp_path: Path) -> None:
     dev = torch.device("cpu")
-    tx, ty = load_split(prepared_small, "train", dev)
-    vx, vy = load_split(prepared_small, "val", dev)
+    tx, ty = load_split(prepared_small, "train", dev, 4)
+    vx, vy = load_split(prepared_small, "val", dev, 4)
     cfg = TrainConfig(lr=0.1, batch_size=50, epochs=6, augment=True, **TINY)
-    _, margs, history, chosen = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path / "s.pt", "x")
+    _, margs, history, chosen = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path / "s.pt", tag("x"))
     assert margs["n_channels"] == 1 and 0.2 < margs["mean"][0] < 0.6
     assert [h["epoch"] for h in history] == list(range(1, 7))
     assert history[-1]["val_balanced_accuracy"] > 0.6  # chance is 0.25
@@ -99,14 +100,14 @@ def test_sigterm_then_rerun_equals_uninterrupted(prepared_small: Path, tmp_path:
 
 def test_state_from_other_settings_is_ignored(prepared_small: Path, tmp_path: Path) -> None:
     dev = torch.device("cpu")
-    tx, ty = load_split(prepared_small, "train", dev)
+    tx, ty = load_split(prepared_small, "train", dev, 4)
     data = Data(tx, ty, tx[:50], ty[:50], 4)
     cfg = TrainConfig(lr=0.1, batch_size=100, epochs=2, augment=False, **TINY)
     state = tmp_path / "s.pt"
     with pytest.raises(Interrupted):
-        fit(cfg, data, state, "old", should_stop=lambda: True)
+        fit(cfg, data, state, tag("old"), should_stop=lambda: True)
     assert state.exists()
-    _, _, history, _ = fit(cfg, data, state, "new")
+    _, _, history, _ = fit(cfg, data, state, tag("new"))
     assert len(history) == 2 and history[0]["step"] == 4  # started over, not resumed
 
 

@@ -95,7 +95,8 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     for eps in (4, 8):
         built = json.loads((res / "data" / f"nonrobust_eps{eps}.json").read_text())
         assert built["target_hit_rate"] > 0.95 and built["linf_max_255"] <= eps + 1e-4
-        assert built["targets_equal_labels"] == 0
+        # D_rand: a quarter of the targets equal the original label (4 classes), as chance says
+        assert abs(built["targets_equal_labels_fraction"] - 0.25) < 0.04 and built["chance"] == 0.25
 
     m = _summary(tmp_path / "results/summary/metrics.csv")
     # the paper's claims, on data with a planted nonrobust texture and a robust shape cue (chance 0.25)
@@ -127,11 +128,20 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     assert planned(tmp_path, "--configfile", demo, repo=repo) == \
         {"figure_bars": 2, "figure_eps": 1, "figure_saliency": 1, "all": 1}
     figures.write_text(original)
-    # TRADES' beta: the robust models (eps 4 and 8) and what depends on them
+    # TRADES' beta, or an edit of the TRADES code: the robust models (eps 4 and 8) and what
+    # depends on them; no base or nonrobust-only model, no construction
+    robust = {"train": 2, "select": 2, "evaluate_clean": 2, "evaluate_corrupted": 2, "autoattack": 1,
+              "figure_saliency": 1, **OUTPUTS}
+    assert _after_edit(repo / "src" / "medrobust" / "trades.py", lambda: planned(tmp_path, "--configfile", demo,
+                                                                                    repo=repo)) == robust
+    # an edit of the attacks: the constructions, the nonrobust-only and robust models, their
+    # evaluations and AutoAttacks, Fig. 1; never the base models
+    assert _after_edit(repo / "src" / "medrobust" / "attacks.py", lambda: planned(tmp_path, "--configfile", demo,
+                                                                                     repo=repo)) == \
+        {"construct_nonrobust": 2, "train": 6, "select": 4, "evaluate_clean": 4, "evaluate_corrupted": 4,
+         "autoattack": 2, "figure_saliency": 1, **OUTPUTS}
     cfg["robust"]["beta"] = 6
-    assert dry(cfg, "c2.yaml") == \
-        {"train": 2, "select": 2, "evaluate_clean": 2, "evaluate_corrupted": 2, "autoattack": 1,
-         "figure_saliency": 1, **OUTPUTS}
+    assert dry(cfg, "c2.yaml") == robust
     # a construction setting: the nonrobust sets and their models, not the base or robust models
     cfg["robust"]["beta"] = 5
     cfg["nonrobust"]["steps"] = 50
@@ -144,6 +154,21 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     assert dry(cfg, "c4.yaml") == \
         {"corrupt_test": 1, "evaluate_corrupted": 5,
          **{k: v for k, v in OUTPUTS.items() if k != "table_hyperparameters"}}
+    # AutoAttack's batch size changes its random restarts: the three AutoAttack jobs re-run
+    cfg["evaluation"]["corruptions"] = {"apply_size": 64}
+    cfg["evaluation"]["autoattack"]["batch_size"] = 50
+    assert dry(cfg, "c5.yaml") == \
+        {"autoattack": 3, **{k: v for k, v in OUTPUTS.items() if k != "table_hyperparameters"}}
+
+
+def _after_edit(module: Path, dry_run) -> dict[str, int]:
+    """What a dry run plans once `module` is edited (the edit undone afterwards)."""
+    original = module.read_text()
+    module.write_text(original + "\n# an edit\n")
+    try:
+        return dry_run()
+    finally:
+        module.write_text(original)
 
 
 def _summary(path: Path) -> dict:

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medrobust.evaluate import autocast
+from medrobust.runtime import autocast
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import torch
 
 from medrobust.io import atomic_path
-from medrobust.train import Interrupted
+from medrobust.runtime import Interrupted, fingerprint_mismatch
 
 log = logging.getLogger(__name__)
 STANDARD_TARGETS = 9
@@ -63,7 +63,7 @@ def build(model: torch.nn.Module, n_classes: int, eps: float, seed: int, device:
 class Progress:
     """What has been attacked so far; saved after every attack."""
 
-    tag: str
+    tag: dict[str, str]  # the job's fingerprint: code, settings, data
     x_adv: torch.Tensor
     robust: torch.Tensor
     done: dict[str, float] = field(default_factory=dict)  # attack -> robust accuracy after it
@@ -74,17 +74,18 @@ class Progress:
                         "done": self.done}, tmp)
 
     @classmethod
-    def load_or_start(cls, path: Path, tag: str, x: torch.Tensor, clean_correct: torch.Tensor) -> Progress:
+    def load_or_start(cls, path: Path, tag: dict[str, str], x: torch.Tensor, clean_correct: torch.Tensor) -> Progress:
         if path.exists():
             saved = torch.load(path, map_location=x.device, weights_only=True)
-            if saved["tag"] == tag:
+            why = fingerprint_mismatch(saved["tag"], tag)
+            if why is None:
                 log.info("resuming AutoAttack after %s", ", ".join(saved["done"]) or "the clean pass")
                 return cls(tag, saved["x_adv"].to(x.device), saved["robust"].to(x.device), saved["done"])
-            log.warning("%s belongs to another evaluation; starting afresh", path)
+            log.warning("not resuming from %s: %s; starting afresh", path, why)
         return cls(tag, x.clone(), clean_correct.clone())
 
 
-def run(aa: Any, x: torch.Tensor, y: torch.Tensor, state: Path, tag: str, batch_size: int,
+def run(aa: Any, x: torch.Tensor, y: torch.Tensor, state: Path, tag: dict[str, str], batch_size: int,
         should_stop: Callable[[], bool] = lambda: False) -> Progress:
     """Run `aa`'s attacks in order on the points that are still robust; resumable from `state`.
 

@@ -6,15 +6,14 @@ import argparse
 import json
 import logging
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from medrobust.cli_outputs import add_commands
-from medrobust.config import ConfigError
-from medrobust.io import DataError, atomic_path, write_json, write_npz
+from medrobust.errors import ConfigError, DataError, DownloadError
+from medrobust.io import atomic_path, write_json, write_npz
 
 log = logging.getLogger("medrobust")
 EXIT_INTERRUPTED = 143  # as if killed by SIGTERM, so schedulers treat it as a preemption
@@ -49,56 +48,66 @@ def cmd_prepare(a: argparse.Namespace) -> None:
     log.info("wrote %s: %s", a.out, {k: v for k, v in stats.items() if k.endswith("counts")})
 
 
-def _fingerprint(hparams: dict[str, Any], *paths: str) -> str:
-    from medrobust.provenance import config_hash
-
-    files = [(str(Path(p).resolve()), Path(p).stat().st_size, Path(p).stat().st_mtime_ns) for p in paths]
-    return config_hash({"hparams": hparams, "files": files})
+def parse_json(text: str, flag: str) -> dict[str, Any]:
+    """A command-line JSON object, or a ConfigError naming the flag."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{flag}: not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag}: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 def cmd_train(a: argparse.Namespace) -> None:
+    """Standard training (cross-entropy): base and nonrobust-only models."""
+    from medrobust.train import Standard
+
+    _train(a, "train", Standard)
+
+
+def cmd_train_trades(a: argparse.Namespace) -> None:
+    """TRADES training with adversarial validation: the robust models."""
+    from medrobust.trades import Trades
+
+    _train(a, "train-trades", Trades)
+
+
+def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
     import torch
 
-    from medrobust.evaluate import load_split, pick_device, resolve_precision
+    from medrobust.evaluate import load_split
     from medrobust.provenance import record
+    from medrobust.runtime import fingerprint, pick_device, resolve_precision, sigterm_flag, state_lock
     from medrobust.train import Data, TrainConfig, fit
 
     torch.set_num_threads(a.threads)
-    hparams = json.loads(a.hparams)
+    hparams = parse_json(a.hparams, "--hparams")
     cfg = TrainConfig.from_dict(hparams)
+    if (cfg.method == "trades") != (command == "train-trades"):
+        raise ConfigError(f"--hparams: method {cfg.method!r} is trained by 'medrobust "
+                          f"{'train-trades' if cfg.method == 'trades' else 'train'}', not '{command}'")
     device = pick_device(a.device)
     torch.backends.cudnn.benchmark = True
-    train_x, train_y = load_split(a.train_data, "train", device)
-    val_x, val_y = load_split(a.val_data, "val", device)
+    train_x, train_y = load_split(a.train_data, "train", device, a.n_classes)
+    val_x, val_y = load_split(a.val_data, "val", device, a.n_classes)
     data = Data(train_x, train_y, val_x, val_y, a.n_classes)
-    stop = _sigterm_flag()
     state = Path(a.state)
-    state.parent.mkdir(parents=True, exist_ok=True)
     log.info("training %s on %s (%d train, %d val images) with %s", a.out_model, device, len(train_y), len(val_y), hparams)
     t0 = time.perf_counter()
-    ema, margs, history, chosen = fit(cfg, data, state, _fingerprint(hparams, a.train_data, a.val_data), stop,
-                                      a.checkpoint_every, a.eval_batch_size)
-    final = {k: v for k, v in chosen.items() if k.startswith("val_") or k == "epoch"}
-    meta = {"hparams": hparams, "final": final, "history": history, "train_data": a.train_data,
-            "val_data": a.val_data, "device": str(device), "precision": resolve_precision(cfg.precision, device), "seconds_this_session": time.perf_counter() - t0,
-            "provenance": record(hparams)}
-    with atomic_path(a.out_model) as tmp:
-        torch.save({"model_args": margs, "state_dict": ema.state_dict(), **meta}, tmp)
-    write_json(a.out_metrics, meta)
-    state.unlink(missing_ok=True)
+    with state_lock(state):
+        tag = fingerprint(command, {**hparams, "n_classes": a.n_classes}, a.train_data, a.val_data)
+        ema, margs, history, chosen = fit(cfg, data, state, tag, sigterm_flag(), a.checkpoint_every,
+                                          a.eval_batch_size, objective(cfg))
+        final = {k: v for k, v in chosen.items() if k.startswith("val_") or k == "epoch"}
+        meta = {"hparams": hparams, "final": final, "history": history, "train_data": a.train_data,
+                "val_data": a.val_data, "device": str(device), "precision": resolve_precision(cfg.precision, device),
+                "seconds_this_session": time.perf_counter() - t0, "code": tag["code"], "provenance": record(hparams)}
+        with atomic_path(a.out_model) as tmp:
+            torch.save({"model_args": margs, "state_dict": ema.state_dict(), **meta}, tmp)
+        write_json(a.out_metrics, meta)
+        state.unlink(missing_ok=True)
     log.info("done: val balanced accuracy %.4f, AUC %.4f", final["val_balanced_accuracy"], final["val_auc"])
-
-
-def _sigterm_flag() -> Any:
-    """Turn SIGTERM (SLURM time limit or preemption) into a request to save state and stop."""
-    requested = {"stop": False}
-
-    def handler(signum: int, frame: Any) -> None:
-        log.warning("received signal %d: saving state after this step", signum)
-        requested["stop"] = True
-
-    signal.signal(signal.SIGTERM, handler)
-    return lambda: requested["stop"]
 
 
 def cmd_construct(a: argparse.Namespace) -> None:
@@ -106,29 +115,34 @@ def cmd_construct(a: argparse.Namespace) -> None:
     import torch
 
     from medrobust.construct import ConstructionConfig, construct
-    from medrobust.evaluate import load_model, load_split, pick_device
+    from medrobust.evaluate import load_model, load_split
     from medrobust.provenance import record
+    from medrobust.runtime import fingerprint, pick_device, sigterm_flag, state_lock
 
     torch.set_num_threads(a.threads)
     device = pick_device(a.device)
-    cfg = ConstructionConfig(**json.loads(a.settings))
+    settings = parse_json(a.settings, "--settings")
+    cfg = ConstructionConfig.from_dict(settings)
     model, ckpt = load_model(a.model, device)
-    x, y = load_split(a.data, "train", device)
+    n_classes = ckpt["model_args"]["n_classes"]
+    x, y = load_split(a.data, "train", device, n_classes)
     parts = Path(f"{a.out}.parts")
-    tag = _fingerprint(json.loads(a.settings), a.model, a.data)
     log.info("constructing %s from %s: %d training images, %s", a.out, a.model, len(y), cfg)
-    adv, targets, stats = construct(model, x, y, ckpt["model_args"]["n_classes"], cfg, parts, tag,
-                                    a.batch_size, should_stop=_sigterm_flag())
-    images = adv.transpose(0, 2, 3, 1)  # MedMNIST layout: (N, H, W) or (N, H, W, 3)
-    source = stats.pop("source_index")
-    write_npz(a.out, {"train_images": images[..., 0] if images.shape[-1] == 1 else images,
-                      "train_labels": targets.astype(np.int64)[:, None],
-                      "train_source_index": source,
-                      "train_original_labels": y.cpu().numpy()[source]})
-    write_json(a.stats, {**stats, "model": a.model, "data": a.data, "provenance": record(json.loads(a.settings))})
-    shutil.rmtree(parts, ignore_errors=True)  # the chunks are in the output now
-    log.info("used %d of %d images; target hit rate %.4f; max L-inf %.3f/255", stats["n_used"], stats["n_train"],
-             stats["target_hit_rate"], stats["linf_max_255"])
+    with state_lock(parts):
+        tag = fingerprint("construct", {**settings, "batch_size": a.batch_size}, a.model, a.data)
+        built = construct(model, x, y, n_classes, cfg, parts, tag, a.batch_size, should_stop=sigterm_flag())
+        images = built["adv"].transpose(0, 2, 3, 1)  # MedMNIST layout: (N, H, W) or (N, H, W, 3)
+        write_npz(a.out, {"train_images": images[..., 0] if images.shape[-1] == 1 else images,
+                          "train_labels": built["targets"].astype(np.int64)[:, None],
+                          "train_source_index": built["source_index"],
+                          "train_original_labels": built["labels"]})
+        stats = built["stats"]
+        write_json(a.stats, {**stats, "model": a.model, "data": a.data, "code": tag["code"],
+                             "provenance": record(settings)})
+        shutil.rmtree(parts, ignore_errors=True)  # the chunks are in the output now
+    log.info("used %d of %d images; target hit rate %.4f; targets equal to the original label %.4f (chance %.4f); "
+             "max L-inf %.3f/255", stats["n_used"], stats["n_train"], stats["target_hit_rate"],
+             stats["targets_equal_labels_fraction"], stats["chance"], stats["linf_max_255"])
 
 
 def cmd_select(a: argparse.Namespace) -> None:
@@ -146,8 +160,9 @@ def cmd_select(a: argparse.Namespace) -> None:
 def cmd_evaluate(a: argparse.Namespace) -> None:
     import torch
 
-    from medrobust.evaluate import evaluate, pick_device
+    from medrobust.evaluate import evaluate
     from medrobust.provenance import record
+    from medrobust.runtime import pick_device
 
     torch.set_num_threads(a.threads)
     metrics = evaluate(a.model, a.data, a.split, pick_device(a.device))
@@ -194,19 +209,21 @@ def _data_commands(sub: Any) -> None:
 
 
 def _model_commands(sub: Any) -> None:
-    s = sub.add_parser("train", help="train one model (resumes from --state if present)")
-    s.add_argument("--train-data", required=True, help="npz whose train_* arrays are trained on")
-    s.add_argument("--val-data", required=True, help="npz whose val_* arrays are validated on")
-    s.add_argument("--n-classes", type=int, required=True)
-    s.add_argument("--hparams", required=True, help="JSON of TrainConfig fields")
-    s.add_argument("--state", required=True, help="resumable state file (kept beside the outputs)")
-    s.add_argument("--out-model", required=True)
-    s.add_argument("--out-metrics", required=True)
-    s.add_argument("--checkpoint-every", type=int, default=5, help="epochs between resumable checkpoints")
-    s.add_argument("--eval-batch-size", type=int, default=1024)
-    s.add_argument("--device", default="auto")
-    s.add_argument("--threads", type=int, default=2)
-    s.set_defaults(func=cmd_train)
+    for name, func, what in (("train", cmd_train, "train one standard model (base, nonrobust-only)"),
+                             ("train-trades", cmd_train_trades, "train one TRADES model (robust)")):
+        s = sub.add_parser(name, help=f"{what}; resumes from --state if it belongs to this job")
+        s.add_argument("--train-data", required=True, help="npz whose train_* arrays are trained on")
+        s.add_argument("--val-data", required=True, help="npz whose val_* arrays are validated on")
+        s.add_argument("--n-classes", type=int, required=True)
+        s.add_argument("--hparams", required=True, help="JSON of TrainConfig fields")
+        s.add_argument("--state", required=True, help="resumable state file (kept beside the outputs)")
+        s.add_argument("--out-model", required=True)
+        s.add_argument("--out-metrics", required=True)
+        s.add_argument("--checkpoint-every", type=int, default=5, help="epochs between resumable checkpoints")
+        s.add_argument("--eval-batch-size", type=int, default=1024)
+        s.add_argument("--device", default="auto")
+        s.add_argument("--threads", type=int, default=2)
+        s.set_defaults(func=func)
 
     s = sub.add_parser("construct", help="build the nonrobust-feature training set (targeted PGD)")
     s.add_argument("--model", required=True, help="the selected base model")
@@ -239,8 +256,7 @@ def _model_commands(sub: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parser().parse_args(argv)
-    from medrobust.data import DownloadError
-    from medrobust.train import Interrupted
+    from medrobust.runtime import Interrupted
 
     try:
         args.func(args)

@@ -34,8 +34,9 @@ def cmd_corrupt(a: argparse.Namespace) -> None:
 def cmd_evaluate_corrupted(a: argparse.Namespace) -> None:
     import torch
 
-    from medrobust.evaluate import evaluate_corrupted, pick_device
+    from medrobust.evaluate import evaluate_corrupted
     from medrobust.provenance import record
+    from medrobust.runtime import pick_device
 
     torch.set_num_threads(a.threads)
     result = evaluate_corrupted(a.model, a.data, pick_device(a.device), a.batch_size)
@@ -48,48 +49,53 @@ def cmd_autoattack(a: argparse.Namespace) -> None:
     import torch
 
     from medrobust import autoattack
-    from medrobust.cli import _fingerprint, _sigterm_flag
-    from medrobust.evaluate import load_model, load_split, pick_device, predict
+    from medrobust.evaluate import load_model, load_split, predict
     from medrobust.metrics import classification_metrics
     from medrobust.provenance import record
+    from medrobust.runtime import as_float, fingerprint, pick_device, sigterm_flag, state_lock
 
     torch.set_num_threads(a.threads)
     device = pick_device(a.device)
     model, ckpt = load_model(a.model, device)
-    x, y = load_split(a.data, a.split, device)
+    n_classes = ckpt["model_args"]["n_classes"]
+    x, y = load_split(a.data, a.split, device, n_classes)
     idx = np.arange(len(y))
     if 0 < a.n_images < len(y):  # a fixed random subset, the same for every model
         idx = np.sort(np.random.default_rng(a.seed).choice(len(y), a.n_images, replace=False))
-    x, y = x[idx].float() / 255, y[idx]
-    n_classes = ckpt["model_args"]["n_classes"]
+    x, y = as_float(x[idx]), y[idx]
     aa = autoattack.build(model, n_classes, a.eps / 255, a.seed, device)
-    settings = {"eps": a.eps, "seed": a.seed, "n_images": a.n_images, "attacks": aa.attacks_to_run}
-    tag = _fingerprint(settings, a.model, a.data)
+    # pyautoattack reseeds every batch: the batch size changes the random restarts, hence results
+    settings = {"eps": a.eps, "seed": a.seed, "n_images": a.n_images, "split": a.split, "batch_size": a.batch_size,
+                "attacks": aa.attacks_to_run}
     log.info("AutoAttack (%s) at eps %d/255 on %d images of %s", ", ".join(aa.attacks_to_run), a.eps, len(y), a.model)
-    progress = autoattack.run(aa, x, y, Path(a.state), tag, a.batch_size, _sigterm_flag())
-    probs = predict(model, progress.x_adv, a.batch_size, "fp32")
-    metrics = {**classification_metrics(y.cpu().numpy(), probs), "n": len(y)}
-    linf = (progress.x_adv - x).abs().amax().item() * 255
-    write_json(a.out, {"model": a.model, "data": a.data, "split": a.split, **settings,
-                       "n_target_classes": autoattack.attack_plan(n_classes)[1],
-                       "robust_accuracy_after": progress.done, "linf_max_255": linf,
-                       "metrics": metrics, "provenance": record(settings)})
-    Path(a.state).unlink(missing_ok=True)
+    with state_lock(a.state):
+        tag = fingerprint("autoattack", settings, a.model, a.data)
+        progress = autoattack.run(aa, x, y, Path(a.state), tag, a.batch_size, sigterm_flag())
+        probs = predict(model, progress.x_adv, a.batch_size, "fp32")
+        metrics = {**classification_metrics(y.cpu().numpy(), probs), "n": len(y)}
+        linf = (progress.x_adv - x).abs().amax().item() * 255
+        write_json(a.out, {"model": a.model, "data": a.data, **settings,
+                           "n_target_classes": autoattack.attack_plan(n_classes)[1],
+                           "robust_accuracy_after": progress.done, "linf_max_255": linf, "code": tag["code"],
+                           "metrics": metrics, "provenance": record(settings)})
+        Path(a.state).unlink(missing_ok=True)
     log.info("under AutoAttack: %s (max L-inf %.4f/255)", metrics, linf)
 
 
 def cmd_saliency(a: argparse.Namespace) -> None:
     import torch
 
-    from medrobust.evaluate import load_model, load_split, pick_device
+    from medrobust.evaluate import load_model, load_split
     from medrobust.figures import saliency_figure
+    from medrobust.runtime import as_float, pick_device
     from medrobust.saliency import example
 
     torch.set_num_threads(a.threads)
     device = pick_device(a.device)
-    models = {label: load_model(path, device)[0] for label, path in (("Robust", a.robust), ("Standard", a.standard))}
-    x, y = load_split(a.data, "test", device)
-    ex = example(models, "Standard", x.float() / 255, y, a.eps / 255, a.steps, a.index, a.seed)
+    loaded = {label: load_model(path, device) for label, path in (("Robust", a.robust), ("Standard", a.standard))}
+    models = {label: model for label, (model, _) in loaded.items()}
+    x, y = load_split(a.data, "test", device, loaded["Standard"][1]["model_args"]["n_classes"])
+    ex = example(models, "Standard", as_float(x), y, a.eps / 255, a.steps, a.index, a.seed)
     saliency_figure(ex.images, ex.maps, out_png=a.out_png, out_pdf=a.out_pdf,
                     row_titles=(f"Original (class {ex.label})", f"Adversarial ({a.eps}/255)"),
                     predictions={k: (str(v[0]), str(v[1])) for k, v in ex.predictions.items()})

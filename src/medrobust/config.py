@@ -14,12 +14,10 @@ from typing import Any
 import jsonschema
 import yaml
 
+from medrobust.errors import ConfigError, DataError
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 GRID_FAMILIES = ("base", "nonrobust", "robust")
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or out of range; the message names the key."""
 
 
 def _key(path: Any) -> str:
@@ -122,6 +120,31 @@ def attacked(config: dict[str, Any], stage: str) -> bool:
     return stage == "base" or ev["autoattack"]["all_eps"] or stage_eps(stage) == ev["main_eps"]
 
 
+LATERALITY_WORDS = ("left", "right")
+
+
+def encodes_laterality(label_names: list[str]) -> bool:
+    """Whether class names tell left from right (OrganSMNIST's femur-left, kidney-right, ...)."""
+    words = [w for name in label_names for w in name.lower().replace("-", " ").replace("_", " ").split()]
+    return any(w in LATERALITY_WORDS for w in words)
+
+
+def horizontal_flips(config: dict[str, Any], name: str) -> bool:
+    """Whether augmentation may flip this dataset's images: `datasets.<name>.hflip` if set; else
+    training.augmentation.hflip, except for MedMNIST datasets whose labels encode laterality
+    (a flip would turn a left organ into a right one, silently mislabelling it)."""
+    ds = config["datasets"][name]
+    if ds.get("hflip") is not None:
+        return bool(ds["hflip"])
+    if not config["training"]["augmentation"]["hflip"]:
+        return False
+    if ds["source"] == "medmnist":
+        import medmnist  # light import: no torch
+
+        return not encodes_laterality(list(medmnist.INFO[name]["label"].values()))
+    return True
+
+
 def saliency_dataset(config: dict[str, Any]) -> str:
     """Fig. 1's dataset: as configured, else OrganSMNIST (the paper's), else the first one."""
     chosen = config["evaluation"]["saliency"]["dataset"]
@@ -132,7 +155,7 @@ def _source_problems(name: str, ds: dict[str, Any]) -> list[str]:
     where = f"config key datasets.{name}"
     extra = {"npz": {"path", "url", "md5", "n_classes", "n_channels", "source_image_size"},
              "synthetic": {"synthetic"}, "medmnist": set()}[ds["source"]]
-    given = set(ds) - {"source", "grid", "robust_grid", "corruptions"}
+    given = set(ds) - {"source", "grid", "robust_grid", "corruptions", "hflip"}
     problems = [f"{where}.{k}: not used with source '{ds['source']}'" for k in sorted(given - extra)]
     if ds["source"] == "medmnist":
         import medmnist  # light import: no torch, no torchvision
@@ -148,6 +171,19 @@ def _source_problems(name: str, ds: dict[str, Any]) -> list[str]:
         if ("url" in ds) != ("md5" in ds):
             problems.append(f"{where}.md5: url and md5 go together")
     return problems
+
+
+def check_local_files(config: dict[str, Any]) -> None:
+    """Every dataset file given by path exists and is a readable MedMNIST-format npz whose
+    splits have as many labels as images (headers only); else a DataError naming it."""
+    from medrobust.io import check_npz_splits
+
+    for name, ds in config["datasets"].items():
+        if ds["source"] == "npz" and "path" in ds:
+            try:
+                check_npz_splits(ds["path"])
+            except DataError as e:
+                raise DataError(f"datasets.{name}.path: {e}") from None
 
 
 def load(path: str | Path) -> dict[str, Any]:

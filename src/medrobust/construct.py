@@ -1,32 +1,51 @@
-"""The nonrobust-feature training set (Ilyas et al.'s D_rand; paper Section 3.1).
+"""The nonrobust-feature training set (Ilyas et al.; paper Section 3.1).
 
-Every training image the base model classifies correctly is moved by targeted L-inf PGD
-towards a target class t != y and relabelled t. Targets are drawn per training image from
-the seed alone (before the model is consulted), uniformly among the other classes (D_rand),
-or t = (y + 1) mod C (D_det). The images are kept in float32: quantising a 4/255 perturbation
-made of 0.1/255 steps to uint8 would move it by up to 0.5/255 per pixel.
+Every training image the base model classifies correctly is moved by targeted L-inf PGD towards
+a target class t and relabelled t. The targets (drawn per training image from the seed alone,
+before the model is consulted) decide what the robust features say about the new label:
 
-Work proceeds in chunks saved beside the output (`<out>.parts/`), so an interrupted job resumes
-at the first unfinished chunk; the parts are deleted once the output is written.
+- `uniform` (default, Ilyas et al.'s D_rand): t uniform over all C classes, so P(t = y) = 1/C
+  and the original label, hence every robust feature, is independent of the new label: what
+  a model learns from the set can only come from the nonrobust perturbations (the paper's
+  argument: "the robust features are now uncorrelated with the new label").
+- `other`: t uniform over the C - 1 other classes. t != y always, so the robust features are
+  anti-correlated with the new label (for C = 2 every label is flipped and the robust features
+  predict the *wrong* label perfectly); a model then scores below chance unless the nonrobust
+  features win.
+- `deterministic` (D_det): t = y + 1 mod C: the robust features predict the new label through a
+  fixed permutation (for C = 2 the same as `other`).
+
+The images are kept in float32: quantising a 4/255 perturbation made of 0.1/255 steps to uint8
+would move it by up to 0.5/255 per pixel.
+
+Work proceeds in chunks of consecutive training images saved beside the output
+(`<out>.parts/`). Each chunk records the source indices, labels and targets it was built from,
+so a resumed job reuses a chunk only where the same images, selected by the same predictions,
+got the same targets (a borderline prediction that flips after a requeue rebuilds that chunk
+alone), and never pairs an image with another sample's label. The parts carry the job's
+fingerprint (code, settings, data) and are discarded, with the reason logged, when it differs.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from medrobust.attacks import PGDConfig, default_step_size, pgd
+from medrobust.errors import ConfigError
 from medrobust.evaluate import predict
-from medrobust.io import atomic_path
-from medrobust.train import Interrupted, as_float, derive_seed
+from medrobust.io import atomic_path, read_json, write_json
+from medrobust.runtime import Interrupted, as_float, derive_seed, fingerprint_mismatch
 
-TARGET_MODES = ("random", "deterministic")
+log = logging.getLogger("medrobust.construct")
+TARGET_MODES = ("uniform", "other", "deterministic")
 
 
 @dataclass(frozen=True)
@@ -34,10 +53,22 @@ class ConstructionConfig:
     eps: float  # in [0, 1] units
     steps: int = 100
     step_size_factor: float = 2.5
-    targets: str = "random"
+    targets: str = "uniform"
     random_start: bool = False
     seed: int = 0
     precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.targets not in TARGET_MODES:
+            raise ConfigError(f"construction setting targets: {self.targets!r} is not one of {', '.join(TARGET_MODES)}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ConstructionConfig:
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown construction setting(s): {', '.join(unknown)} "
+                              f"(known: {', '.join(f.name for f in fields(cls))})")
+        return cls(**d)
 
     @property
     def pgd(self) -> PGDConfig:
@@ -46,51 +77,86 @@ class ConstructionConfig:
 
 
 def draw_targets(labels: torch.Tensor, n_classes: int, mode: str, seed: int) -> torch.Tensor:
-    """A target class != label for every sample: uniform over the others, or label + 1 mod C."""
+    """A target class for every sample, by `mode` (module docstring), from the seed alone."""
     if mode == "deterministic":
         return (labels + 1) % n_classes
-    if mode != "random":
-        raise ValueError(f"targets must be one of {TARGET_MODES}, got {mode!r}")
     gen = torch.Generator().manual_seed(derive_seed(seed, 3))
-    offset = torch.randint(1, n_classes, (len(labels),), generator=gen).to(labels.device)
-    return (labels + offset) % n_classes
+    if mode == "uniform":
+        return torch.randint(0, n_classes, (len(labels),), generator=gen).to(labels.device)
+    if mode == "other":
+        offset = torch.randint(1, n_classes, (len(labels),), generator=gen).to(labels.device)
+        return (labels + offset) % n_classes
+    raise ValueError(f"targets must be one of {TARGET_MODES}, got {mode!r}")
 
 
 def construct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes: int, cfg: ConstructionConfig,
-              parts: Path, tag: str, batch_size: int = 512, chunk: int = 8192,
-              should_stop: Callable[[], bool] = lambda: False) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Adversarial images (M, C, H, W) float32, their target labels (M,), and statistics.
+              parts: Path, fingerprint: dict[str, str], batch_size: int = 512, chunk: int = 8192,
+              should_stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+    """The set: adversarial images (M, C, H, W) float32 `adv`, their targets `targets` (M,), the
+    training indices they come from `source_index` and original `labels`, and `stats`.
 
-    Finished chunks are kept in `parts` under names starting with `tag` (which must identify
-    the model, the data and `cfg`), and reused when the same construction runs again."""
+    Finished chunks are kept in `parts` with `fingerprint` (which must identify the code, the
+    model, the data and `cfg`), and reused only when both agree with this run."""
     t0 = time.perf_counter()
     correct = torch.from_numpy(predict(model, x, batch_size, cfg.precision).argmax(1)).to(y.device) == y
     targets = draw_targets(y, n_classes, cfg.targets, cfg.seed)
-    used = torch.nonzero(correct).squeeze(1)
-    parts.mkdir(parents=True, exist_ok=True)
-    attack_seconds, attacked = 0.0, 0
-    for c, start in enumerate(range(0, len(used), chunk)):
-        path = parts / f"{tag}-{c:05d}.pt"
-        if path.exists():
-            continue
-        if should_stop():
-            raise Interrupted(f"stopped before chunk {c}; finished chunks are kept in {parts}")
-        t1 = time.perf_counter()
-        with atomic_path(path) as tmp:
-            torch.save(_attack_chunk(model, x, used[start:start + chunk], targets, cfg, batch_size), tmp)
-        attack_seconds += time.perf_counter() - t1
-        attacked += len(used[start:start + chunk])
-    pieces = [torch.load(parts / f"{tag}-{c:05d}.pt") for c in range(-(-len(used) // chunk))]
-    adv = torch.cat([p["adv"] for p in pieces]) if pieces else torch.zeros((0, *x.shape[1:]))
-    stats = _statistics(pieces, y[used].cpu(), targets[used].cpu(), n_classes, len(x))
+    _claim_parts(parts, fingerprint)
+    pieces, attack_seconds, attacked = [], 0.0, 0
+    for c, start in enumerate(range(0, len(x), chunk)):
+        idx = start + torch.nonzero(correct[start:start + chunk]).squeeze(1)
+        piece = _load_chunk(parts / f"{c:05d}.pt", idx, targets[idx], y[idx])
+        if piece is None:
+            if should_stop():
+                raise Interrupted(f"stopped before chunk {c}; finished chunks are kept in {parts}")
+            t1 = time.perf_counter()
+            piece = {"source_index": idx.cpu(), "target": targets[idx].cpu(), "label": y[idx].cpu(),
+                     **_attack_chunk(model, x, idx, targets, cfg, batch_size)}
+            with atomic_path(parts / f"{c:05d}.pt") as tmp:
+                torch.save(piece, tmp)
+            attack_seconds += time.perf_counter() - t1
+            attacked += len(idx)
+            log.info("chunk %d/%d: %d images attacked (%.0f img/s)", c + 1, -(-len(x) // chunk), len(idx),
+                     attacked / max(attack_seconds, 1e-9))
+        pieces.append(piece)
+    out = {k: torch.cat([p[k] for p in pieces]) for k in ("adv", "target", "source_index", "label", "hit", "linf")}
+    stats = _statistics(out, n_classes, len(x))
     stats.update(seconds=time.perf_counter() - t0, attack_images_per_second=attacked / attack_seconds if attacked else None,
                  config={**asdict(cfg), "step_size": cfg.pgd.step_size})
-    return adv.numpy(), targets[used].cpu().numpy(), {**stats, "source_index": used.cpu().numpy()}
+    return {"adv": out["adv"].numpy(), "targets": out["target"].numpy(), "source_index": out["source_index"].numpy(),
+            "labels": out["label"].numpy(), "stats": stats}
+
+
+def _claim_parts(parts: Path, fingerprint: dict[str, str]) -> None:
+    """Make `parts` this job's: keep its chunks if they carry this fingerprint, else clear them."""
+    stamp = parts / "fingerprint.json"
+    if stamp.exists():
+        why = fingerprint_mismatch(read_json(stamp), fingerprint)
+        if why is None:
+            return
+        log.warning("discarding the chunks in %s: %s", parts, why)
+    shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir(parents=True)
+    write_json(stamp, fingerprint)
+
+
+def _load_chunk(path: Path, idx: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    """A saved chunk if it was built from exactly these images, labels and targets; else None."""
+    if not path.exists():
+        return None
+    piece = torch.load(path, weights_only=True)
+    for key, want in (("source_index", idx), ("label", labels), ("target", targets)):
+        if not torch.equal(piece[key], want.cpu()):
+            diff = sorted(set(piece["source_index"].tolist()) ^ set(idx.cpu().tolist()))[:10]
+            log.warning("rebuilding %s: its %s differ from this run's (the base model's correct set changed "
+                        "at training images %s)", path, key, diff)
+            return None
+    return piece
 
 
 def _attack_chunk(model: torch.nn.Module, x: torch.Tensor, idx: torch.Tensor, targets: torch.Tensor,
                   cfg: ConstructionConfig, batch_size: int) -> dict[str, torch.Tensor]:
-    out: dict[str, list[torch.Tensor]] = {"adv": [], "hit": [], "linf": []}
+    out: dict[str, list[torch.Tensor]] = {"adv": [torch.zeros((0, *x.shape[1:]))], "hit": [torch.zeros(0, dtype=torch.bool)],
+                                          "linf": [torch.zeros(0)]}
     for i in range(0, len(idx), batch_size):
         b = idx[i:i + batch_size]
         xb, tb = as_float(x[b]), targets[b]
@@ -103,19 +169,20 @@ def _attack_chunk(model: torch.nn.Module, x: torch.Tensor, idx: torch.Tensor, ta
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def _statistics(pieces: list[dict[str, torch.Tensor]], labels: torch.Tensor, targets: torch.Tensor,
-                n_classes: int, n_total: int) -> dict[str, Any]:
-    hit = torch.cat([p["hit"] for p in pieces]) if pieces else torch.zeros(0, dtype=torch.bool)
-    linf = torch.cat([p["linf"] for p in pieces]) if pieces else torch.zeros(0)
+def _statistics(out: dict[str, torch.Tensor], n_classes: int, n_total: int) -> dict[str, Any]:
+    labels, targets, hit, linf = out["label"], out["target"], out["hit"], out["linf"]
+    n = len(labels)
+    agree = int((targets == labels).sum())
     return {
         "n_train": n_total,
-        "n_used": len(labels),
-        "fraction_used": len(labels) / max(n_total, 1),
-        "target_hit_rate": float(hit.float().mean()) if len(hit) else float("nan"),
-        "linf_max_255": float(linf.max() * 255) if len(linf) else 0.0,
-        "linf_mean_255": float(linf.mean() * 255) if len(linf) else 0.0,
+        "n_used": n,
+        "fraction_used": n / max(n_total, 1),
+        "target_hit_rate": float(hit.float().mean()) if n else float("nan"),
+        "targets_equal_labels": agree,
+        "targets_equal_labels_fraction": agree / n if n else float("nan"),
+        "chance": 1 / n_classes,
+        "linf_max_255": float(linf.max() * 255) if n else 0.0,
+        "linf_mean_255": float(linf.mean() * 255) if n else 0.0,
         "target_class_counts": torch.bincount(targets, minlength=n_classes).tolist(),
         "original_class_counts": torch.bincount(labels, minlength=n_classes).tolist(),
-        "targets_equal_labels": int((targets == labels).sum()),
     }
-

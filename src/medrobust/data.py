@@ -12,11 +12,8 @@ import medmnist
 import numpy as np
 from medmnist.dataset import MedMNIST
 
-from medrobust.io import SPLITS, DataError, check_split, read_npz, write_npz
-
-
-class DownloadError(RuntimeError):
-    """A download failed or its md5 did not match; the message names the file and the URL."""
+from medrobust.errors import DataError, DownloadError
+from medrobust.io import SPLITS, check_split, read_npz, write_npz
 
 
 def medmnist_source(flag: str, size: int, mirror: str | None) -> tuple[str, str, str]:

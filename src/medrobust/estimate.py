@@ -18,6 +18,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from medrobust.io import check_npz_splits
 from medrobust.config import attacked, corruption_registry, grid_points, stages
 
 SEVERITIES = 5
@@ -46,10 +47,9 @@ def dataset_sizes(config: dict[str, Any], name: str) -> Sizes:
 
 @functools.lru_cache(maxsize=None)
 def _npz_sizes(path: str, n_classes: int) -> Sizes:
-    import numpy as np
-
-    with np.load(path) as f:
-        return Sizes(*(len(f[f"{s}_labels"]) for s in ("train", "val", "test")), n_classes)
+    """From the array headers (a DataError naming the file if it is missing or corrupt)."""
+    n = check_npz_splits(path)
+    return Sizes(n["train"], n["val"], n["test"], n_classes)
 
 
 def _sizes(ds: dict[str, Any], name: str) -> Sizes:
@@ -125,4 +125,8 @@ def render(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
     lines.append(f"(at {c['train_images_per_second']:g} training and {c['forward_images_per_second']:g} forward "
                  "images/s per GPU: config key compute; plus a few CPU jobs per dataset: download, prepare, "
                  "corruptions, selection, figures and tables)")
+    patience = config["robust"]["patience"]
+    lines.append("TRADES runs: the full schedule of every grid point, as the paper (robust.patience 0)" if not patience
+                 else f"TRADES runs counted at their full schedule: an upper bound, since robust.patience {patience} "
+                      "stops a run early once its robust validation accuracy stalls (a deviation from the paper)")
     return "\n".join(lines)

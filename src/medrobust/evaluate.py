@@ -2,48 +2,45 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from medrobust.io import DataError, read_npz
+from medrobust.errors import DataError
+from medrobust.io import npz_keys, read_npz
 from medrobust.metrics import classification_metrics
 from medrobust.models import WideResNet, build
+from medrobust.runtime import as_float, autocast
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def check_labels(where: str, labels: np.ndarray, n_images: int, n_classes: int) -> np.ndarray:
+    """Labels as int64 (N,), checked against the images' count and the model's classes."""
+    labels = np.asarray(labels)
+    if labels.shape not in {(n_images,), (n_images, 1)}:
+        raise DataError(f"{where}: {labels.shape[0] if labels.ndim else 0} labels for {n_images} images "
+                        f"(labels {labels.shape})")
+    labels = labels.reshape(-1).astype(np.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise DataError(f"{where}: labels span {labels.min()}..{labels.max()}, but the model has "
+                        f"{n_classes} classes (0..{n_classes - 1})")
+    return labels
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' is bf16 on CUDA and fp32 elsewhere; explicit choices are kept."""
-    if precision != "auto":
-        return precision
-    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast where asked (weights stay fp32); a no-op for fp32."""
-    if resolve_precision(precision, device) == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def load_split(path: str | Path, split: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images as (N, C, H, W) tensors kept in their stored dtype (uint8 or float), labels int64."""
+def load_split(path: str | Path, split: str, device: torch.device,
+               n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images as (N, C, H, W) tensors kept in their stored dtype (uint8 or float), labels int64,
+    checked: as many labels as images, each in 0..n_classes-1."""
     arrays = read_npz(path, (f"{split}_images", f"{split}_labels"))
-    images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"].reshape(-1)
+    images = arrays[f"{split}_images"]
     if images.ndim == 3:
         images = images[..., None]
-    if images.ndim != 4 or len(images) != len(labels):
-        raise DataError(f"{path} [{split}]: images {images.shape} and labels {labels.shape} do not match")
+    if images.ndim != 4:
+        raise DataError(f"{path} [{split}]: images have shape {images.shape}, expected (N, H, W[, C])")
+    labels = check_labels(f"{path} [{split}]", arrays[f"{split}_labels"], len(images), n_classes)
     x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-    return x.to(device), torch.from_numpy(labels.astype(np.int64)).to(device)
+    return x.to(device), torch.from_numpy(labels).to(device)
 
 
 @torch.no_grad()
@@ -53,8 +50,7 @@ def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int, precision:
     model.eval()
     out = []
     for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size]
-        xb = xb.float().div_(255) if xb.dtype == torch.uint8 else xb.float()
+        xb = as_float(x[i:i + batch_size])
         with autocast(xb.device, precision):
             logits = model(xb.contiguous(memory_format=torch.channels_last))
         out.append(torch.softmax(logits.float(), 1).cpu())
@@ -80,7 +76,7 @@ def evaluate(model_path: str | Path, data_path: str | Path, split: str, device: 
              batch_size: int = 1024) -> dict[str, float]:
     """Balanced accuracy, macro AUC and accuracy of a checkpoint on one split of a prepared file."""
     model, ckpt = load_model(model_path, device)
-    x, y = load_split(data_path, split, device)
+    x, y = load_split(data_path, split, device, ckpt["model_args"]["n_classes"])
     probs = predict(model, x, batch_size, ckpt["hparams"]["precision"])
     return {**classification_metrics(y.cpu().numpy(), probs), "n": len(y)}
 
@@ -94,20 +90,23 @@ def evaluate_corrupted(model_path: str | Path, corrupted_path: str | Path, devic
     """
     model, ckpt = load_model(model_path, device)
     precision = ckpt["hparams"]["precision"]
-    with np.load(corrupted_path) as f:
-        names = sorted(k.split("/", 1)[1] for k in f.files if k.startswith("corruption/"))
-        if "labels" not in f.files or not names:
-            raise DataError(f"{corrupted_path}: not a corrupted test set (needs labels and corruption/<name> arrays)")
-        y = f["labels"].reshape(-1)
-        per: dict[str, list[dict[str, float]]] = {}
-        for name in names:
-            stack = f[f"corruption/{name}"]
-            per[name] = []
-            for images in stack:
-                x = torch.from_numpy(np.ascontiguousarray((images[..., None] if images.ndim == 3 else images)
-                                                          .transpose(0, 3, 1, 2))).to(device)
-                per[name].append(classification_metrics(y, predict(model, x, batch_size, precision)))
+    names = sorted(k.split("/", 1)[1] for k in npz_keys(corrupted_path) if k.startswith("corruption/"))
+    if not names:
+        raise DataError(f"{corrupted_path}: not a corrupted test set (no corruption/<name> arrays)")
+    y = read_npz(corrupted_path, ("labels",))["labels"]
+    per: dict[str, list[dict[str, float]]] = {}
+    for name in names:
+        stack = read_npz(corrupted_path, (f"corruption/{name}",))[f"corruption/{name}"]
+        where = f"{corrupted_path} [corruption/{name}]"
+        if stack.ndim not in (4, 5):
+            raise DataError(f"{where}: shape {stack.shape}, expected (severities, N, H, W[, C])")
+        labels = check_labels(where, y, stack.shape[1], ckpt["model_args"]["n_classes"])
+        per[name] = []
+        for images in stack:
+            x = torch.from_numpy(np.ascontiguousarray((images[..., None] if images.ndim == 3 else images)
+                                                      .transpose(0, 3, 1, 2))).to(device)
+            per[name].append(classification_metrics(labels, predict(model, x, batch_size, precision)))
     keys = ("balanced_accuracy", "auc", "accuracy")
     by_corruption = {n: {k: float(np.mean([m[k] for m in per[n]])) for k in keys} for n in names}
     mean = {k: float(np.mean([by_corruption[n][k] for n in names])) for k in keys}
-    return {"mean": mean, "by_corruption": by_corruption, "by_severity": per, "n": len(y)}
+    return {"mean": mean, "by_corruption": by_corruption, "by_severity": per, "n": len(labels)}

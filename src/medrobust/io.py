@@ -13,11 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from medrobust.errors import DataError
+
 SPLITS = ("train", "val", "test")
-
-
-class DataError(ValueError):
-    """A data file is missing, corrupt or not what the config says; the message names it."""
 
 
 @contextmanager
@@ -61,6 +59,54 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
+
+
+def npz_keys(path: str | Path) -> list[str]:
+    """The array names in an npz file, with every failure a DataError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return list(f.files)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: not a readable npz file ({type(e).__name__}: {e})") from None
+
+
+def npz_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every array in an npz file, read from the array headers alone (fast for
+    any size), with every failure a DataError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    shapes = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for member in z.namelist():
+                with z.open(member) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, _ = read_header(f)
+                shapes[member.removesuffix(".npy")] = shape
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: not a readable npz file ({type(e).__name__}: {e})") from None
+    return shapes
+
+
+def check_npz_splits(path: str | Path) -> dict[str, int]:
+    """Images and labels of every split in a MedMNIST-format npz: present together and of equal
+    length; returns each split's length (headers only: the file is not loaded)."""
+    shapes, sizes = npz_shapes(path), {}
+    for split in SPLITS:
+        images, labels = shapes.get(f"{split}_images"), shapes.get(f"{split}_labels")
+        if images is None or labels is None:
+            raise DataError(f"{path}: missing arrays {split}_images/{split}_labels (has {sorted(shapes)})")
+        if not images or not labels or images[0] != labels[0]:
+            raise DataError(f"{path} [{split}]: {labels[0] if labels else 0} labels for "
+                            f"{images[0] if images else 0} images")
+        sizes[split] = images[0]
+    return sizes
 
 
 def read_npz(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-from medrobust.io import DataError, atomic_path
+from medrobust.errors import DataError
+from medrobust.io import atomic_path
 
 COLUMNS = ("dataset", "model", "eps", "condition", "metric", "value", "n_classes")
 MODELS = ("base", "robust", "nonrobust")

@@ -7,20 +7,25 @@ As in the authors' reference code (yaodongyu/TRADES, `trades.py`):
 * the outer loss runs in train mode, with gradients through both f(x) and f(x + delta);
 * the KL term is summed over classes and averaged over the batch ('batchmean').
 
-Two deliberate differences, both documented in the config: label smoothing on the CE term (the
-paper uses it for every model), and the start point is projected onto [0, 1] and the eps-ball
-before the first step (the reference projects only after each step). Logits are cast to fp32
+Two deliberate differences: label smoothing on the CE term (the paper uses it for every model;
+config.yaml and the README say so), and the start point is projected onto [0, 1] and the
+eps-ball before the first step (the reference projects only after each step). Logits are cast to fp32
 before the softmaxes, so bf16 autocast changes only the network's arithmetic, not the KL.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medrobust.attacks import project
-from medrobust.evaluate import autocast
+from medrobust.attacks import PGDConfig, default_step_size, pgd, project
+from medrobust.evaluate import predict
+from medrobust.metrics import classification_metrics
+from medrobust.runtime import as_float, autocast, derive_seed
+from medrobust.train import Data, TrainConfig
 
 
 def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
@@ -59,3 +64,36 @@ def trades_perturb(model: nn.Module, x: torch.Tensor, eps: float, steps: int, st
         return x_adv.detach()
     finally:
         model.train(was_training)
+
+
+def robust_metrics(model: nn.Module, cfg: TrainConfig, data: Data, batch_size: int) -> dict[str, float]:
+    """Validation metrics under untargeted PGD (eps, val_attack_steps): the adversarial
+    validation that keeps the best epoch and selects the grid point (Section 3.2)."""
+    n = cfg.val_max_images or len(data.val_y)
+    x, y = data.val_x[:n], data.val_y[:n]
+    attack = PGDConfig(cfg.eps, cfg.val_attack_steps, default_step_size(cfg.eps, cfg.val_attack_steps, cfg.step_size_factor))
+    adv = torch.cat([pgd(model, as_float(x[i:i + batch_size]), y[i:i + batch_size], attack, precision=cfg.precision)
+                     for i in range(0, n, batch_size)])
+    return classification_metrics(y.cpu().numpy(), predict(model, adv, batch_size, cfg.precision))
+
+
+@dataclass(frozen=True)
+class Trades:
+    """The TRADES objective for medrobust.train.fit: the loss above on a fresh inner attack every
+    step, adversarial validation every epoch, and the epoch with the best robust validation
+    balanced accuracy kept (Rice et al.'s early stopping)."""
+
+    cfg: TrainConfig
+    best_by: str = "val_robust_balanced_accuracy"
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 5, step))
+        x_adv = trades_perturb(model, x, cfg.eps, cfg.attack_steps,
+                               default_step_size(cfg.eps, cfg.attack_steps, cfg.step_size_factor), gen, cfg.precision)
+        with autocast(x.device, cfg.precision):
+            logits, logits_adv = model(x), model(x_adv)
+        return trades_loss(logits, logits_adv, y, cfg.beta, cfg.label_smoothing)[0], logits
+
+    def validate(self, model: nn.Module, data: Data, batch_size: int) -> dict[str, float]:
+        return {f"robust_{k}": v for k, v in robust_metrics(model, self.cfg, data, batch_size).items()}

@@ -1,8 +1,9 @@
 """Training: SGD + Nesterov, cosine LR, label smoothing, EMA of weights; standard or TRADES.
 
-With `method="trades"` every validation epoch also measures the EMA model's balanced accuracy
-under untargeted PGD on the validation set; the best such epoch's weights are kept and returned,
-and training stops after `patience` epochs without improvement (0: never).
+The loss is an `Objective`: `Standard` (cross-entropy) here, TRADES in medrobust.trades. An
+objective may add validation metrics and name one of them as the criterion of the best epoch
+(TRADES: balanced accuracy under PGD), whose weights are then kept and returned; training stops
+early after `patience` epochs without improvement (0: the full schedule is always run).
 
 Data live as tensors on the device; a batch is gathered by index and augmented as a whole.
 Everything random is a pure function of (seed, epoch) or (seed, step), so a run resumed at
@@ -19,19 +20,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medrobust.attacks import PGDConfig, default_step_size, pgd
-from medrobust.evaluate import autocast, predict
+from medrobust.errors import ConfigError
+from medrobust.evaluate import predict
 from medrobust.io import atomic_path
 from medrobust.metrics import classification_metrics
 from medrobust.models import WideResNet, build
-from medrobust.trades import trades_loss, trades_perturb
+from medrobust.runtime import Interrupted, as_float, autocast, derive_seed, fingerprint_mismatch
 
 log = logging.getLogger("medrobust.train")
 
@@ -67,19 +67,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(known))
         if unknown:
-            raise ValueError(f"unknown training settings: {', '.join(unknown)}")
+            raise ConfigError(f"unknown training setting(s): {', '.join(unknown)} (known: {', '.join(known)})")
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in d
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ConfigError(f"missing training setting(s): {', '.join(missing)}")
         return cls(**d)
-
-
-class Interrupted(RuntimeError):
-    """Training stopped on request (SIGTERM) after saving its state."""
-
-
-def derive_seed(*parts: int) -> int:
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
 def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
@@ -119,11 +115,6 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, crop_padding: int, hfli
     return x
 
 
-def as_float(x: torch.Tensor) -> torch.Tensor:
-    """Images stored as uint8 (0..255) or float (0..1) to float32 in [0, 1]."""
-    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-
-
 def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of images (N, C, H, W), in [0, 1] units, chunked to bound memory."""
     total = torch.zeros(2, x.shape[1], dtype=torch.float64, device=x.device)
@@ -153,6 +144,37 @@ class Data:
     n_classes: int
 
 
+class Objective(Protocol):
+    """What a training method adds to the loop: its loss, and optionally extra validation
+    metrics with one of them (`best_by`) choosing the epoch whose weights are kept."""
+
+    best_by: str | None
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean loss, logits of the clean batch) of one training step."""
+        ...
+
+    def validate(self, model: nn.Module, data: Data, batch_size: int) -> dict[str, float]:
+        """Extra validation metrics of the EMA model (keys without the val_ prefix)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Standard:
+    """Cross-entropy with label smoothing; the last epoch's weights are returned."""
+
+    cfg: TrainConfig
+    best_by: str | None = None
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(x.device, self.cfg.precision):
+            logits = model(x)
+        return F.cross_entropy(logits.float(), y, label_smoothing=self.cfg.label_smoothing), logits
+
+    def validate(self, model: nn.Module, data: Data, batch_size: int) -> dict[str, float]:
+        return {}
+
+
 @dataclass
 class Run:
     """Everything a resumed run needs; saved atomically to the state file."""
@@ -165,19 +187,21 @@ class Run:
     best: dict[str, Any] | None = None  # {"row": epoch row, "ema": state dict} of the best epoch
     bad_epochs: int = 0  # epochs since the best one
 
-    def save(self, path: Path, fingerprint: str) -> None:
+    def save(self, path: Path, fingerprint: dict[str, str]) -> None:
         with atomic_path(path) as tmp:
             torch.save({"fingerprint": fingerprint, "step": self.step, "history": self.history,
                         "totals": self.totals, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
                         "opt": self.opt.state_dict(), "best": self.best, "bad_epochs": self.bad_epochs}, tmp)
 
-    def load(self, path: Path, fingerprint: str) -> bool:
-        """Restore from `path` if it belongs to this very run; otherwise leave everything fresh."""
+    def load(self, path: Path, fingerprint: dict[str, str]) -> bool:
+        """Restore from `path` if it belongs to this very run (code, settings and data); otherwise
+        leave everything fresh and say why in the log."""
         if not path.exists():
             return False
-        state = torch.load(path, map_location=next(self.model.parameters()).device)
-        if state["fingerprint"] != fingerprint:
-            log.warning("ignoring %s: it belongs to other settings or data", path)
+        state = torch.load(path, map_location=next(self.model.parameters()).device, weights_only=False)
+        why = fingerprint_mismatch(state.get("fingerprint"), fingerprint)
+        if why:
+            log.warning("not resuming from %s: %s; starting afresh", path, why)
             return False
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
@@ -197,9 +221,9 @@ def new_run(cfg: TrainConfig, margs: dict[str, Any], device: torch.device) -> Ru
     return Run(model, ema, opt, totals=torch.zeros(3, device=device))
 
 
-def train_step(run: Run, cfg: TrainConfig, data: Data, perm: torch.Tensor, total_steps: int) -> None:
-    steps_per_epoch = total_steps // cfg.epochs
-    i = run.step % steps_per_epoch
+def train_step(run: Run, cfg: TrainConfig, objective: Objective, data: Data, perm: torch.Tensor,
+               total_steps: int) -> None:
+    i = run.step % (total_steps // cfg.epochs)
     idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
     x, y = as_float(data.train_x[idx]), data.train_y[idx]
     if cfg.augment:
@@ -209,33 +233,21 @@ def train_step(run: Run, cfg: TrainConfig, data: Data, perm: torch.Tensor, total
         x = x.contiguous(memory_format=torch.channels_last)
     for group in run.opt.param_groups:
         group["lr"] = cosine_lr(cfg.lr, run.step, total_steps)
-    if cfg.method == "trades":
-        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 5, run.step))
-        x_adv = trades_perturb(run.model, x, cfg.eps, cfg.attack_steps,
-                               default_step_size(cfg.eps, cfg.attack_steps, cfg.step_size_factor), gen, cfg.precision)
-        with autocast(x.device, cfg.precision):
-            logits, logits_adv = run.model(x), run.model(x_adv)
-        loss = trades_loss(logits, logits_adv, y, cfg.beta, cfg.label_smoothing)[0]
-    else:
-        with autocast(x.device, cfg.precision):
-            logits = run.model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+    loss, logits = objective.loss(run.model, x, y, run.step)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     run.opt.step()
     ema_update(run.ema, run.model, ema_decay_at(cfg.ema_decay, run.step))
-    with torch.no_grad():  # accumulated on the device: no host sync per step
+    with torch.no_grad():  # accumulated on the device, read once per epoch
         run.totals += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum().float(),
                                    torch.tensor(float(len(y)), device=x.device)])
     run.step += 1
 
 
-def end_epoch(run: Run, cfg: TrainConfig, data: Data, total: int, seconds: float,
+def end_epoch(run: Run, cfg: TrainConfig, objective: Objective, data: Data, total: int, seconds: float,
               eval_batch_size: int) -> dict[str, float]:
     probs = predict(run.ema, data.val_x, eval_batch_size, cfg.precision)
-    val = classification_metrics(data.val_y.cpu().numpy(), probs)
-    if cfg.method == "trades":
-        val |= {f"robust_{k}": v for k, v in robust_metrics(run.ema, cfg, data, eval_batch_size).items()}
+    val = classification_metrics(data.val_y.cpu().numpy(), probs) | objective.validate(run.ema, data, eval_batch_size)
     loss, correct, seen = run.totals.tolist()
     row = {"epoch": run.step * cfg.epochs // total, "step": run.step, "lr": cosine_lr(cfg.lr, run.step - 1, total),
            "train_loss": loss / seen, "train_accuracy": correct / seen, "seconds": seconds,
@@ -245,21 +257,11 @@ def end_epoch(run: Run, cfg: TrainConfig, data: Data, total: int, seconds: float
     return row
 
 
-def robust_metrics(model: nn.Module, cfg: TrainConfig, data: Data, batch_size: int) -> dict[str, float]:
-    """Validation metrics under untargeted PGD (eps, val_attack_steps), for early stopping."""
-    n = cfg.val_max_images or len(data.val_y)
-    x, y = data.val_x[:n], data.val_y[:n]
-    attack = PGDConfig(cfg.eps, cfg.val_attack_steps, default_step_size(cfg.eps, cfg.val_attack_steps, cfg.step_size_factor))
-    adv = torch.cat([pgd(model, as_float(x[i:i + batch_size]), y[i:i + batch_size], attack, precision=cfg.precision)
-                     for i in range(0, n, batch_size)])
-    return classification_metrics(y.cpu().numpy(), predict(model, adv, batch_size, cfg.precision))
-
-
-def keep_best(run: Run, cfg: TrainConfig, row: dict[str, float]) -> bool:
-    """Track the best epoch by robust validation balanced accuracy; True when patience ran out."""
-    if cfg.method != "trades":
+def track_best(run: Run, cfg: TrainConfig, objective: Objective, row: dict[str, float]) -> bool:
+    """Keep the best epoch by the objective's criterion (if any); True when patience ran out."""
+    if objective.best_by is None:
         return False
-    if run.best is None or row["val_robust_balanced_accuracy"] > run.best["row"]["val_robust_balanced_accuracy"]:
+    if run.best is None or row[objective.best_by] > run.best["row"][objective.best_by]:
         run.best = {"row": row, "ema": copy.deepcopy(run.ema.state_dict())}
         run.bad_epochs = 0
     else:
@@ -271,13 +273,15 @@ def steps_per_epoch(cfg: TrainConfig, data: Data) -> int:
     return max(1, len(data.train_y) // cfg.batch_size)
 
 
-def fit(cfg: TrainConfig, data: Data, state_path: Path, fingerprint: str,
+def fit(cfg: TrainConfig, data: Data, state_path: Path, fingerprint: dict[str, str],
         should_stop: Callable[[], bool] = lambda: False, checkpoint_every: int = 5,
-        eval_batch_size: int = 1024) -> tuple[WideResNet, dict[str, Any], list[dict[str, float]], dict[str, float]]:
+        eval_batch_size: int = 1024, objective: Objective | None = None,
+        ) -> tuple[WideResNet, dict[str, Any], list[dict[str, float]], dict[str, float]]:
     """Train (resuming from `state_path` when it matches `fingerprint`); return the EMA model,
     its model_args, the per-epoch history, and the history row of the returned weights (the
-    last epoch, or for TRADES the best by robust validation accuracy). State is saved every
+    last epoch, or the best by the objective's criterion). State is saved every
     `checkpoint_every` epochs, and before raising Interrupted when `should_stop()` turns true."""
+    objective = objective or Standard(cfg)
     device = data.train_x.device
     margs = model_args(cfg, data.n_classes, data.train_x)
     run = new_run(cfg, margs, device)
@@ -293,15 +297,15 @@ def fit(cfg: TrainConfig, data: Data, state_path: Path, fingerprint: str,
         if perm is None or run.step % per_epoch == 0:
             gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 1, epoch))
             perm = torch.randperm(len(data.train_y), generator=gen).to(device)
-        train_step(run, cfg, data, perm, total)
+        train_step(run, cfg, objective, data, perm, total)
         if run.step % per_epoch == 0:
-            row = end_epoch(run, cfg, data, total, time.perf_counter() - t_epoch, eval_batch_size)
+            row = end_epoch(run, cfg, objective, data, total, time.perf_counter() - t_epoch, eval_batch_size)
             run.model.train()
             t_epoch = time.perf_counter()
             _log_epoch(row, cfg, total, (run.step - seen0) * cfg.batch_size / (time.perf_counter() - t0))
-            stop_early = keep_best(run, cfg, row)
+            stop_early = track_best(run, cfg, objective, row)
             if stop_early:
-                log.info("early stop: no better robust validation accuracy for %d epochs", cfg.patience)
+                log.info("early stop: no better %s for %d epochs", objective.best_by, cfg.patience)
             elif (epoch + 1) % checkpoint_every == 0 and run.step < total:
                 run.save(state_path, fingerprint)
         if should_stop() and run.step < total and not stop_early:

@@ -3,7 +3,16 @@ import json
 import shlex
 from datetime import datetime, timezone
 
-from medrobust.config import attacked, corruption_registry, grid_points, saliency_dataset, stage_eps, stages
+from medrobust.codedeps import command_files
+from medrobust.config import (
+    attacked,
+    corruption_registry,
+    grid_points,
+    horizontal_flips,
+    saliency_dataset,
+    stage_eps,
+    stages,
+)
 from medrobust.io import write_json
 from medrobust.provenance import record
 
@@ -21,9 +30,10 @@ def with_source(*sources):
     return [name for name, ds in DATASETS.items() if ds["source"] in sources]
 
 
-def code(*modules):
-    """Package modules a job runs, given as inputs, so that editing one re-runs its jobs."""
-    return [str(PACKAGE / f"{m}.py") for m in ("__init__", "cli", *modules)]
+def code(command):
+    """The package modules `medrobust <command>` imports (medrobust.codedeps), as inputs:
+    editing one re-runs exactly the jobs whose command imports it."""
+    return [str(p) for p in command_files(command, PACKAGE)]
 
 
 def write_provenance():
@@ -144,7 +154,7 @@ def train_hparams(wildcards):
         "label_smoothing": t["label_smoothing"],
         "ema_decay": t["ema_decay"],
         "crop_padding": t["augmentation"]["crop_padding"],
-        "hflip": t["augmentation"]["hflip"],
+        "hflip": horizontal_flips(config, wildcards.dataset),
         "precision": t["precision"],
         "channels_last": t["channels_last"],
         "depth": m["depth"],
@@ -164,6 +174,15 @@ def train_hparams(wildcards):
             "patience": r["patience"],
         }
     return shlex.quote(json.dumps(hp, sort_keys=True))
+
+
+def train_command(wildcards):
+    """Robust stages train with TRADES, the others with cross-entropy."""
+    return "train-trades" if wildcards.stage.startswith("robust") else "train"
+
+
+def train_code(wildcards):
+    return code(train_command(wildcards))
 
 
 def selection_criterion(wildcards):

@@ -5,7 +5,7 @@ rule synthesize:
     output:
         f"resources/synthetic/{{dataset}}_{config['source_size']}.npz",
     input:
-        code=code("synthetic", "io"),
+        code=code("synthesize"),
     params:
         spec=synthetic_spec,
         size=config["source_size"],
@@ -57,7 +57,7 @@ rule download_npz:
 rule prepare:
     input:
         raw=raw_npz,
-        code=code("data", "io"),
+        code=code("prepare"),
     output:
         npz="results/{dataset}/data/prepared.npz",
         stats="results/{dataset}/data/prepared.json",

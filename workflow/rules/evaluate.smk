@@ -5,7 +5,7 @@
 rule corrupt_test:
     input:
         raw=raw_npz,
-        code=code("corrupt", "data", "io"),
+        code=code("corrupt"),
     output:
         npz="results/{dataset}/data/corrupted_test.npz",
         stats="results/{dataset}/data/corrupted_test.json",
@@ -37,7 +37,7 @@ rule evaluate_clean:
     input:
         model="results/{dataset}/{stage}/selected/model.pt",
         data=prepared_npz,
-        code=code("evaluate", "metrics", "models", "io"),
+        code=code("evaluate"),
     output:
         "results/{dataset}/{stage}/eval/clean_test.json",
     log:
@@ -58,7 +58,7 @@ rule evaluate_corrupted:
     input:
         model="results/{dataset}/{stage}/selected/model.pt",
         data="results/{dataset}/data/corrupted_test.npz",
-        code=code("evaluate", "metrics", "models", "io", "cli_outputs"),
+        code=code("evaluate-corrupted"),
     output:
         "results/{dataset}/{stage}/eval/corrupted_test.json",
     log:
@@ -81,13 +81,15 @@ rule autoattack:
     input:
         model="results/{dataset}/{stage}/selected/model.pt",
         data=prepared_npz,
-        code=code("autoattack", "evaluate", "metrics", "models", "io", "cli_outputs"),
+        code=code("autoattack"),
     output:
         "results/{dataset}/{stage}/eval/autoattack_test.json",
     params:
         eps=config["evaluation"]["autoattack"]["eps"],
         n_images=config["evaluation"]["autoattack"]["n_images"],
         seed=config["seed"],
+        # pyautoattack reseeds every batch, so the batch layout changes results: a param
+        batch_size=config["evaluation"]["autoattack"]["batch_size"],
         # resumable state (attack by attack): beside the output, not one of them
         state="results/{dataset}/{stage}/eval/autoattack_state.pt",
     log:
@@ -99,10 +101,9 @@ rule autoattack:
         gpu=GPUS,
         mem_mb=mem_mb,
         runtime=runtime("autoattack"),
-        batch_size=config["evaluation"]["autoattack"]["batch_size"],
     conda:
         ENV
     shell:
         "medrobust autoattack --model {input.model} --data {input.data} --split test --eps {params.eps}"
-        " --n-images {params.n_images} --seed {params.seed} --batch-size {resources.batch_size}"
+        " --n-images {params.n_images} --seed {params.seed} --batch-size {params.batch_size}"
         " --state {params.state} --threads {threads} --out {output} 2> {log}"

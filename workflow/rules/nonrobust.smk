@@ -6,7 +6,7 @@ rule construct_nonrobust:
     input:
         model="results/{dataset}/base/selected/model.pt",
         data=prepared_npz,
-        code=code("construct", "attacks", "evaluate", "models", "train", "io", "provenance"),
+        code=code("construct"),
     output:
         npz="results/{dataset}/data/nonrobust_eps{eps}.npz",
         stats="results/{dataset}/data/nonrobust_eps{eps}.json",

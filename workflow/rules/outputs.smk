@@ -5,7 +5,7 @@
 rule summarize:
     input:
         summary_inputs,
-        code=code("summary", "tables", "io"),
+        code=code("summarize"),
     output:
         report("results/summary/metrics.csv", caption="../report/summary.rst", category="Tables"),
     params:
@@ -23,7 +23,7 @@ rule figure_saliency:
         standard=saliency_model("base"),
         robust=saliency_model(f"robust_eps{config['evaluation']['main_eps']}"),
         data=prepared(saliency_dataset(config)),
-        code=code("saliency", "figures", "attacks", "evaluate", "models", "io", "cli_outputs"),
+        code=code("saliency"),
     output:
         png=report("results/figures/fig1_saliency.png", caption="../report/fig1.rst", category="Figures"),
         pdf="results/figures/fig1_saliency.pdf",
@@ -50,7 +50,7 @@ rule figure_saliency:
 rule figure_bars:
     input:
         summary="results/summary/metrics.csv",
-        code=code("figures", "tables", "io"),
+        code=code("figure"),
     output:
         png=report("results/figures/fig{n}_{metric}.png", caption="../report/fig_bars.rst", category="Figures"),
         pdf="results/figures/fig{n}_{metric}.pdf",
@@ -71,7 +71,7 @@ rule figure_bars:
 rule figure_eps:
     input:
         summary="results/summary/metrics.csv",
-        code=code("figures", "tables", "io"),
+        code=code("figure"),
     output:
         png=report("results/figures/fig4_eps.png", caption="../report/fig4.rst", category="Figures"),
         pdf="results/figures/fig4_eps.pdf",
@@ -89,7 +89,8 @@ rule figure_eps:
 rule table_results:
     input:
         summary="results/summary/metrics.csv",
-        code=code("tables", "io"),
+        code=code("table"),
+        paper=str(PACKAGE / "paper_values.yaml"),
     output:
         csv=report("results/tables/{table}.csv", caption="../report/tables.rst", category="Tables"),
         md="results/tables/{table}.md",
@@ -110,7 +111,7 @@ rule table_results:
 rule table_hyperparameters:
     input:
         [s["path"] for s in selections()],
-        code=code("tables", "io"),
+        code=code("table"),
     output:
         csv=report(
             "results/tables/table2_hyperparameters.csv",
@@ -134,7 +135,7 @@ rule provenance:
     input:
         summary_inputs,
         [s["path"] for s in selections()],
-        code=code("provenance", "io"),
+        code=code("provenance"),
     output:
         csv=report("results/report/provenance.csv", caption="../report/provenance.rst", category="Provenance"),
         config=report("results/report/config.yaml", caption="../report/config.rst", category="Provenance"),

@@ -5,11 +5,12 @@ rule train:
     input:
         train=training_set,
         val=prepared_npz,
-        code=code("train", "models", "evaluate", "metrics", "io", "provenance"),
+        code=train_code,
     output:
         model="results/{dataset}/{stage}/{variant}/model.pt",
         metrics="results/{dataset}/{stage}/{variant}/metrics.json",
     params:
+        command=train_command,
         hparams=train_hparams,
         n_classes=n_classes,
         # resumable state: beside the outputs, not one of them, so a failed job keeps it
@@ -29,7 +30,7 @@ rule train:
     conda:
         ENV
     shell:
-        "medrobust train --train-data {input.train} --val-data {input.val} --n-classes {params.n_classes}"
+        "medrobust {params.command} --train-data {input.train} --val-data {input.val} --n-classes {params.n_classes}"
         " --hparams {params.hparams} --state {params.state}"
         " --checkpoint-every {resources.checkpoint_every}"
         " --eval-batch-size {resources.eval_batch_size} --threads {threads}"
@@ -40,7 +41,7 @@ rule select:
     input:
         metrics=grid_files("metrics.json"),
         models=grid_files("model.pt"),
-        code=code("select", "io"),
+        code=code("select"),
     output:
         choice="results/{dataset}/{stage}/selected.json",
         model="results/{dataset}/{stage}/selected/model.pt",

@@ -1,0 +1,13 @@
+"""The errors a user can cause, each turned into one line naming the key or file (exit 2)."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range; the message names the key."""
+
+
+class DataError(ValueError):
+    """A data file is missing, corrupt or not what the config says; the message names it."""
+
+
+class DownloadError(RuntimeError):
+    """A download failed or its md5 did not match; the message names the file and the URL."""
