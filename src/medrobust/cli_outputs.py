@@ -1,5 +1,5 @@
 """`medrobust` commands after training: corrupted test sets, MedMNIST-C and AutoAttack
-evaluation, the summary table, figures and tables (registered by medrobust.cli)."""
+evaluation, the summary table, sanity checks, figures and tables (registered by medrobust.cli)."""
 
 from __future__ import annotations
 
@@ -109,6 +109,18 @@ def cmd_summarize(a: argparse.Namespace) -> None:
                            files["corrupted"], files["autoattack"])
     write_summary(rows, a.out)
     log.info("wrote %s (%d rows)", a.out, len(rows))
+
+
+def cmd_checks(a: argparse.Namespace) -> None:
+    from medrobust.checks import gather, write_checks
+    from medrobust.tables import read_summary
+
+    checks = gather(json.loads(a.layout), read_summary(a.summary))
+    write_checks(checks, a.out)
+    for c in checks:
+        if c.flag:
+            log.warning("%s %s: %s expected %s, measured %s", c.dataset, c.stage, c.check, c.expected, c.measured)
+    log.info("wrote %s (%d checks, %d flagged)", a.out, len(checks), sum(c.flag for c in checks))
 
 
 def cmd_figure(a: argparse.Namespace) -> None:
@@ -240,6 +252,13 @@ def _output_commands(sub: Any) -> None:
                    help="JSON list of {dataset, stage, n_classes, clean, corrupted, autoattack} (file paths)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_summarize)
+
+    s = sub.add_parser("checks", help="sanity checks of every selected model and construction (flags, not failures)")
+    s.add_argument("--layout", required=True,
+                   help="JSON list of {dataset, stage, n_classes, clean, selection[, construction]} (file paths)")
+    s.add_argument("--summary", required=True, help="the summary table (medrobust summarize)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_checks)
 
     s = sub.add_parser("figure", help="Fig. 2/3 (bars) or Fig. 4 (eps) from the summary table")
     s.add_argument("--kind", choices=("bars", "eps"), required=True)
