@@ -1,10 +1,13 @@
-"""Sanity checks (results/summary/checks.csv): each check on known inputs, and the command end
-to end on hand-written files."""
+"""Sanity checks (results/summary/checks.csv): each check on known inputs, the command end to
+end on hand-written files, and the rule in the demo's DAG."""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,8 @@ from medrobust.checks import (autoattack_near_zero, beats_chance, gather, one_cl
 from medrobust.cli import main
 from medrobust.io import write_json
 from medrobust.tables import Row, write_summary
+
+from conftest import REPO, env_with_venv
 
 BA = "balanced_accuracy"
 
@@ -120,3 +125,16 @@ def test_gather_without_the_new_counts_gives_no_one_class_row(tmp_path: Path) ->
                "selection": str(tmp_path / "missing.json")}]
     assert gather(layout, [Row("d", "base", None, "clean", BA, 0.8, 2)]) == []
 
+
+def test_checks_csv_is_a_target_of_the_demo(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                           "--configfile", str(REPO / "config.demo.yaml"), "-n"],
+                          capture_output=True, text=True, env=env_with_venv(), timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    jobs = {m[1]: m[2] for m in re.finditer(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", done.stdout, re.M)}
+    assert "output: results/summary/checks.csv" in jobs["checks"]
+    assert "results/summary/checks.csv" in re.search(r"input: (.*)", jobs["all"])[1]  # type: ignore[index]
+    for needed in ("results/summary/metrics.csv", "results/synthetic/data/nonrobust_eps4.json",
+                   "results/synthetic/robust_eps8/selected.json", "results/synthetic/base/eval/clean_test.json",
+                   "results/synthetic/base/lr0.1_bs64_ep10_aug0/metrics.json"):
+        assert needed in jobs["checks"], needed
