@@ -89,13 +89,13 @@ def cmd_saliency(a: argparse.Namespace) -> None:
     device = pick_device(a.device)
     models = {label: load_model(path, device)[0] for label, path in (("Robust", a.robust), ("Standard", a.standard))}
     x, y = load_split(a.data, "test", device)
-    ex = example(models, "Standard", x.float() / 255, y, a.eps / 255, a.steps, a.index, a.seed)
+    ex = example(models, "Standard", "Robust", x.float() / 255, y, a.eps / 255, a.steps, a.index, a.seed)
     saliency_figure(ex.images, ex.maps, out_png=a.out_png, out_pdf=a.out_pdf,
                     row_titles=(f"Original (class {ex.label})", f"Adversarial ({a.eps}/255)"),
                     predictions={k: (str(v[0]), str(v[1])) for k, v in ex.predictions.items()})
-    write_json(a.out_json, {"index": ex.index, "label": ex.label, "predictions": ex.predictions,
+    write_json(a.out_json, {"index": ex.index, "label": ex.label, "choice": ex.choice, "predictions": ex.predictions,
                             "eps": a.eps, "steps": a.steps, "standard": a.standard, "robust": a.robust})
-    log.info("saliency of test image %d (label %d): %s", ex.index, ex.label, ex.predictions)
+    log.info("saliency of test image %d (label %d; %s): %s", ex.index, ex.label, ex.choice, ex.predictions)
 
 
 def cmd_summarize(a: argparse.Namespace) -> None:
@@ -237,7 +237,8 @@ def _evaluation_commands(sub: Any) -> None:
     s.add_argument("--data", required=True)
     s.add_argument("--eps", type=int, required=True, help="of the adversarial example, in units of 1/255")
     s.add_argument("--steps", type=int, default=20)
-    s.add_argument("--index", type=int, help="test image; default: the first one the attack flips")
+    s.add_argument("--index", type=int, help="test image; default: the first one both models get right whose "
+                   "adversarial version flips the standard model only (else: flips it)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out-png", required=True)
     s.add_argument("--out-pdf", required=True)
