@@ -86,7 +86,8 @@ def beats_chance(dataset: str, stage: str, history: Sequence[dict[str, Any]], n_
     chance = 1 / n_classes
     return Check(dataset, stage, "beats_chance_on_validation",
                  f"validation balanced accuracy above chance ({_pct(chance)} = 1/{n_classes}) in some epoch",
-                 f"best {_pct(best)} (epoch {epoch}) of {len(values)} epochs", best <= chance + CHANCE_ROUND_OFF)
+                 f"best {_pct(best)} (epoch {epoch}) of {len(values)} epoch{'s' if len(values) > 1 else ''}",
+                 best <= chance + CHANCE_ROUND_OFF)
 
 
 def selected_history(selection: dict[str, Any]) -> list[dict[str, Any]] | None:
