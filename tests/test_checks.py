@@ -138,3 +138,10 @@ def test_checks_csv_is_a_target_of_the_demo(tmp_path: Path) -> None:
                    "results/synthetic/robust_eps8/selected.json", "results/synthetic/base/eval/clean_test.json",
                    "results/synthetic/base/lr0.1_bs64_ep10_aug0/metrics.json"):
         assert needed in jobs["checks"], needed
+
+
+def test_checks_module_is_torch_free() -> None:
+    """The checks run in a light job: importing them must not pull in torch."""
+    done = subprocess.run([sys.executable, "-c", "import sys, medrobust.checks; print('torch' in sys.modules)"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr
