@@ -42,3 +42,21 @@ def test_corruption_metrics_on_a_known_case(checkpoint: Path, prepared_medium: P
 def test_a_file_without_corruptions_is_rejected_by_name(checkpoint: Path, prepared_medium: Path) -> None:
     with pytest.raises(DataError, match="prepared.npz: not a corrupted test set"):
         evaluate_corrupted(checkpoint, prepared_medium, torch.device("cpu"))
+
+
+def test_clean_evaluation_counts_the_predicted_classes(prepared_small: Path, tmp_path: Path) -> None:
+    """A model whose last layer always favours class 2 assigns every test image to it; the
+    counts say so, and the metrics are those of a constant prediction (balanced accuracy 1/C)."""
+    from medrobust.models import build
+
+    args = {"depth": 10, "width": 1, "n_classes": 4, "n_channels": 1, "mean": [0.5], "std": [0.25]}
+    model = build(**args)
+    with torch.no_grad():
+        model.fc.weight.zero_()
+        model.fc.bias.copy_(torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    torch.save({"model_args": args, "state_dict": model.state_dict(), "hparams": {"precision": "fp32"}},
+               tmp_path / "one_class.pt")
+    out = evaluate(tmp_path / "one_class.pt", prepared_small, "test", torch.device("cpu"))
+    assert out["predicted_class_counts"] == [0, 0, out["n"], 0] and out["n"] == 100
+    assert out["balanced_accuracy"] == pytest.approx(0.25) and out["auc"] == pytest.approx(0.5)
+    assert set(out) == {"balanced_accuracy", "auc", "accuracy", "n", "predicted_class_counts"}

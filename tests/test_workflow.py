@@ -53,13 +53,13 @@ def test_full_study_dag_without_network(tmp_path: Path) -> None:
     assert jobs == {"download_medmnist": 5, "prepare": 5, "train": 5 * (32 + 2 * 32) + 2 * robust,
                     "construct_nonrobust": 5 * 2, "select": 5 * 5, "evaluate_clean": 5 * 5,
                     "corrupt_test": 5, "evaluate_corrupted": 5 * 5, "autoattack": 5 * 3,  # base and eps 4
-                    "summarize": 1, "figure_saliency": 1, "figure_bars": 2, "figure_eps": 1,
+                    "summarize": 1, "checks": 1, "figure_saliency": 1, "figure_bars": 2, "figure_eps": 1,
                     "table_results": 2, "table_hyperparameters": 1, "provenance": 1, "all": 1}
     assert not (tmp_path / "resources").exists()
 
 
 # what every change to a trained model re-runs downstream, besides its own jobs
-OUTPUTS = {"summarize": 1, "figure_bars": 2, "figure_eps": 1, "table_results": 2, "table_hyperparameters": 1,
+OUTPUTS = {"summarize": 1, "checks": 1, "figure_bars": 2, "figure_eps": 1, "table_results": 2, "table_hyperparameters": 1,
            "provenance": 1, "all": 1}
 
 

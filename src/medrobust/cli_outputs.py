@@ -1,5 +1,5 @@
 """`medrobust` commands after training: corrupted test sets, MedMNIST-C and AutoAttack
-evaluation, the summary table, figures and tables (registered by medrobust.cli)."""
+evaluation, the summary table, sanity checks, figures and tables (registered by medrobust.cli)."""
 
 from __future__ import annotations
 
@@ -95,13 +95,13 @@ def cmd_saliency(a: argparse.Namespace) -> None:
     loaded = {label: load_model(path, device) for label, path in (("Robust", a.robust), ("Standard", a.standard))}
     models = {label: model for label, (model, _) in loaded.items()}
     x, y = load_split(a.data, "test", device, loaded["Standard"][1]["model_args"]["n_classes"])
-    ex = example(models, "Standard", as_float(x), y, a.eps / 255, a.steps, a.index, a.seed)
+    ex = example(models, "Standard", "Robust", as_float(x), y, a.eps / 255, a.steps, a.index, a.seed)
     saliency_figure(ex.images, ex.maps, out_png=a.out_png, out_pdf=a.out_pdf,
                     row_titles=(f"Original (class {ex.label})", f"Adversarial ({a.eps}/255)"),
                     predictions={k: (str(v[0]), str(v[1])) for k, v in ex.predictions.items()})
-    write_json(a.out_json, {"index": ex.index, "label": ex.label, "predictions": ex.predictions,
+    write_json(a.out_json, {"index": ex.index, "label": ex.label, "choice": ex.choice, "predictions": ex.predictions,
                             "eps": a.eps, "steps": a.steps, "standard": a.standard, "robust": a.robust})
-    log.info("saliency of test image %d (label %d): %s", ex.index, ex.label, ex.predictions)
+    log.info("saliency of test image %d (label %d; %s): %s", ex.index, ex.label, ex.choice, ex.predictions)
 
 
 def cmd_summarize(a: argparse.Namespace) -> None:
@@ -115,6 +115,18 @@ def cmd_summarize(a: argparse.Namespace) -> None:
                            files["corrupted"], files["autoattack"])
     write_summary(rows, a.out)
     log.info("wrote %s (%d rows)", a.out, len(rows))
+
+
+def cmd_checks(a: argparse.Namespace) -> None:
+    from medrobust.checks import gather, write_checks
+    from medrobust.tables import read_summary
+
+    checks = gather(json.loads(a.layout), read_summary(a.summary))
+    write_checks(checks, a.out)
+    for c in checks:
+        if c.flag:
+            log.warning("%s %s: %s expected %s, measured %s", c.dataset, c.stage, c.check, c.expected, c.measured)
+    log.info("wrote %s (%d checks, %d flagged)", a.out, len(checks), sum(c.flag for c in checks))
 
 
 def cmd_figure(a: argparse.Namespace) -> None:
@@ -231,7 +243,8 @@ def _evaluation_commands(sub: Any) -> None:
     s.add_argument("--data", required=True)
     s.add_argument("--eps", type=int, required=True, help="of the adversarial example, in units of 1/255")
     s.add_argument("--steps", type=int, default=20)
-    s.add_argument("--index", type=int, help="test image; default: the first one the attack flips")
+    s.add_argument("--index", type=int, help="test image; default: the first one both models get right whose "
+                   "adversarial version flips the standard model only (else: flips it)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out-png", required=True)
     s.add_argument("--out-pdf", required=True)
@@ -246,6 +259,13 @@ def _output_commands(sub: Any) -> None:
                    help="JSON list of {dataset, stage, n_classes, clean, corrupted, autoattack} (file paths)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_summarize)
+
+    s = sub.add_parser("checks", help="sanity checks of every selected model and construction (flags, not failures)")
+    s.add_argument("--layout", required=True,
+                   help="JSON list of {dataset, stage, n_classes, clean, selection[, construction]} (file paths)")
+    s.add_argument("--summary", required=True, help="the summary table (medrobust summarize)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_checks)
 
     s = sub.add_parser("figure", help="Fig. 2/3 (bars) or Fig. 4 (eps) from the summary table")
     s.add_argument("--kind", choices=("bars", "eps"), required=True)

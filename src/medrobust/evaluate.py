@@ -73,12 +73,14 @@ def load_model(path: str | Path, device: torch.device) -> tuple[WideResNet, dict
 
 
 def evaluate(model_path: str | Path, data_path: str | Path, split: str, device: torch.device,
-             batch_size: int = 1024) -> dict[str, float]:
-    """Balanced accuracy, macro AUC and accuracy of a checkpoint on one split of a prepared file."""
+             batch_size: int = 1024) -> dict[str, Any]:
+    """Balanced accuracy, macro AUC and accuracy of a checkpoint on one split of a prepared file,
+    and how many images it assigns to each class (a model predicting one class shows there)."""
     model, ckpt = load_model(model_path, device)
     x, y = load_split(data_path, split, device, ckpt["model_args"]["n_classes"])
     probs = predict(model, x, batch_size, ckpt["hparams"]["precision"])
-    return {**classification_metrics(y.cpu().numpy(), probs), "n": len(y)}
+    counts = np.bincount(probs.argmax(1), minlength=probs.shape[1]).tolist()
+    return {**classification_metrics(y.cpu().numpy(), probs), "n": len(y), "predicted_class_counts": counts}
 
 
 def evaluate_corrupted(model_path: str | Path, corrupted_path: str | Path, device: torch.device,

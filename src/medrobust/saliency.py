@@ -22,39 +22,66 @@ def saliency(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]
     return grad.cpu().numpy(), pred.cpu().numpy()
 
 
+# How the image was chosen, as recorded in fig1_saliency.json.
+CHOICES = {
+    "given": "the index asked for (--index; evaluation.saliency.index)",
+    "robust_holds": "first image both models get right, flipped for the standard model only",
+    "both_flip": "first image both models get right and the attack flips for the standard model "
+                 "(on every such image it flips the robust model too)",
+}
+BATCH = 256
+
+
 @dataclass
 class Example:
     index: int
     label: int
+    choice: str  # one of CHOICES' values
     images: np.ndarray  # (2, H, W, C) in [0, 1]: clean, adversarial
     maps: dict[str, np.ndarray]  # model label -> (2, H, W) in [0, 1]
     predictions: dict[str, list[int]]  # model label -> [clean, adversarial] predictions
 
 
-def pick_index(standard: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: PGDConfig, index: int | None) -> int:
-    """`index` if given; else the first test image the standard model classifies correctly and
-    whose adversarial version it misclassifies (as in the paper's Fig. 1)."""
+def flips(standard: nn.Module, robust: nn.Module, x: torch.Tensor, y: torch.Tensor,
+          cfg: PGDConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, with PGD against the standard model: (both models right on the clean image and
+    the standard model wrong on the adversarial one; of those, the robust model still right on it)."""
+    adv = pgd(standard, x, y, cfg)
+    with torch.no_grad():
+        right = (standard(x).argmax(1) == y) & (robust(x).argmax(1) == y)
+        flipped = right & (standard(adv).argmax(1) != y)
+        return flipped, flipped & (robust(adv).argmax(1) == y)
+
+
+def pick_index(standard: nn.Module, robust: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: PGDConfig,
+               index: int | None) -> tuple[int, str]:
+    """`index` if given; else the first test image both models classify correctly whose
+    adversarial version flips the standard model but not the robust one (the contrast of the
+    paper's Fig. 1), else the first that flips the standard model. Returns it and the rule used."""
     if index is not None:
         if not 0 <= index < len(x):
             raise ValueError(f"saliency index {index} is outside the test split (0..{len(x) - 1})")
-        return index
-    for start in range(0, len(x), 256):
-        xb, yb = x[start:start + 256], y[start:start + 256]
-        adv = pgd(standard, xb, yb, cfg)
-        with torch.no_grad():
-            ok = (standard(xb).argmax(1) == yb) & (standard(adv).argmax(1) != yb)
-        if ok.any():
-            return start + int(ok.nonzero()[0])
-    raise ValueError("no test image is both classified correctly and flipped by the attack")
+        return index, CHOICES["given"]
+    fallback = None
+    for start in range(0, len(x), BATCH):
+        flipped, holds = flips(standard, robust, x[start:start + BATCH], y[start:start + BATCH], cfg)
+        if holds.any():
+            return start + int(holds.nonzero()[0]), CHOICES["robust_holds"]
+        if fallback is None and flipped.any():
+            fallback = start + int(flipped.nonzero()[0])
+    if fallback is None:
+        raise ValueError("no test image is classified correctly by both models and flipped by the attack "
+                         "for the standard model")
+    return fallback, CHOICES["both_flip"]
 
 
-def example(models: dict[str, nn.Module], standard: str, x: torch.Tensor, y: torch.Tensor, eps: float,
-            steps: int, index: int | None, seed: int) -> Example:
-    """Saliency of every model on test image `index` (or the first suitable one) and on its
+def example(models: dict[str, nn.Module], standard: str, robust: str, x: torch.Tensor, y: torch.Tensor,
+            eps: float, steps: int, index: int | None, seed: int) -> Example:
+    """Saliency of every model on test image `index` (or the one pick_index chooses) and on its
     adversarial version, made by L-inf PGD against the `standard` model."""
     torch.manual_seed(seed)
     cfg = PGDConfig(eps=eps, steps=steps, step_size=default_step_size(eps, steps), random_start=False)
-    i = pick_index(models[standard], x, y, cfg, index)
+    i, choice = pick_index(models[standard], models[robust], x, y, cfg, index)
     clean = x[i:i + 1]
     adv = pgd(models[standard], clean, y[i:i + 1], cfg)
     both = torch.cat([clean, adv])
@@ -64,4 +91,4 @@ def example(models: dict[str, nn.Module], standard: str, x: torch.Tensor, y: tor
         maps[label] = np.stack([normalise_saliency(g) for g in grads])
         preds[label] = pred.tolist()
     images = both.detach().cpu().numpy().transpose(0, 2, 3, 1)
-    return Example(i, int(y[i]), images, maps, preds)
+    return Example(i, int(y[i]), choice, images, maps, preds)

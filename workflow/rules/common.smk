@@ -192,10 +192,13 @@ def selection_criterion(wildcards):
     return "val_balanced_accuracy"
 
 
+def grid_paths(dataset, stage, name):
+    return [f"results/{dataset}/{stage}/{v}/{name}" for v in grid_points(config, dataset, stage)]
+
+
 def grid_files(name):
     def files(wildcards):
-        points = grid_points(config, wildcards.dataset, wildcards.stage)
-        return [f"results/{wildcards.dataset}/{wildcards.stage}/{v}/{name}" for v in points]
+        return grid_paths(wildcards.dataset, wildcards.stage, name)
 
     return files
 
@@ -236,6 +239,32 @@ def selection_layout():
     return shlex.quote(json.dumps(selections(), sort_keys=True))
 
 
+def stage_files(dataset, stage):
+    """What the sanity checks of one stage read: its clean evaluation, its selection and, for a
+    nonrobust-only stage, the construction statistics of its training set."""
+    files = {"clean": evaluations(dataset, stage)["clean"], "selection": f"results/{dataset}/{stage}/selected.json"}
+    if stage.startswith("nonrobust"):
+        files["construction"] = f"results/{dataset}/data/nonrobust_eps{stage_eps(stage)}.json"
+    return files
+
+
+def check_layout():
+    """Which files the checks of each dataset and stage read (a param of checks)."""
+    layout = [
+        {"dataset": d, "stage": s, "n_classes": classes_of(d), **stage_files(d, s)}
+        for d in DATASETS
+        for s in stages(config)
+    ]
+    return shlex.quote(json.dumps(layout, sort_keys=True))
+
+
+def check_inputs(wildcards):
+    """The files of check_layout, and the training metrics (per-epoch history) its selections name."""
+    files = [f for d in DATASETS for s in stages(config) for f in stage_files(d, s).values()]
+    histories = [f for d in DATASETS for s in stages(config) for f in grid_paths(d, s, "metrics.json")]
+    return files + histories
+
+
 def saliency_model(stage):
     return f"results/{saliency_dataset(config)}/{stage}/selected/model.pt"
 
@@ -256,7 +285,8 @@ def all_targets():
     tables = [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
     construction = [f"results/{d}/data/nonrobust_eps{e}.json" for d in DATASETS for e in config["eps"]]
     provenance = ["results/report/provenance.csv", "results/report/config.yaml"]
-    return ["results/summary/metrics.csv", *figures, *tables, *construction, *provenance]
+    summary = ["results/summary/metrics.csv", "results/summary/checks.csv"]
+    return [*summary, *figures, *tables, *construction, *provenance]
 
 
 # ---- cluster resources (snakemake --profile slurm); a local run ignores them -----------------

@@ -1,5 +1,5 @@
-# The study's outputs: the summary table, Figs. 1-4 and the tables, each in the HTML report
-# (snakemake --report) with a caption under workflow/report/.
+# The study's outputs: the summary table, its sanity checks, Figs. 1-4 and the tables, each in
+# the HTML report (snakemake --report) with a caption under workflow/report/.
 
 
 rule summarize:
@@ -16,6 +16,23 @@ rule summarize:
         ENV
     shell:
         "medrobust summarize --layout {params.layout} --out {output} 2> {log}"
+
+
+rule checks:
+    input:
+        check_inputs,
+        summary="results/summary/metrics.csv",
+        code=code("checks"),
+    output:
+        report("results/summary/checks.csv", caption="../report/checks.rst", category="Checks"),
+    params:
+        layout=check_layout(),
+    log:
+        "logs/outputs/checks.log",
+    conda:
+        ENV
+    shell:
+        "medrobust checks --layout {params.layout} --summary {input.summary} --out {output} 2> {log}"
 
 
 rule figure_saliency:
