@@ -32,16 +32,17 @@ validate(config, load_schema(WORKFLOW_DIR / "workflow" / "schemas" / "config.sch
 # (the Snakefile imports the package), so its bin directory goes first on the jobs' PATH: the
 # README's `.venv/bin/snakemake` works without an activated venv, locally and under SLURM (whose
 # jobs inherit this environment). A job's conda env still comes before it (Snakemake activates
-# it inside the job's shell); a container keeps its own PATH.
+# it inside the job's shell); a container keeps its own PATH. envs/medrobust.post-deploy.sh
+# installs the package into a conda env from MEDROBUST_WORKFLOW_DIR.
+BIN = str(Path(sys.executable).parent)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != BIN:
+    os.environ["PATH"] = os.pathsep.join([BIN, os.environ.get("PATH", "")])
+os.environ["MEDROBUST_WORKFLOW_DIR"] = str(WORKFLOW_DIR)
 
 
 envvars:
     "PATH",
-
-
-BIN = str(Path(sys.executable).parent)
-if os.environ.get("PATH", "").split(os.pathsep)[0] != BIN:
-    os.environ["PATH"] = os.pathsep.join([BIN, os.environ.get("PATH", "")])
+    "MEDROBUST_WORKFLOW_DIR",
 
 
 # One image for every job under --sdm apptainer (the top-level Containerfile builds it).
@@ -78,6 +79,7 @@ localrules:
     figure_eps,
     table_results,
     table_hyperparameters,
+    figure_saliency,
     provenance,
 
 
