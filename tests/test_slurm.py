@@ -5,6 +5,7 @@ profile's environment overrides reach sbatch, and the results equal a local run'
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import shlex
@@ -140,6 +141,39 @@ def test_profile_under_a_site_profile(tmp_path: Path) -> None:
     assert jobs and all(res["slurm_account"] == "siteacct" and res["slurm_partition"] == "sitepart"
                         for _, res in jobs.values())
     assert all("runtime" in res for rule, res in jobs.values() if rule not in local_rules())
+
+
+# Resources of one job at its first and second attempt, as Snakemake evaluates them for a retry
+# (the workflow loaded through Snakemake's API in a subprocess: it changes the working directory).
+RESOURCES_BY_ATTEMPT = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.iocontainers import InputFiles, Wildcards
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+repo, workdir, rule, wildcards = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+with SnakemakeApi(OutputSettings()) as api:
+    workflow = api.workflow(ResourceSettings(), ConfigSettings(configfiles=[repo / "config.demo.yaml"]),
+                            snakefile=repo / "Snakefile", workdir=workdir)._workflow
+    resources = [workflow.get_rule(rule).expand_resources(Wildcards(fromdict=wildcards), InputFiles(), attempt)
+                 for attempt in (1, 2)]
+print(json.dumps([{k: r[k] for k in ("mem_mb", "runtime")} for r in resources]))
+"""
+
+
+@pytest.mark.parametrize("rule, wildcards", [
+    ("train", {"dataset": "synthetic", "stage": "base", "variant": "lr0.1_bs64_ep10_aug0"}),
+    ("prepare", {"dataset": "synthetic"}),
+    ("autoattack", {"dataset": "synthetic", "stage": "robust_eps4"}),
+])
+def test_a_retried_job_asks_for_more_memory_and_time(tmp_path: Path, rule: str, wildcards: dict[str, str]) -> None:
+    done = subprocess.run([sys.executable, "-c", RESOURCES_BY_ATTEMPT, str(REPO), str(tmp_path), rule,
+                           json.dumps(wildcards)], capture_output=True, text=True, timeout=120, env=env_with_venv())
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = json.loads(done.stdout.strip().splitlines()[-1])
+    assert first["mem_mb"] > 0 and first["runtime"] > 0
+    assert second == {"mem_mb": 2 * first["mem_mb"], "runtime": 2 * first["runtime"]}
 
 
 def readme_cluster_command() -> str:
