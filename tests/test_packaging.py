@@ -88,3 +88,32 @@ def test_readme_opens_with_the_two_commands() -> None:
     blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", text, re.S)
     assert blocks[0].strip().splitlines() == ["./run.sh demo", "./run.sh test"]
     assert "./run.sh test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_license_and_citation_agree_with_pyproject() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"}
+    assert (REPO / "LICENSE").read_text().startswith("MIT License\n")
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
+    assert cff["license"] == "MIT" and cff["version"] == project["version"]
+    paper = next(r for r in cff["references"] if "arXiv:2604.22579" in str(r["identifiers"]))
+    assert paper["title"] == "Useful nonrobust features are ubiquitous in biomedical images" and paper["authors"]
+    assert f"## [{project['version']}]" in (REPO / "CHANGELOG.md").read_text()
+
+
+def test_run_sh_finds_magickwand_without_root(tmp_path: Path) -> None:
+    """run.sh's check, with the linker cache saying no: an ImageMagick of one's own through
+    MAGICK_HOME, or a cluster module's through LD_LIBRARY_PATH, is found; nothing is not."""
+    lib = tmp_path / "magick" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "libMagickWand-7.Q16HDRI.so.10").touch()
+    check = 'ldconfig() { return 1; }; source <(sed -n "/^magickwand_found()/,/^}/p" run.sh); magickwand_found'
+    env = {k: v for k, v in os.environ.items() if k not in ("MAGICK_HOME", "LD_LIBRARY_PATH")}
+
+    def found(**extra: str) -> bool:
+        return subprocess.run(["bash", "-c", check], cwd=REPO, env={**env, **extra}, timeout=30).returncode == 0
+
+    assert not found()
+    assert found(MAGICK_HOME=str(tmp_path / "magick"))
+    assert found(LD_LIBRARY_PATH=f"/nonexistent:{lib}")
