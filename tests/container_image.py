@@ -5,9 +5,10 @@ No container registry is reachable, so the Containerfile's base (debian:bookworm
 from Debian's packages with mmdebstrap (--variant=minbase, the host's apt mirror) and imported
 as a local image; the build starts from it (`podman build --from`). podman runs with runc and a
 containers.conf of its own (CONTAINERS_CONF, nothing in /etc is changed): crun cannot set
-RLIMIT_NOFILE here and cgroups are in hybrid mode. The build sees the host's CA bundle, pip
-configuration and the local package folders that configuration names (read-only volumes), so
-pip inside it gets the same packages as on the host.
+RLIMIT_NOFILE here and cgroups are in hybrid mode. The build sees the host's pip configuration,
+its CA bundle (the registry is reached through a proxy with its own CA) and the local package
+folders it names (read-only volumes), so pip inside it gets the same packages as on the host;
+none of them ends up in the image.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ default_ulimits = []
 [engine]
 cgroup_manager = "cgroupfs"
 """
-# pip configuration files of the host -> where pip inside the image reads them (global files)
-PIP_CONFIGS = {"/etc/pip.conf": "/etc/pip.conf", "/etc/xdg/pip/pip.conf": "/etc/xdg/pip/pip.conf",
-               str(Path.home() / ".config/pip/pip.conf"): "/etc/xdg/pip/pip.conf"}
+# the host's pip configuration files (global, then user: later ones win)
+PIP_CONFIGS = ("/etc/pip.conf", "/etc/xdg/pip/pip.conf", str(Path.home() / ".config/pip/pip.conf"))
+HOST_CERTS = "/host-certs"  # where the build sees the host's CA bundle (/etc/ssl/certs is the image's own)
 
 
 def run(cmd: list[str], env: dict[str, str], timeout: float, stderr: bool = False) -> str:
@@ -85,21 +86,26 @@ def base_image(workdir: Path, env: dict[str, str]) -> str:
     return BASE
 
 
-def host_pip_volumes() -> list[str]:
-    """-v options giving the build the host's CA bundle, pip configuration and local indexes."""
-    volumes, paths = {}, {"/etc/ssl/certs"}
-    for host, inside in PIP_CONFIGS.items():
-        if Path(host).is_file():
-            volumes[host] = inside
-            parser = configparser.ConfigParser()
-            parser.read(host)
-            for section in parser.sections():
-                for value in parser[section].values():
-                    paths.update(p.removeprefix("file://") for p in value.split() if re.match(r"(file://)?/", p))
-    for p in map(Path, paths):
-        folder = p.parent if p.name == "simple" or p.is_file() else p  # a simple index links to ../files
-        if folder.exists():
-            volumes[str(folder)] = str(folder)
+def host_pip_volumes(workdir: Path) -> list[str]:
+    """-v options giving the build the host's pip settings (one merged pip.conf, its CA bundle
+    under HOST_CERTS) and the local package folders they name, all read-only."""
+    merged = configparser.ConfigParser()
+    merged.read([p for p in PIP_CONFIGS if Path(p).is_file()])
+    volumes, folders = {}, set()
+    for section in merged.sections():
+        for key, value in merged[section].items():
+            if key == "cert":
+                bundle = Path(value)
+                volumes[str(bundle.resolve().parent)] = HOST_CERTS
+                merged[section][key] = f"{HOST_CERTS}/{bundle.resolve().name}"
+                continue
+            for path in (p.removeprefix("file://") for p in value.split() if re.match(r"(file://)?/", p)):
+                folders.add(Path(path).parent if Path(path).name == "simple" else Path(path))  # ../files
+    volumes.update({str(f): str(f) for f in folders if f.exists()})
+    conf = workdir / "pip.conf"
+    with conf.open("w") as f:
+        merged.write(f)
+    volumes[str(conf)] = "/etc/pip.conf"
     return [f"-v={host}:{inside}:ro" for host, inside in volumes.items()]
 
 
@@ -107,7 +113,7 @@ def build(repo: Path, tag: str, workdir: Path, env: dict[str, str]) -> float:
     """podman build of repo's Containerfile as tag; returns the seconds it took."""
     base = base_image(workdir, env)
     start = time.monotonic()
-    podman(["build", "--network=host", f"--from={base}", *host_pip_volumes(), "-t", tag,
+    podman(["build", "--network=host", f"--from={base}", *host_pip_volumes(workdir), "-t", tag,
             "-f", str(repo / "Containerfile"), str(repo)], env, timeout=1800)
     return time.monotonic() - start
 
