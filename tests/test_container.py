@@ -78,8 +78,8 @@ def test_demo_slice_in_the_container_image_equals_a_local_run(tmp_path: Path) ->
 def same_file_content(a: Path, b: Path) -> bool:
     """The same data (npz arrays) or weights (a checkpoint's tensors), whatever else they record."""
     if a.suffix == ".npz":
-        return comparable(a).keys() == comparable(b).keys() and all(
-            np.array_equal(x, comparable(b)[k]) for k, x in comparable(a).items())
+        x, y = comparable(a), comparable(b)
+        return x.keys() == y.keys() and all(np.array_equal(x[k], y[k]) for k in x)
     import torch
 
     x, y = (torch.load(p, map_location="cpu", weights_only=False)["state_dict"] for p in (a, b))
