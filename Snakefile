@@ -1,5 +1,6 @@
 # medrobust: "Useful nonrobust features are ubiquitous in biomedical images" (ISBI 2026), end to end.
 # This file is the table of contents; the stages live in workflow/rules/.
+import os
 import sys
 from pathlib import Path
 
@@ -10,25 +11,52 @@ from medrobust.errors import ConfigError, DataError
 
 min_version("9.0")
 
+# Every file the workflow reads is found from this file's own directory, so that it also runs
+# from another working directory (--directory) and as a module of another workflow.
+WORKFLOW_DIR = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
+
 
 report: "workflow/report/workflow.rst"
 
 
-# config.yaml (the full study) unless a config was given (--configfile config.demo.yaml):
+# config.yaml (the full study) unless a config file was given (--configfile config.demo.yaml):
 # Snakemake would otherwise merge the two, and the demo would inherit the paper's datasets.
-if not config:
+# `--config key=value` alone still starts from config.yaml (and overrides the key).
+if not workflow.overwrite_configfiles:
 
-    configfile: Path(workflow.basedir) / "config.yaml"
+    configfile: WORKFLOW_DIR / "config.yaml"
 
 
 # A wrong key or value, or a missing or corrupt local data file: one line naming it, exit 2,
 # before any job is scheduled.
 try:
-    validate(config, load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"))
+    validate(config, load_schema(WORKFLOW_DIR / "workflow" / "schemas" / "config.schema.yaml"))
     check_local_files(config)
 except (ConfigError, DataError) as e:
     sys.stderr.write(f"medrobust: {e}\n")
     sys.exit(2)
+
+# Jobs run the package's console script (`medrobust ...`). The Python running Snakemake has it
+# (the Snakefile imports the package), so its bin directory goes first on the jobs' PATH: the
+# README's `.venv/bin/snakemake` works without an activated venv, locally and under SLURM (whose
+# jobs inherit this environment). A job's conda env still comes before it (Snakemake activates
+# it inside the job's shell); a container keeps its own PATH. envs/medrobust.post-deploy.sh
+# installs the package into a conda env from MEDROBUST_WORKFLOW_DIR.
+BIN = str(Path(sys.executable).parent)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != BIN:
+    os.environ["PATH"] = os.pathsep.join([BIN, os.environ.get("PATH", "")])
+os.environ["MEDROBUST_WORKFLOW_DIR"] = str(WORKFLOW_DIR)
+
+
+envvars:
+    "PATH",
+    "MEDROBUST_WORKFLOW_DIR",
+
+
+# One image for every job under --sdm apptainer (the top-level Containerfile builds it).
+if config["container"]:
+
+    container: config["container"]
 
 
 include: "workflow/rules/common.smk"
@@ -46,6 +74,22 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/nonrobust.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/outputs.smk"
+
+
+# Run by Snakemake itself, not submitted to the cluster: downloads (compute nodes often have no
+# internet) and the rules that take seconds (they would mostly wait in the queue).
+localrules:
+    download_medmnist,
+    download_npz,
+    select,
+    summarize,
+    checks,
+    figure_bars,
+    figure_eps,
+    table_results,
+    table_hyperparameters,
+    figure_saliency,
+    provenance,
 
 
 onstart:

@@ -6,15 +6,28 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+magickwand_found() {
+    # where Wand looks: the linker cache, $MAGICK_HOME/lib (e.g. a conda env's ImageMagick) and
+    # LD_LIBRARY_PATH (e.g. after a cluster's `module load ImageMagick`)
+    ldconfig -p 2>/dev/null | grep -q 'libMagickWand' && return
+    local dir
+    for dir in ${MAGICK_HOME:+"$MAGICK_HOME/lib"} ${LD_LIBRARY_PATH//:/ }; do
+        compgen -G "$dir/libMagickWand*.so*" >/dev/null && return
+    done
+    return 1
+}
+
 system_libraries() {
     # medmnistc's corruptions call ImageMagick through Wand, which needs the MagickWand C library
-    ldconfig -p 2>/dev/null | grep -q 'libMagickWand-6' && return
+    magickwand_found && return
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "run.sh: installing ImageMagick's MagickWand library (apt)" >&2
         apt-get update -qq && apt-get install -y -qq --no-install-recommends libmagickwand-6.q16-6 >/dev/null
     else
-        echo "run.sh: ImageMagick's MagickWand library is missing; install it first:" \
-             "sudo apt-get install libmagickwand-6.q16-6 (Debian/Ubuntu)" >&2
+        echo "run.sh: ImageMagick's MagickWand library is missing. Install it (sudo apt-get install" \
+             "libmagickwand-6.q16-6), or without root: load your cluster's ImageMagick module, or set" \
+             "MAGICK_HOME to an ImageMagick of your own (e.g. conda install -c conda-forge imagemagick)," \
+             "or use the container image or the conda env (README: \"Without root\")" >&2
         exit 1
     fi
 }

@@ -1,7 +1,14 @@
 """The environment is what the pins say, and the README's two commands are the real ones."""
 
+import functools
+import importlib.util
+import os
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
 import yaml
 
@@ -14,11 +21,50 @@ def _pins(lines: list[str]) -> dict[str, str]:
     return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins}
 
 
-def test_conda_env_pins_equal_pyproject_pins() -> None:
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    env = yaml.safe_load((REPO / "envs" / "medrobust.yaml").read_text())
+def test_conda_env_pins_equal_the_lock() -> None:
+    """envs/medrobust.yaml is envs/make_conda_env.py's output: conda-forge's Python 3.11 and
+    ImageMagick, and through pip exactly the lock's pins (which hold pyproject's, below)."""
+    spec = importlib.util.spec_from_file_location("make_conda_env", REPO / "envs" / "make_conda_env.py")
+    make_conda_env = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_conda_env)
+    text = (REPO / "envs" / "medrobust.yaml").read_text()
+    assert text == make_conda_env.render(make_conda_env.lock_pins()), "re-run: python envs/make_conda_env.py"
+    env = yaml.safe_load(text)
+    assert env["channels"][0] == "conda-forge"
+    assert {"python=3.11", "imagemagick", "pip"} <= {d for d in env["dependencies"] if isinstance(d, str)}
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert _pins(pip) == _pins(project["dependencies"])
+    lock = [s for s in (REPO / "requirements.lock").read_text().splitlines() if s and not s.startswith("#")]
+    assert pip == lock and _pins(pip) == _pins(lock)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert _pins(project["dependencies"]).items() <= _pins(pip).items()
+
+
+def test_conda_post_deploy_installs_the_package_from_the_workflow_dir(tmp_path: Path) -> None:
+    """The post-deploy step as Snakemake runs it: a copy of the script under .snakemake/conda/,
+    run from another working directory inside the new environment (here a venv standing in for
+    the conda env, which cannot be created without the conda channels). It installs medrobust
+    from the workflow's directory (the Snakefile's MEDROBUST_WORKFLOW_DIR), with real pip, and
+    sets MAGICK_HOME on activation."""
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=120)
+    copy = tmp_path / "work" / ".snakemake" / "conda" / "0123abcd.post-deploy.sh"
+    copy.parent.mkdir(parents=True)
+    shutil.copy2(REPO / "envs" / "medrobust.post-deploy.sh", copy)
+    env = {**os.environ, "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ['PATH']}", "CONDA_PREFIX": str(env_dir)}
+    env.pop("MEDROBUST_WORKFLOW_DIR", None)
+    run = functools.partial(subprocess.run, ["bash", str(copy)], cwd=tmp_path / "work", capture_output=True,
+                            text=True, timeout=600)
+    missing = run(env=env)
+    assert missing.returncode != 0 and "MEDROBUST_WORKFLOW_DIR" in missing.stderr
+    done = run(env={**env, "MEDROBUST_WORKFLOW_DIR": str(REPO)})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    where = subprocess.run([str(env_dir / "bin" / "python"), "-c",
+                            "import importlib.util; print(importlib.util.find_spec('medrobust').origin)"],
+                           cwd=tmp_path, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    assert Path(where) == REPO / "src" / "medrobust" / "__init__.py"
+    assert (env_dir / "bin" / "medrobust").exists()
+    hook = (env_dir / "etc" / "conda" / "activate.d" / "medrobust-magick.sh").read_text()
+    assert hook.strip() == f'export MAGICK_HOME="{env_dir}"'
 
 
 def test_lock_agrees_with_pyproject() -> None:
@@ -42,3 +88,32 @@ def test_readme_opens_with_the_two_commands() -> None:
     blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", text, re.S)
     assert blocks[0].strip().splitlines() == ["./run.sh demo", "./run.sh test"]
     assert "./run.sh test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_license_and_citation_agree_with_pyproject() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == {"text": "MIT"}
+    assert (REPO / "LICENSE").read_text().startswith("MIT License\n")
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["type"] == "software"
+    assert cff["license"] == "MIT" and cff["version"] == project["version"]
+    paper = next(r for r in cff["references"] if "arXiv:2604.22579" in str(r["identifiers"]))
+    assert paper["title"] == "Useful nonrobust features are ubiquitous in biomedical images" and paper["authors"]
+    assert f"## [{project['version']}]" in (REPO / "CHANGELOG.md").read_text()
+
+
+def test_run_sh_finds_magickwand_without_root(tmp_path: Path) -> None:
+    """run.sh's check, with the linker cache saying no: an ImageMagick of one's own through
+    MAGICK_HOME, or a cluster module's through LD_LIBRARY_PATH, is found; nothing is not."""
+    lib = tmp_path / "magick" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "libMagickWand-7.Q16HDRI.so.10").touch()
+    check = 'ldconfig() { return 1; }; source <(sed -n "/^magickwand_found()/,/^}/p" run.sh); magickwand_found'
+    env = {k: v for k, v in os.environ.items() if k not in ("MAGICK_HOME", "LD_LIBRARY_PATH")}
+
+    def found(**extra: str) -> bool:
+        return subprocess.run(["bash", "-c", check], cwd=REPO, env={**env, **extra}, timeout=30).returncode == 0
+
+    assert not found()
+    assert found(MAGICK_HOME=str(tmp_path / "magick"))
+    assert found(LD_LIBRARY_PATH=f"/nonexistent:{lib}")

@@ -15,13 +15,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 import yaml
 
 from conftest import REPO, env_with_venv
+from same_results import assert_same_results
 from slurm_cluster import ACCOUNT, GPU_TYPE, PARTITIONS, local_slurm, sacct, slurm_installed
 
 # Fixed, so that a run finds (and stops) the daemons of an earlier run that was killed.
@@ -44,7 +43,6 @@ CONFIG = {
               "nonrobust": {"tiny": {"lr": [0.1], "batch_size": [64], "epochs": [1]}},
               "robust": {"tiny": {"lr": [0.1], "batch_size": [64], "epochs": [1]}}},
 }
-VOLATILE = re.compile(r"provenance|created|host|seconds|per_second")  # JSON keys that differ run to run
 
 
 def snakemake(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
@@ -105,32 +103,6 @@ def sbatch_calls(output: str) -> dict[str, int]:
     return calls
 
 
-def comparable(path: Path) -> Any:
-    if path.suffix == ".npz":
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
-    return strip(json.loads(path.read_text()))
-
-
-def strip(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: strip(v) for k, v in value.items() if not VOLATILE.search(k)}
-    return [strip(v) for v in value] if isinstance(value, list) else value
-
-
-def assert_same_results(local: Path, remote: Path) -> None:
-    files = sorted(p.relative_to(local) for p in (local / "results").rglob("*")
-                   if p.suffix in (".json", ".npz") and "provenance" not in p.parts)
-    assert {str(t) for t in TARGETS} <= {str(f) for f in files}
-    print(f"{len(files)} result files equal")
-    for rel in files:
-        a, b = comparable(local / rel), comparable(remote / rel)
-        if rel.suffix == ".npz":
-            assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), rel
-        else:
-            assert a == b, rel
-
-
 def test_profile_takes_site_settings_from_the_environment(tmp_path: Path) -> None:
     """The documented override: MEDROBUST_* variables set partition, account and GPU model;
     unset ones leave the key out (the cluster's defaults)."""
@@ -149,13 +121,103 @@ def test_profile_takes_site_settings_from_the_environment(tmp_path: Path) -> Non
         {rule for rule, _ in jobs.values()} & set(GPU_RULES)
 
 
+def test_profile_under_a_site_profile(tmp_path: Path) -> None:
+    """--profile <site> --workflow-profile slurm: the site profile's account and partition stay
+    (this profile replaces it key by key and sets no default-resources of its own), and every
+    submitted job still gets a wall time from its rule."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "config.yaml").write_text(yaml.safe_dump({
+        "executor": "slurm", "default-resources": {"slurm_account": "siteacct", "slurm_partition": "sitepart"}}))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    args = [*TARGETS, "-n", "--profile", str(site), "--workflow-profile", "slurm", "--configfile", str(cfg),
+            "-d", str(tmp_path / "wd")]
+    clean = {k: v for k, v in env_with_venv().items() if not k.startswith("MEDROBUST_")}
+    log = tmp_path / "dry.log"
+    out = finish(snakemake(args, clean, log), log, timeout=120)
+    assert "workflow specific profile slurm" in out
+    jobs = jobs_of(out)
+    assert jobs and all(res["slurm_account"] == "siteacct" and res["slurm_partition"] == "sitepart"
+                        for _, res in jobs.values())
+    assert all("runtime" in res for rule, res in jobs.values() if rule not in local_rules())
+
+
+# Resources of one job at its first and second attempt, as Snakemake evaluates them for a retry
+# (the workflow loaded through Snakemake's API in a subprocess: it changes the working directory).
+RESOURCES_BY_ATTEMPT = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.iocontainers import InputFiles, Wildcards
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+repo, workdir, rule, wildcards = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+with SnakemakeApi(OutputSettings()) as api:
+    workflow = api.workflow(ResourceSettings(), ConfigSettings(configfiles=[repo / "config.demo.yaml"]),
+                            snakefile=repo / "Snakefile", workdir=workdir)._workflow
+    resources = [workflow.get_rule(rule).expand_resources(Wildcards(fromdict=wildcards), InputFiles(), attempt)
+                 for attempt in (1, 2)]
+print(json.dumps([{k: r[k] for k in ("mem_mb", "runtime")} for r in resources]))
+"""
+
+
+@pytest.mark.parametrize("rule, wildcards", [
+    ("train", {"dataset": "synthetic", "stage": "base", "variant": "lr0.1_bs64_ep10_aug0"}),
+    ("prepare", {"dataset": "synthetic"}),
+    ("autoattack", {"dataset": "synthetic", "stage": "robust_eps4"}),
+])
+def test_a_retried_job_asks_for_more_memory_and_time(tmp_path: Path, rule: str, wildcards: dict[str, str]) -> None:
+    done = subprocess.run([sys.executable, "-c", RESOURCES_BY_ATTEMPT, str(REPO), str(tmp_path), rule,
+                           json.dumps(wildcards)], capture_output=True, text=True, timeout=120, env=env_with_venv())
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = json.loads(done.stdout.strip().splitlines()[-1])
+    assert first["mem_mb"] > 0 and first["runtime"] > 0
+    assert second == {"mem_mb": 2 * first["mem_mb"], "runtime": 2 * first["runtime"]}
+
+
+def readme_cluster_command() -> str:
+    """The README's command for the full study on a cluster, as written there (comment and the
+    example's site variables aside): `.venv/bin/snakemake --profile slurm`."""
+    section = (REPO / "README.md").read_text().split("## Running on a cluster", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)[1]
+    line = next(s for s in block.splitlines() if "--profile slurm" in s)
+    return line.split("#", 1)[0].strip()
+
+
+def env_without_venv() -> dict[str, str]:
+    """os.environ as a new user's shell has it: no activated venv, so no `medrobust` on PATH
+    (run.sh and the tests put the venv first)."""
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = os.pathsep.join(d for d in env.get("PATH", "").split(os.pathsep)
+                                  if d and not (Path(d) / "medrobust").exists())
+    return env
+
+
+def local_rules() -> set[str]:
+    block = re.search(r"^localrules:\n((?:    \w+,\n)+)", (REPO / "Snakefile").read_text(), re.M)[1]
+    return set(re.findall(r"\w+", block))
+
+
+def test_local_rules_are_downloads_and_seconds_long_steps() -> None:
+    assert local_rules() == {"download_medmnist", "download_npz", "select", "summarize", "figure_saliency",
+                             "figure_bars", "figure_eps", "table_results", "table_hyperparameters", "provenance"}
+    assert not local_rules() & rules_with_gpus()
+
+
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_workflow_on_a_real_slurm_cluster(tmp_path: Path) -> None:
+    """The README's cluster command, verbatim, from a shell without the venv on PATH (plus the
+    test's config, targets, working directory and fast polling)."""
     if os.geteuid() != 0:
         pytest.skip("needs root: starts munged, MariaDB and the SLURM daemons on localhost")
     if not slurm_installed() and not shutil.which("apt-get"):
         pytest.skip("SLURM is not installed and apt-get is unavailable to install it")
+    command = readme_cluster_command()
+    assert command == ".venv/bin/snakemake --profile slurm", command
+    if not (REPO / ".venv" / "bin" / "snakemake").exists():
+        pytest.skip("the README's command runs .venv/bin/snakemake: set up .venv with ./run.sh first")
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(CONFIG))
     common = [*TARGETS, "--configfile", str(cfg)]  # targets first: --configfile takes several values
@@ -165,10 +227,13 @@ def test_workflow_on_a_real_slurm_cluster(tmp_path: Path) -> None:
 
     site = {"MEDROBUST_PARTITION": PARTITIONS[1], "MEDROBUST_ACCOUNT": ACCOUNT, "MEDROBUST_GPU_MODEL": GPU_TYPE}
     try:
-        with local_slurm(CLUSTER_DIR, {**env_with_venv(), **site}) as env:
+        with local_slurm(CLUSTER_DIR, {**env_without_venv(), **site}) as env:
+            assert shutil.which("medrobust", path=env["PATH"]) is None, env["PATH"]
             print(f"\ncluster up: {time.monotonic() - start:.0f} s")
-            slurm = snakemake([*common, "--profile", "slurm", "-d", str(tmp_path / "slurm"), *FAST_POLLING],
-                              env, logs["slurm"])
+            args = [*common, "-d", str(tmp_path / "slurm"), *FAST_POLLING]
+            with logs["slurm"].open("w") as log:
+                slurm = subprocess.Popen(f"{command} {shlex.join(args)}", shell=True, cwd=REPO, env=env, text=True,
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
             out = finish(slurm, logs["slurm"], timeout=900)
             print(f"slurm run done: {time.monotonic() - start:.0f} s")
             rows = sacct(env, re.search(r"SLURM run ID: (\S+)", out)[1])
@@ -180,9 +245,12 @@ def test_workflow_on_a_real_slurm_cluster(tmp_path: Path) -> None:
     print("\n".join("|".join(r.values()) for r in rows))
 
     planned = int(re.search(r"^total\s+(\d+)$", out, re.M)[1])
+    ran_here = re.findall(r"^localrule (\w+):$", out, re.M)  # local rules: run by Snakemake itself
+    assert "select" in ran_here and set(ran_here) <= local_rules(), ran_here
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", out)
     calls = sbatch_calls(out)
-    assert planned == len(submitted) == len(calls) == len(rows), (planned, submitted, calls, rows)
+    assert planned - len(ran_here) == len(submitted) == len(calls) == len(rows), (planned, submitted, calls, rows)
+    assert not {c.split("_wildcards_")[0].removeprefix("rule_") for c in calls} & local_rules()
     assert sorted(r["JobIDRaw"] for r in rows) == sorted(submitted)
     for row in rows:
         gpus = calls[row["Comment"]]
@@ -194,4 +262,4 @@ def test_workflow_on_a_real_slurm_cluster(tmp_path: Path) -> None:
     gpu_rules = {c.split("_wildcards_")[0].removeprefix("rule_") for c, gpus in calls.items() if gpus}
     assert gpu_rules and len(gpu_rules) < len({c.split("_wildcards_")[0] for c in calls})
     assert gpu_rules <= set(GPU_RULES)
-    assert_same_results(tmp_path / "local", tmp_path / "slurm")
+    assert_same_results(tmp_path / "local", tmp_path / "slurm", TARGETS)

@@ -17,7 +17,7 @@ from medrobust.io import write_json
 from medrobust.provenance import record
 
 ENV = "../../envs/medrobust.yaml"
-PACKAGE = Path(workflow.basedir) / "src" / "medrobust"
+PACKAGE = WORKFLOW_DIR / "src" / "medrobust"
 DATASETS = config["datasets"]
 
 
@@ -232,7 +232,9 @@ def summary_inputs(wildcards):
 
 
 def selections():
-    return [{"dataset": d, "stage": s, "path": f"results/{d}/{s}/selected.json"} for d in DATASETS for s in stages(config)]
+    return [
+        {"dataset": d, "stage": s, "path": f"results/{d}/{s}/selected.json"} for d in DATASETS for s in stages(config)
+    ]
 
 
 def selection_layout():
@@ -290,31 +292,37 @@ def all_targets():
 
 
 # ---- cluster resources (snakemake --profile slurm); a local run ignores them -----------------
+# A retried job (the profile's `retries`) asks for more: memory and wall time grow with the
+# attempt (1, 2, ...), so a job killed for running out of either gets it on its next try.
 
 GPUS = config["compute"]["gpus_per_job"]
+# Wall time (min) of the CPU rules that run on compute nodes (synthesize, prepare, corrupt_test).
+CPU_JOB_MINUTES = 240
 
 
-def mem_mb(wildcards):
+def mem_mb(wildcards, attempt):
     """Memory of a job on this dataset: a base plus a share proportional to its size."""
     from medrobust.estimate import dataset_sizes
 
     z, c = dataset_sizes(config, wildcards.dataset), config["compute"]
     channels = n_channels(wildcards)
     megabytes = (z.n_train + z.n_val + z.n_test) * source_size(wildcards) ** 2 * channels / 1e6
-    return int(c["mem_mb"] + c["mem_per_dataset_mb"] * megabytes)
+    return int(c["mem_mb"] + c["mem_per_dataset_mb"] * megabytes) * attempt
 
 
 def runtime(kind):
     """Wall time (min) of a job: its estimated GPU time times the safety factor (medrobust.estimate)."""
     from medrobust import estimate
 
-    def minutes(wildcards):
+    def minutes(wildcards, attempt):
+        if kind == "cpu":
+            return CPU_JOB_MINUTES * attempt
         if kind == "train":
             seconds = estimate.train_seconds(config, wildcards.dataset, wildcards.stage, wildcards.variant)
         elif kind == "construct":
             seconds = estimate.construct_seconds(config, wildcards.dataset)
         else:
             seconds = estimate.evaluate_seconds(config, wildcards.dataset, kind)
-        return estimate.runtime_minutes(config, seconds)
+        return estimate.runtime_minutes(config, seconds) * attempt
 
     return minutes

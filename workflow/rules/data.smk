@@ -13,6 +13,8 @@ rule synthesize:
         dataset=one_of(with_source("synthetic")),
     log:
         "logs/{dataset}/data/synthesize.log",
+    resources:
+        runtime=runtime("cpu"),
     conda:
         ENV
     shell:
@@ -71,6 +73,7 @@ rule prepare:
         "logs/{dataset}/data/prepare.log",
     resources:
         mem_mb=mem_mb,
+        runtime=runtime("cpu"),
     conda:
         ENV
     shell:

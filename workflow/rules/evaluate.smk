@@ -24,6 +24,7 @@ rule corrupt_test:
         "benchmarks/{dataset}/data/corrupt_test.tsv"
     resources:
         mem_mb=mem_mb,
+        runtime=runtime("cpu"),
     conda:
         ENV
     shell:
