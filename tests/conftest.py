@@ -116,3 +116,20 @@ def checkpoint(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tag(name: str) -> dict[str, str]:
     """A job fingerprint (medrobust.runtime.fingerprint) for tests that run jobs by hand."""
     return {"code": name, "settings": name, "data": name}
+
+
+def sigterm_when_logged(cmd: list[str], log: Path, marker: str, env: dict[str, str]) -> int:
+    """Run `cmd` with stderr to `log`; send SIGTERM (as SLURM does at a time limit or preemption)
+    once `marker` appears there; return the exit code."""
+    import signal
+    import subprocess
+    import time
+
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stderr=f, env=env)
+        deadline = time.monotonic() + 300
+        while marker not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, f"ended before '{marker}' was logged"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=300)

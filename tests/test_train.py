@@ -1,10 +1,8 @@
 """Training pieces, and resume after SIGTERM ending exactly where an uninterrupted run ends."""
 
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from medrobust.errors import DataError
 from medrobust.runtime import Interrupted
 from medrobust.train import Data, TrainConfig, augment_batch, cosine_lr, ema_decay_at, ema_update, fit
 
-from conftest import env_with_venv, tag
+from conftest import env_with_venv, sigterm_when_logged, tag
 
 TINY = dict(depth=10, width=1, precision="fp32", ema_decay=0.9)
 
@@ -72,14 +70,7 @@ def test_sigterm_then_rerun_equals_uninterrupted(prepared_small: Path, tmp_path:
 
     # interrupted as SLURM does at a time limit or preemption: SIGTERM, mid-epoch
     split.mkdir()
-    log = open(split / "log.txt", "w")
-    proc = subprocess.Popen(_train_cmd(prepared_small, split, 5), stderr=log, env=env_with_venv())
-    deadline = time.monotonic() + 300
-    while "epoch 1/5" not in (split / "log.txt").read_text():
-        assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be interrupted"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=300) == 143
+    assert sigterm_when_logged(_train_cmd(prepared_small, split, 5), split / "log.txt", "epoch 1/5", env_with_venv()) == 143
     assert (split / "state.pt").exists()
     assert not (split / "model.pt").exists() and not (split / "metrics.json").exists()  # nothing half-written
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from medrobust.config import encodes_laterality, horizontal_flips, load
 from medrobust.io import read_npz, write_npz
 from medrobust.runtime import state_lock
 
-from conftest import REPO, corrupt, env_with_venv
+from conftest import REPO, corrupt, env_with_venv, sigterm_when_logged
 
 TINY_HP = dict(lr=0.1, batch_size=50, augment=False, depth=10, width=1, precision="fp32", ema_decay=0.9)
 
@@ -101,14 +99,7 @@ def test_state_written_by_other_code_is_not_resumed(prepared_small: Path, tmp_pa
     out = tmp_path / "out"
     out.mkdir()
     cmd = [sys.executable, "-m", "medrobust.cli", *_train_args(prepared_small, out, 4)]
-    with open(out / "log.txt", "w") as log:
-        proc = subprocess.Popen(cmd, stderr=log, env=env)
-        deadline = time.monotonic() + 300
-        while "epoch 1/4" not in (out / "log.txt").read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be interrupted"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=300) == 143
+    assert sigterm_when_logged(cmd, out / "log.txt", "epoch 1/4", env) == 143
     assert (out / "state.pt").exists()
     train_py = src / "medrobust" / "train.py"
     train_py.write_text(train_py.read_text() + "\n# a fix\n")
