@@ -3,6 +3,8 @@ incremental re-runs, and a bring-your-own dataset downloaded over HTTP."""
 
 import hashlib
 import json
+import os
+import signal
 import shutil
 import re
 import subprocess
@@ -20,7 +22,15 @@ from conftest import REPO, env_with_venv
 
 def snakemake(workdir: Path, *args: str, check: bool = True, repo: Path = REPO) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env_with_venv(), timeout=1200)
+    # its own process group, so that a time-out also stops the jobs it started (no orphans)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with_venv(),
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=1800)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    done = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     return done
