@@ -46,6 +46,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/nonrobust.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/outputs.smk"
+include: "workflow/rules/review.smk"
 
 
 onstart:
