@@ -1,5 +1,7 @@
-"""Results per corruption and severity (`results/summary/corruptions.csv`): the out-of-distribution
-mean of the summary table broken down, for every dataset and selected model.
+"""Results broken down for a reviewer: per corruption and severity (`results/summary/corruptions.csv`,
+the out-of-distribution mean of the summary table broken down, for every dataset and selected
+model), and per grid point (a dataset's selection table: what each grid point scored on
+validation and which one was selected, by which criterion).
 
 One row per dataset, model, eps, corruption, severity and metric. `severity` is 1..5, or `mean`
 (the mean over severities, what corrupted_test.json calls by_corruption); corruption `all` is
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from medrobust.errors import DataError
 from medrobust.io import atomic_path
 
 COLUMNS = ("dataset", "model", "eps", "corruption", "severity", "metric", "value")
+SELECTION_COLUMNS = ("stage", "variant", "lr", "batch_size", "epochs", "augment", "criterion", "value",
+                     "val_balanced_accuracy", "val_auc", "selected")
 METRICS = ("balanced_accuracy", "auc")
 
 
@@ -84,3 +88,33 @@ def read_cells(path: str | Path) -> list[Cell]:
         raise DataError(f"{path}: file not found") from None
     except ValueError as e:
         raise DataError(f"{path}: {e}") from None
+
+
+def selection_rows(selections: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per stage and grid point, best first within a stage, from each stage's selected.json."""
+    rows = []
+    for stage, sel in selections.items():
+        for c in sel["candidates"]:
+            hp, val = c.get("hparams", {}), c["val"]
+            rows.append({"stage": stage, "variant": c["variant"], **{k: hp.get(k) for k in SELECTION_COLUMNS[2:6]},
+                         "criterion": sel["criterion"], "value": val[sel["criterion"]],
+                         "val_balanced_accuracy": val.get("val_balanced_accuracy"), "val_auc": val.get("val_auc"),
+                         "selected": c["variant"] == sel["selected"]})
+    return rows
+
+
+def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], path: str | Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def dataset_checks(checks_csv: str | Path, dataset: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The columns of the study's checks.csv and its rows of one dataset."""
+    try:
+        with open(checks_csv, newline="") as f:
+            reader = csv.DictReader(f)
+            return list(reader.fieldnames or ()), [r for r in reader if r.get("dataset") == dataset]
+    except FileNotFoundError:
+        raise DataError(f"{checks_csv}: file not found") from None

@@ -190,6 +190,17 @@ def cmd_figure_corruptions(a: argparse.Namespace) -> None:
     log.info("wrote %s and %s", a.out_png, a.out_pdf)
 
 
+def cmd_dataset_tables(a: argparse.Namespace) -> None:
+    from medrobust.breakdown import SELECTION_COLUMNS, dataset_checks, selection_rows, write_rows
+
+    selections = {e["stage"]: read_json(e["path"]) for e in json.loads(a.selections)}
+    write_rows(selection_rows(selections), SELECTION_COLUMNS, a.out_selection)
+    columns, checks = dataset_checks(a.checks, a.dataset)
+    write_rows(checks, columns, a.out_checks)
+    log.info("wrote %s and %s (%d checks, %d flagged)", a.out_selection, a.out_checks, len(checks),
+             sum(c.get("flag") == "true" for c in checks))
+
+
 def cmd_table(a: argparse.Namespace) -> None:
     from medrobust import tables
 
@@ -383,3 +394,11 @@ def _review_commands(sub: Any) -> None:
     s.add_argument("--n-classes", type=int, required=True, help="for the chance line")
     _figure_outputs(s)
     s.set_defaults(func=cmd_figure_corruptions)
+
+    s = sub.add_parser("dataset-tables", help="one dataset's selection table (every grid point) and its sanity checks")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--selections", required=True, help="JSON list of {stage, path} (the stages' selected.json)")
+    s.add_argument("--checks", required=True, help="the study's checks.csv (medrobust checks)")
+    s.add_argument("--out-selection", required=True)
+    s.add_argument("--out-checks", required=True)
+    s.set_defaults(func=cmd_dataset_tables)

@@ -275,12 +275,22 @@ def corruption_inputs(wildcards):
     return [evaluations(d, s)[k] for d in DATASETS for s in stages(config) for k in ("clean", "corrupted")]
 
 
+def dataset_selections(wildcards):
+    return [s["path"] for s in selections() if s["dataset"] == wildcards.dataset]
+
+
+def dataset_selection_layout(wildcards):
+    chosen = [{"stage": s["stage"], "path": s["path"]} for s in selections() if s["dataset"] == wildcards.dataset]
+    return shlex.quote(json.dumps(chosen))
+
+
 def review_figures():
     """Per dataset: learning curves of each stage, examples of each nonrobust set, corruptions."""
     names = [f"curves_{d}_{s}" for d in DATASETS for s in stages(config)]
     names += [f"examples_{d}_eps{e}" for d in DATASETS for e in config["eps"]]
     names += [f"corruptions_{d}" for d in DATASETS]
-    return [f"results/figures/{n}.{ext}" for n in names for ext in ("png", "pdf")]
+    tables = [f"results/tables/{kind}_{d}.csv" for d in DATASETS for kind in ("selection", "checks")]
+    return [f"results/figures/{n}.{ext}" for n in names for ext in ("png", "pdf")] + tables
 
 
 def saliency_model(stage):

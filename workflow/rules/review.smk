@@ -93,3 +93,32 @@ rule figure_corruptions:
     shell:
         "medrobust figure-corruptions --table {input.table} --dataset {wildcards.dataset} --eps {params.eps}"
         " --n-classes {params.n_classes} --out-png {output.png} --out-pdf {output.pdf} 2> {log}"
+
+
+rule dataset_tables:
+    input:
+        dataset_selections,
+        checks="results/summary/checks.csv",
+        code=code("dataset-tables"),
+    output:
+        selection=report(
+            "results/tables/selection_{dataset}.csv",
+            caption="../report/selection.rst",
+            category="4. Dataset: {dataset}",
+            subcategory="4. Selection",
+        ),
+        checks=report(
+            "results/tables/checks_{dataset}.csv",
+            caption="../report/checks.rst",
+            category="4. Dataset: {dataset}",
+            subcategory="5. Checks",
+        ),
+    log:
+        "logs/outputs/dataset_tables_{dataset}.log",
+    conda:
+        ENV
+    params:
+        selections=dataset_selection_layout,
+    shell:
+        "medrobust dataset-tables --dataset {wildcards.dataset} --selections {params.selections}"
+        " --checks {input.checks} --out-selection {output.selection} --out-checks {output.checks} 2> {log}"
