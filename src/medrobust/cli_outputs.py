@@ -162,13 +162,9 @@ def cmd_examples(a: argparse.Namespace) -> None:
     clean = read_npz(a.data, ("train_images",))["train_images"]
     labels, targets = built["train_original_labels"].reshape(-1), built["train_labels"].reshape(-1)
     pick = pick_examples(labels, targets, a.n, a.seed)
-
-    def channels_last(x: np.ndarray) -> np.ndarray:
-        return x[..., None] if x.ndim == 3 else x
-
-    original = channels_last(clean[built["train_source_index"][pick]]).astype(np.float32) / 255
-    examples_figure(original, channels_last(built["train_images"][pick]).astype(np.float32), labels[pick],
-                    targets[pick], a.eps, dataset_label(a.dataset), out_png=a.out_png, out_pdf=a.out_pdf)
+    original = clean[built["train_source_index"][pick]].astype(np.float32) / 255
+    examples_figure(original, built["train_images"][pick].astype(np.float32), labels[pick], targets[pick], a.eps,
+                    dataset_label(a.dataset), out_png=a.out_png, out_pdf=a.out_pdf)
     log.info("wrote %s and %s (training images %s)", a.out_png, a.out_pdf, built["train_source_index"][pick].tolist())
 
 

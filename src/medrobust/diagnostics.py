@@ -108,7 +108,9 @@ def examples_plot(clean: np.ndarray, adv: np.ndarray, labels: np.ndarray, target
                   title: str) -> Figure:
     """Columns: examples. Rows: the training image (original label), its adversarial version
     (the label it carries in the set), and the perturbation amplified so that +-eps spans the
-    grey range. Images are float (N, H, W, C) in [0, 1]."""
+    grey range. Images are float (N, H, W) or (N, H, W, C) in [0, 1]."""
+    if clean.ndim == 3:
+        clean, adv = clean[..., None], adv[..., None]
     gain = 255 / (2 * eps)
     fig = Figure(figsize=(1.45 * len(clean) + 1.2, 4.9), layout="constrained")
     axes = fig.subplots(3, len(clean), squeeze=False)
