@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from medrobust.breakdown import read_cells, stage_cells, write_cells
-from medrobust.diagnostics import (chosen_epoch, corruptions_figure, corruptions_plot, curves_figure, curves_plot,
+from medrobust.diagnostics import (kept_epoch, corruptions_figure, corruptions_plot, curves_figure, curves_plot,
                                    examples_figure, examples_plot, pick_examples)
 
 
@@ -57,7 +57,7 @@ def test_standard_curves_one_panel_selected_last_epoch(tmp_path: Path) -> None:
 def test_robust_curves_add_the_criterion_panel_and_mark_the_best_epoch() -> None:
     histories = {"a": _history(0.8, True), "b": _history(1.0, True)}
     selection = _selection(histories, "val_robust_balanced_accuracy", "b")
-    assert chosen_epoch(histories["b"], "val_robust_balanced_accuracy", 0.5) == 2
+    assert kept_epoch(histories["b"]) == 2 and kept_epoch(_history(1.0, False)) == 5
     fig = curves_plot(histories, selection, 2, "t")
     clean, robust = fig.axes
     assert robust.get_title(loc="right") == "selection criterion" and clean.get_title(loc="right") == ""

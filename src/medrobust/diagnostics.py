@@ -40,13 +40,11 @@ def _percent_axis(ax, ylabel: str) -> None:
     ax.spines[["top", "right"]].set_visible(False)
 
 
-def chosen_epoch(history: Sequence[dict[str, float]], criterion: str, value: float) -> float:
-    """The first epoch whose `criterion` equals the selected value (the kept weights: the last
-    epoch of standard training, the best robust epoch of TRADES); the last epoch if none does."""
-    for row in history:
-        if math.isclose(row.get(criterion, math.nan), value, rel_tol=0, abs_tol=1e-12):
-            return row["epoch"]
-    return history[-1]["epoch"]
+def kept_epoch(history: Sequence[dict[str, float]]) -> float:
+    """The epoch whose weights a run returned: the first with the best robust validation balanced
+    accuracy where that was measured (TRADES keeps its best epoch), else the last one."""
+    robust = [r for r in history if not math.isnan(r.get(ROBUST, math.nan))]
+    return max(robust, key=lambda r: r[ROBUST])["epoch"] if robust else history[-1]["epoch"]
 
 
 def curves_plot(histories: dict[str, list[dict[str, float]]], selection: dict, n_classes: int, title: str) -> Figure:
@@ -67,7 +65,7 @@ def curves_plot(histories: dict[str, list[dict[str, float]]], selection: dict, n
         h = histories[chosen]
         ax.plot([r["epoch"] for r in h], [100 * r[key] for r in h], color="black", linewidth=2.4,
                 label=f"{chosen} (selected)")
-        epoch = chosen_epoch(h, criterion, value)
+        epoch = kept_epoch(h)
         kept = next(r for r in h if r["epoch"] == epoch)
         ax.plot([epoch], [100 * kept[key]], "o", markersize=8, markerfacecolor="none", markeredgecolor="black",
                 markeredgewidth=1.5, label=f"kept weights (epoch {epoch:.0f})")
