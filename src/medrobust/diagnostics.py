@@ -78,7 +78,8 @@ def curves_plot(histories: dict[str, list[dict[str, float]]], selection: dict, n
     axes[0].legend(fontsize=6.5, loc="lower right", frameon=False)
     ties = sum(c["val"][criterion] == value for c in selection["candidates"]) - 1
     tied = f", tied with {ties}: broken by validation balanced accuracy, AUC, name" if ties else ""
-    fig.suptitle(f"{title}: {len(histories)} grid points; selected {chosen}\nby the highest "
+    points = f"{len(histories)} grid point{'s' if len(histories) > 1 else ''}"
+    fig.suptitle(f"{title}: {points}; selected {chosen}\nby the highest "
                  f"{CRITERION_LABELS[criterion]} ({100 * value:.1f}%{tied})", fontsize=9)
     return fig
 
