@@ -74,6 +74,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/nonrobust.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/outputs.smk"
+include: "workflow/rules/review.smk"
 
 
 # Run by Snakemake itself, not submitted to the cluster: downloads (compute nodes often have no

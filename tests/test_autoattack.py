@@ -100,3 +100,17 @@ def test_few_class_models_get_a_valid_attack_list(batch, tmp_path: Path, n_class
     aa = _cheap(autoattack.build(model, n_classes, EPS, 0, torch.device("cpu")))
     progress = autoattack.run(aa, x, y, tmp_path / "s.pt", tag("t"), 64)
     assert list(progress.done) == autoattack.attack_plan(n_classes)[0]
+
+
+def test_batch_by_batch_equals_one_pyautoattack_call(tiny_model, batch) -> None:
+    """run() calls pyautoattack one batch at a time (for progress lines); the adversarial images
+    equal one call over all batches, which reseeds every batch alike."""
+    x, y = batch
+    with torch.no_grad():  # run() passes only the points still robust, so its batches are pyautoattack's
+        keep = tiny_model(x).argmax(1) == y
+    x, y = x[keep], y[keep]
+    aa = _cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu")))
+    aa.attacks_to_run = ["apgd-ce"]
+    x_one, _ = aa.run_standard_evaluation(x, y, batch_size=16)
+    x_ours = torch.cat([aa.run_standard_evaluation(xb, yb, batch_size=16)[0] for xb, yb in zip(x.split(16), y.split(16))])
+    assert len(x) > 16 and torch.equal(x_one, x_ours)

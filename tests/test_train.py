@@ -1,6 +1,7 @@
 """Training pieces, and resume after SIGTERM ending exactly where an uninterrupted run ends."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 
 from medrobust.evaluate import load_model, load_split
 from medrobust.errors import DataError
+from medrobust.history import COLUMNS, TIMING, read_history, write_history
 from medrobust.runtime import Interrupted
 from medrobust.train import Data, TrainConfig, augment_batch, cosine_lr, ema_decay_at, ema_update, fit
 
@@ -61,7 +63,7 @@ def _train_cmd(data: Path, out: Path, epochs: int) -> list[str]:
     return [sys.executable, "-m", "medrobust.cli", "train", "--train-data", str(data), "--val-data", str(data),
             "--n-classes", "4", "--hparams", json.dumps(hp), "--state", str(out / "state.pt"),
             "--out-model", str(out / "model.pt"), "--out-metrics", str(out / "metrics.json"),
-            "--checkpoint-every", "100", "--threads", "1"]
+            "--out-history", str(out / "history.csv"), "--checkpoint-every", "100", "--threads", "1"]
 
 
 def test_sigterm_then_rerun_equals_uninterrupted(prepared_small: Path, tmp_path: Path) -> None:
@@ -72,7 +74,8 @@ def test_sigterm_then_rerun_equals_uninterrupted(prepared_small: Path, tmp_path:
     split.mkdir()
     assert sigterm_when_logged(_train_cmd(prepared_small, split, 5), split / "log.txt", "epoch 1/5", env_with_venv()) == 143
     assert (split / "state.pt").exists()
-    assert not (split / "model.pt").exists() and not (split / "metrics.json").exists()  # nothing half-written
+    assert not any((split / f).exists() for f in ("model.pt", "metrics.json", "history.csv"))  # nothing half-written
+    assert not list(split.glob(".*.part*"))
 
     done = subprocess.run(_train_cmd(prepared_small, split, 5), env=env_with_venv(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -82,6 +85,12 @@ def test_sigterm_then_rerun_equals_uninterrupted(prepared_small: Path, tmp_path:
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (whole, split))
     assert a["final"] == b["final"]
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    # history.csv: every epoch, those before the interruption included; equal but for the timings
+    ha, hb = (read_history(d / "history.csv") for d in (whole, split))
+    assert [r["epoch"] for r in hb] == [1, 2, 3, 4, 5]
+    assert [{k: v for k, v in r.items() if k not in TIMING} for r in ha] == \
+        [{k: v for k, v in r.items() if k not in TIMING} for r in hb]
+    assert all(math.isnan(r["val_robust_balanced_accuracy"]) and r["images_per_second"] > 0 for r in hb)
     ma, _ = load_model(whole / "model.pt", torch.device("cpu"))
     mb, ckpt = load_model(split / "model.pt", torch.device("cpu"))
     assert all(torch.equal(p, q) for p, q in zip(ma.state_dict().values(), mb.state_dict().values()))
@@ -107,3 +116,19 @@ def test_corrupt_checkpoint_is_named(tmp_path: Path) -> None:
     bad.write_bytes(np.random.default_rng(0).bytes(1000))
     with pytest.raises(DataError, match="model.pt: not a medrobust checkpoint"):
         load_model(bad, torch.device("cpu"))
+
+
+def test_history_csv_has_every_column_and_robust_where_measured(tmp_path: Path) -> None:
+    history = [{"epoch": e, "step": 4 * e, "lr": 0.1 / e, "train_loss": 1.0 / e, "train_accuracy": 0.5,
+                "seconds": 2.0, "val_balanced_accuracy": 0.6, "val_auc": 0.7, "val_accuracy": 0.6,
+                "val_robust_balanced_accuracy": 0.3 * e, "val_robust_auc": 0.5} for e in (1, 2)]
+    write_history(history, 32, tmp_path / "h.csv")
+    header = (tmp_path / "h.csv").read_text().splitlines()[0]
+    assert tuple(header.split(",")) == COLUMNS
+    rows = read_history(tmp_path / "h.csv")
+    assert [r["val_robust_balanced_accuracy"] for r in rows] == [0.3, 0.6]
+    assert [r["images_per_second"] for r in rows] == [4 * 32 / 2.0] * 2  # 4 steps of 32 images in 2 s
+    assert rows[1]["lr"] == 0.05 and rows[1]["epoch"] == 2
+    (tmp_path / "bad.csv").write_text("epoch,loss\n1,2\n")
+    with pytest.raises(DataError, match="bad.csv: not a training history"):
+        read_history(tmp_path / "bad.csv")

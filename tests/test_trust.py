@@ -55,7 +55,7 @@ def test_static_code_inputs_cover_what_really_runs(command: str, prepared_small:
     really = _imported([command, "--train-data", str(prepared_small), "--val-data", str(prepared_small),
                         "--n-classes", "4", "--hparams", json.dumps(hp), "--state", str(tmp_path / "s.pt"),
                         "--out-model", str(tmp_path / "m.pt"), "--out-metrics", str(tmp_path / "m.json"),
-                        "--threads", "1"], tmp_path)
+                        "--out-history", str(tmp_path / "h.csv"), "--threads", "1"], tmp_path)
     # the other command module is loaded for its argument parsers only (codedeps' docstring)
     assert really - set(codedeps.COMMAND_MODULES) <= set(codedeps.command_modules(command))
     assert ("trades" in really) == (command == "train-trades")
@@ -77,7 +77,7 @@ def _train_args(data: Path, out: Path, epochs: int) -> list[str]:
     return ["train", "--train-data", str(data), "--val-data", str(data), "--n-classes", "4",
             "--hparams", json.dumps({**TINY_HP, "epochs": epochs}), "--state", str(out / "state.pt"),
             "--out-model", str(out / "model.pt"), "--out-metrics", str(out / "metrics.json"),
-            "--checkpoint-every", "100", "--threads", "1"]
+            "--out-history", str(out / "history.csv"), "--checkpoint-every", "100", "--threads", "1"]
 
 
 def test_a_second_process_on_the_same_state_refuses(prepared_small: Path, tmp_path: Path) -> None:

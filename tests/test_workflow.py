@@ -64,13 +64,16 @@ def test_full_study_dag_without_network(tmp_path: Path) -> None:
                     "construct_nonrobust": 5 * 2, "select": 5 * 5, "evaluate_clean": 5 * 5,
                     "corrupt_test": 5, "evaluate_corrupted": 5 * 5, "autoattack": 5 * 3,  # base and eps 4
                     "summarize": 1, "checks": 1, "figure_saliency": 1, "figure_bars": 2, "figure_eps": 1,
-                    "table_results": 2, "table_hyperparameters": 1, "provenance": 1, "all": 1}
+                    "table_results": 2, "table_hyperparameters": 1, "provenance": 1, "all": 1,
+                    "figure_curves": 5 * 5, "figure_examples": 5 * 2, "corruption_table": 1, "figure_corruptions": 5,
+                    "dataset_tables": 5}
     assert not (tmp_path / "resources").exists()
 
 
 # what every change to a trained model re-runs downstream, besides its own jobs
 OUTPUTS = {"summarize": 1, "checks": 1, "figure_bars": 2, "figure_eps": 1, "table_results": 2, "table_hyperparameters": 1,
-           "provenance": 1, "all": 1}
+           "provenance": 1, "corruption_table": 1, "figure_corruptions": 1, "dataset_tables": 1, "all": 1}
+NOT_BY_AUTOATTACK = ("table_hyperparameters", "corruption_table", "figure_corruptions")  # none reads AutoAttack
 
 
 @pytest.mark.slow
@@ -95,8 +98,26 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
         assert (tmp_path / f"results/figures/{name}.pdf").read_bytes()[:4] == b"%PDF"
     for name in ("table1_robustness", "table2_hyperparameters", "table_paper_comparison"):
         assert all((tmp_path / f"results/tables/{name}.{ext}").stat().st_size for ext in ("csv", "md", "tex"))
+    stages = ("base", "nonrobust_eps4", "robust_eps4", "nonrobust_eps8", "robust_eps8")
+    reviewed = [f"curves_synthetic_{s}" for s in stages] + ["examples_synthetic_eps4", "examples_synthetic_eps8",
+                                                           "corruptions_synthetic"]
+    for name in reviewed:
+        assert (tmp_path / f"results/figures/{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (tmp_path / f"results/figures/{name}.pdf").read_bytes()[:4] == b"%PDF"
+    histories = list(res.glob("*/*/history.csv"))
+    assert len(histories) == 8 and all(len(h.read_text().splitlines()) > 1 for h in histories)
+    assert "synthetic,robust,4,all,mean,balanced_accuracy," in (tmp_path / "results/summary/corruptions.csv").read_text()
+    # every long job says how far it is (done/total, rate, ETA) in its log
+    for log, what in (("data/nonrobust_eps4.log", "construction: "), ("data/corrupt_test.log", "corruptions: "),
+                      ("base/evaluate_corrupted.log", "corrupted test images: "),
+                      ("robust_eps4/autoattack.log", "AutoAttack apgd-ce: ")):
+        text = (tmp_path / "logs/synthetic" / log).read_text()
+        assert what in text and "/s | eta " in text, log
     snakemake(tmp_path, "--configfile", demo, "--report", "report.html", repo=repo)
-    assert "fig2_balanced_accuracy.png" in (tmp_path / "report.html").read_text()
+    report = (tmp_path / "report.html").read_text()
+    assert all(f"{name}.png" in report for name in ["fig2_balanced_accuracy", *reviewed])
+    assert "selection_synthetic.csv" in report and "checks_synthetic.csv" in report
+    assert "4. Dataset: synthetic" in report
 
     choice = json.loads((res / "base" / "selected.json").read_text())
     vals = {c["variant"]: c["val"]["val_balanced_accuracy"] for c in choice["candidates"]}
@@ -141,7 +162,7 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     # TRADES' beta, or an edit of the TRADES code: the robust models (eps 4 and 8) and what
     # depends on them; no base or nonrobust-only model, no construction
     robust = {"train": 2, "select": 2, "evaluate_clean": 2, "evaluate_corrupted": 2, "autoattack": 1,
-              "figure_saliency": 1, **OUTPUTS}
+              "figure_saliency": 1, "figure_curves": 2, **OUTPUTS}
     assert _after_edit(repo / "src" / "medrobust" / "trades.py", lambda: planned(tmp_path, "--configfile", demo,
                                                                                     repo=repo)) == robust
     # an edit of the attacks: the constructions, the nonrobust-only and robust models, their
@@ -149,7 +170,7 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     assert _after_edit(repo / "src" / "medrobust" / "attacks.py", lambda: planned(tmp_path, "--configfile", demo,
                                                                                      repo=repo)) == \
         {"construct_nonrobust": 2, "train": 6, "select": 4, "evaluate_clean": 4, "evaluate_corrupted": 4,
-         "autoattack": 2, "figure_saliency": 1, **OUTPUTS}
+         "autoattack": 2, "figure_saliency": 1, "figure_curves": 4, "figure_examples": 2, **OUTPUTS}
     cfg["robust"]["beta"] = 6
     assert dry(cfg, "c2.yaml") == robust
     # a construction setting: the nonrobust sets and their models, not the base or robust models
@@ -157,7 +178,7 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     cfg["nonrobust"]["steps"] = 50
     assert dry(cfg, "c3.yaml") == \
         {"construct_nonrobust": 2, "train": 4, "select": 2, "evaluate_clean": 2, "evaluate_corrupted": 2,
-         "autoattack": 1, **OUTPUTS}
+         "autoattack": 1, "figure_curves": 2, "figure_examples": 2, **OUTPUTS}
     # the corruptions' resolution: the corrupted test set and its evaluations only
     cfg["nonrobust"]["steps"] = 20
     cfg["evaluation"]["corruptions"] = {"apply_size": 96}
@@ -168,7 +189,7 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     cfg["evaluation"]["corruptions"] = {"apply_size": 64}
     cfg["evaluation"]["autoattack"]["batch_size"] = 50
     assert dry(cfg, "c5.yaml") == \
-        {"autoattack": 3, **{k: v for k, v in OUTPUTS.items() if k != "table_hyperparameters"}}
+        {"autoattack": 3, **{k: v for k, v in OUTPUTS.items() if k not in NOT_BY_AUTOATTACK}}
 
 
 def _after_edit(module: Path, dry_run) -> dict[str, int]:
@@ -266,3 +287,62 @@ def test_figure_and_table_rules_from_a_fixture_metrics_table(tmp_path: Path) -> 
     assert "| PathMNIST | All features | In-distribution | 88.55 | 88.55 | +0.00 |" in paper
     assert "| PathMNIST | Robust features | In-distribution | 76.08 | 88.55 | +12.47 |" in paper
     assert "BreastMNIST" in (tmp_path / "results/tables/table2_hyperparameters.md").read_text()
+
+
+def test_review_rules_from_fixture_histories_sets_and_evaluations(tmp_path: Path) -> None:
+    """The reviewer's rules alone (--allowed-rules) on hand-written inputs: learning curves of
+    every stage, examples of each nonrobust set, the corruption table and figure; the table
+    carries the fixture's numbers."""
+    import numpy as np
+
+    from medrobust.history import write_history
+
+    cfg = {"datasets": {"synthetic": {"source": "synthetic", "grid": "g", "synthetic": {"n_classes": 3}}},
+           "eps": [4], "grids": {f: {"g": {"lr": [0.1, 0.05], "batch_size": [8], "epochs": [3]}}
+                                 for f in ("base", "nonrobust", "robust")}}
+    res = tmp_path / "results/synthetic"
+    for stage in ("base", "nonrobust_eps4", "robust_eps4"):
+        criterion = "val_robust_balanced_accuracy" if stage.startswith("robust") else "val_balanced_accuracy"
+        candidates = []
+        for variant, lr, peak in (("lr0.1_bs8_ep3_aug0", 0.1, 0.9), ("lr0.05_bs8_ep3_aug0", 0.05, 0.6)):
+            rows = [{"epoch": e, "step": 10 * e, "lr": 0.1, "train_loss": 1.0, "train_accuracy": 0.5, "seconds": 1.0,
+                     "val_balanced_accuracy": peak * e / 3, "val_auc": 0.9, criterion: peak * e / 3} for e in (1, 2, 3)]
+            write_history(rows, 8, res / stage / variant / "history.csv")
+            candidates.append({"variant": variant, "val": {k: v for k, v in rows[-1].items() if k.startswith("val_")},
+                               "hparams": {"lr": lr, "batch_size": 8, "epochs": 3,
+                                           "augment": False}})
+        write_json(res / stage / "selected.json", {"criterion": criterion, "selected": candidates[0]["variant"],
+                                                    "candidates": candidates})
+        write_json(res / stage / "eval/clean_test.json", {"metrics": {"balanced_accuracy": 0.9, "auc": 0.95}})
+        per = {"noise": [{"balanced_accuracy": 0.1 * s, "auc": 0.6} for s in range(1, 6)]}
+        write_json(res / stage / "eval/corrupted_test.json", {
+            "by_severity": per, "by_corruption": {"noise": {"balanced_accuracy": 0.3, "auc": 0.6}},
+            "mean": {"balanced_accuracy": 0.3, "auc": 0.6}})
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (12, 32, 32), dtype=np.uint8)
+    write_npz(res / "data/prepared.npz", {"train_images": clean})
+    write_npz(res / "data/nonrobust_eps4.npz", {
+        "train_images": clean[2:] / np.float32(255) + 4 / 255, "train_labels": np.arange(10)[:, None] % 3,
+        "train_source_index": np.arange(2, 12), "train_original_labels": np.zeros(10, np.int64)})
+    (tmp_path / "results/summary").mkdir(parents=True)
+    (tmp_path / "results/summary/checks.csv").write_text("dataset,stage,check,expected,measured,flag\n"
+                                                         "other,base,x,1,2,true\nsynthetic,base,x,1,2,false\n")
+    tables = ["results/tables/selection_synthetic.csv", "results/tables/checks_synthetic.csv"]
+    figures = [f"results/figures/{f}.{e}" for f in ("curves_synthetic_base", "curves_synthetic_nonrobust_eps4",
+                                                    "curves_synthetic_robust_eps4", "examples_synthetic_eps4",
+                                                    "corruptions_synthetic") for e in ("png", "pdf")]
+    snakemake(tmp_path, "--configfile", write_config(tmp_path / "c.yaml", cfg), "--cores", "2", "--allowed-rules",
+              "figure_curves", "figure_examples", "corruption_table", "figure_corruptions", "dataset_tables", "--",
+              *figures, *tables)
+    for f in figures:
+        assert (tmp_path / f).read_bytes()[:4] in (b"\x89PNG", b"%PDF"), f
+    table = (tmp_path / "results/summary/corruptions.csv").read_text().splitlines()
+    assert "synthetic,robust,4,noise,3,balanced_accuracy,0.30000000000000004" in table
+    assert "synthetic,base,,all,mean,balanced_accuracy,0.3" in table
+    assert "synthetic,nonrobust,4,none,0,auc,0.95" in table
+    selection = (tmp_path / tables[0]).read_text().splitlines()
+    assert selection[1:3] == ["base,lr0.1_bs8_ep3_aug0,0.1,8,3,False,val_balanced_accuracy,0.9,0.9,0.9,True",
+                              "base,lr0.05_bs8_ep3_aug0,0.05,8,3,False,val_balanced_accuracy,0.6,0.6,0.9,False"]
+    assert (tmp_path / tables[1]).read_text().splitlines()[1:] == ["synthetic,base,x,1,2,false"]
+    log = (tmp_path / "logs/outputs/examples_synthetic_eps4.log").read_text()
+    assert "training images [" in log

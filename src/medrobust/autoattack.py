@@ -29,6 +29,7 @@ from typing import Any, Callable
 import torch
 
 from medrobust.io import atomic_path
+from medrobust.progress import ProgressLog
 from medrobust.runtime import Interrupted, fingerprint_mismatch
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,16 @@ def run(aa: Any, x: torch.Tensor, y: torch.Tensor, state: Path, tag: dict[str, s
         if attack in progress.done:
             continue
         idx = progress.robust.nonzero().flatten()
-        if len(idx):
-            aa.attacks_to_run = [attack]
-            x_att, y_att = aa.run_standard_evaluation(x[idx], y[idx], batch_size=batch_size)
-            flipped = y_att.to(y.device) != y[idx]
-            progress.x_adv[idx[flipped]] = x_att[flipped].to(x.device)
-            progress.robust[idx[flipped]] = False
+        aa.attacks_to_run = [attack]
+        meter = ProgressLog(log, f"AutoAttack {attack}", len(idx))
+        # batch by batch, as pyautoattack does inside one call (every batch reseeded alike), so
+        # the results are the same and the log shows progress
+        for b in idx.split(batch_size):
+            x_att, y_att = aa.run_standard_evaluation(x[b], y[b], batch_size=batch_size)
+            flipped = y_att.to(y.device) != y[b]
+            progress.x_adv[b[flipped]] = x_att[flipped].to(x.device)
+            progress.robust[b[flipped]] = False
+            meter.advance(len(b))
         progress.done[attack] = progress.robust.float().mean().item()
         log.info("robust accuracy after %s: %.4f", attack, progress.done[attack])
         progress.save(state)

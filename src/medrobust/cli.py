@@ -77,6 +77,7 @@ def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
     import torch
 
     from medrobust.evaluate import load_split
+    from medrobust.history import write_history
     from medrobust.provenance import record
     from medrobust.runtime import fingerprint, pick_device, resolve_precision, sigterm_flag, state_lock
     from medrobust.train import Data, TrainConfig, fit
@@ -106,6 +107,7 @@ def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
         with atomic_path(a.out_model) as tmp:
             torch.save({"model_args": margs, "state_dict": ema.state_dict(), **meta}, tmp)
         write_json(a.out_metrics, meta)
+        write_history(history, cfg.batch_size, a.out_history)
         state.unlink(missing_ok=True)
     log.info("done: val balanced accuracy %.4f, AUC %.4f", final["val_balanced_accuracy"], final["val_auc"])
 
@@ -219,6 +221,7 @@ def _model_commands(sub: Any) -> None:
         s.add_argument("--state", required=True, help="resumable state file (kept beside the outputs)")
         s.add_argument("--out-model", required=True)
         s.add_argument("--out-metrics", required=True)
+        s.add_argument("--out-history", required=True, help="per-epoch history (CSV)")
         s.add_argument("--checkpoint-every", type=int, default=5, help="epochs between resumable checkpoints")
         s.add_argument("--eval-batch-size", type=int, default=1024)
         s.add_argument("--device", default="auto")

@@ -42,6 +42,7 @@ from medrobust.attacks import PGDConfig, default_step_size, pgd
 from medrobust.errors import ConfigError
 from medrobust.evaluate import predict
 from medrobust.io import atomic_path, read_json, write_json
+from medrobust.progress import ProgressLog
 from medrobust.runtime import Interrupted, as_float, derive_seed, fingerprint_mismatch
 
 log = logging.getLogger("medrobust.construct")
@@ -102,6 +103,7 @@ def construct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classe
     targets = draw_targets(y, n_classes, cfg.targets, cfg.seed)
     _claim_parts(parts, fingerprint)
     pieces, attack_seconds, attacked = [], 0.0, 0
+    meter = ProgressLog(log, "construction", int(correct.sum()))
     for c, start in enumerate(range(0, len(x), chunk)):
         idx = start + torch.nonzero(correct[start:start + chunk]).squeeze(1)
         piece = _load_chunk(parts / f"{c:05d}.pt", idx, targets[idx], y[idx])
@@ -110,13 +112,15 @@ def construct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classe
                 raise Interrupted(f"stopped before chunk {c}; finished chunks are kept in {parts}")
             t1 = time.perf_counter()
             piece = {"source_index": idx.cpu(), "target": targets[idx].cpu(), "label": y[idx].cpu(),
-                     **_attack_chunk(model, x, idx, targets, cfg, batch_size)}
+                     **_attack_chunk(model, x, idx, targets, cfg, batch_size, meter)}
             with atomic_path(parts / f"{c:05d}.pt") as tmp:
                 torch.save(piece, tmp)
             attack_seconds += time.perf_counter() - t1
             attacked += len(idx)
             log.info("chunk %d/%d: %d images attacked (%.0f img/s)", c + 1, -(-len(x) // chunk), len(idx),
                      attacked / max(attack_seconds, 1e-9))
+        else:
+            meter.advance(len(idx))  # a finished chunk kept from before
         pieces.append(piece)
     out = {k: torch.cat([p[k] for p in pieces]) for k in ("adv", "target", "source_index", "label", "hit", "linf")}
     stats = _statistics(out, n_classes, len(x))
@@ -154,7 +158,7 @@ def _load_chunk(path: Path, idx: torch.Tensor, targets: torch.Tensor, labels: to
 
 
 def _attack_chunk(model: torch.nn.Module, x: torch.Tensor, idx: torch.Tensor, targets: torch.Tensor,
-                  cfg: ConstructionConfig, batch_size: int) -> dict[str, torch.Tensor]:
+                  cfg: ConstructionConfig, batch_size: int, meter: ProgressLog) -> dict[str, torch.Tensor]:
     out: dict[str, list[torch.Tensor]] = {"adv": [torch.zeros((0, *x.shape[1:]))], "hit": [torch.zeros(0, dtype=torch.bool)],
                                           "linf": [torch.zeros(0)]}
     for i in range(0, len(idx), batch_size):
@@ -166,6 +170,7 @@ def _attack_chunk(model: torch.nn.Module, x: torch.Tensor, idx: torch.Tensor, ta
         out["adv"].append(adv.cpu())
         out["hit"].append((pred == tb).cpu())
         out["linf"].append((adv - xb).abs().amax((1, 2, 3)).cpu())
+        meter.advance(len(b))
     return {k: torch.cat(v) for k, v in out.items()}
 
 

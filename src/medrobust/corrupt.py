@@ -60,6 +60,7 @@ MedMNIST-C.
 from __future__ import annotations
 
 import copy
+import logging
 import random
 import zlib
 from collections.abc import Iterator
@@ -76,6 +77,9 @@ from medmnistc.corruptions.registry import CORRUPTIONS_DS, DATASET_RGB
 from PIL import Image
 
 from medrobust.data import resize
+from medrobust.progress import ProgressLog
+
+log = logging.getLogger("medrobust.corrupt")
 
 SEVERITIES = (1, 2, 3, 4, 5)
 # Synthetic and bring-your-own data: chestmnist's registry, 13 corruptions that act on
@@ -178,10 +182,11 @@ def _check(images: np.ndarray, registry_key: str, name: str, severity: int, appl
 
 
 def corrupt(images: np.ndarray, registry_key: str, name: str, severity: int,
-            apply_size: int, out_size: int, seed: int) -> np.ndarray:
+            apply_size: int, out_size: int, seed: int, meter: ProgressLog | None = None) -> np.ndarray:
     """Corrupt uint8 (N, S, S[, 3]) images; return uint8 (N, out_size, out_size[, 3]).
 
     Severity is 1..5 (the library's 0..4). Deterministic in (seed, name, severity, index).
+    `meter` (if given) advances by one per image (progress lines in the job's log).
     """
     _check(images, registry_key, name, severity, apply_size)
     grey = images.ndim == 3
@@ -199,6 +204,8 @@ def corrupt(images: np.ndarray, registry_key: str, name: str, severity: int,
                 raise RuntimeError(f"medmnistc {name} returned {result.dtype} {result.shape} "
                                    f"for a {apply_size} px image")
             out[i] = np.asarray(Image.fromarray(result).convert("L")) if grey else result
+            if meter:
+                meter.advance()
     return resize(out, out_size)
 
 
@@ -212,6 +219,7 @@ def corrupt_all(images: np.ndarray, registry_key: str, apply_size: int, out_size
     for name in names:
         for severity in SEVERITIES:
             _check(images, registry_key, name, severity, apply_size)
-    return {name: np.stack([corrupt(images, registry_key, name, severity, apply_size, out_size, seed)
+    meter = ProgressLog(log, "corruptions", len(names) * len(SEVERITIES) * len(images))
+    return {name: np.stack([corrupt(images, registry_key, name, severity, apply_size, out_size, seed, meter)
                             for severity in SEVERITIES])
             for name in names}

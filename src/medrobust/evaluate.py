@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,13 @@ import numpy as np
 import torch
 
 from medrobust.errors import DataError
-from medrobust.io import npz_keys, read_npz
+from medrobust.io import npz_keys, npz_shapes, read_npz
 from medrobust.metrics import classification_metrics
 from medrobust.models import WideResNet, build
+from medrobust.progress import ProgressLog
 from medrobust.runtime import as_float, autocast
+
+log = logging.getLogger("medrobust.evaluate")
 
 
 def check_labels(where: str, labels: np.ndarray, n_images: int, n_classes: int) -> np.ndarray:
@@ -97,6 +101,8 @@ def evaluate_corrupted(model_path: str | Path, corrupted_path: str | Path, devic
         raise DataError(f"{corrupted_path}: not a corrupted test set (no corruption/<name> arrays)")
     y = read_npz(corrupted_path, ("labels",))["labels"]
     per: dict[str, list[dict[str, float]]] = {}
+    shapes = npz_shapes(corrupted_path)
+    meter = ProgressLog(log, "corrupted test images", sum(int(np.prod(shapes[f"corruption/{n}"][:2])) for n in names))
     for name in names:
         stack = read_npz(corrupted_path, (f"corruption/{name}",))[f"corruption/{name}"]
         where = f"{corrupted_path} [corruption/{name}]"
@@ -108,6 +114,7 @@ def evaluate_corrupted(model_path: str | Path, corrupted_path: str | Path, devic
             x = torch.from_numpy(np.ascontiguousarray((images[..., None] if images.ndim == 3 else images)
                                                       .transpose(0, 3, 1, 2))).to(device)
             per[name].append(classification_metrics(labels, predict(model, x, batch_size, precision)))
+            meter.advance(len(labels))
     keys = ("balanced_accuracy", "auc", "accuracy")
     by_corruption = {n: {k: float(np.mean([m[k] for m in per[n]])) for k in keys} for n in names}
     mean = {k: float(np.mean([by_corruption[n][k] for n in names])) for k in keys}

@@ -19,10 +19,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
-from medrobust.io import atomic_path
+from medrobust.plotting import COLORS, save_figure
 from medrobust.tables import CONDITION_LABELS, METRICS, MODEL_LABELS, Results, Row, dataset_label
 
-COLORS = {"base": "tab:blue", "robust": "tab:green", "nonrobust": "tab:red"}
 METRIC_LABELS = {"balanced_accuracy": "Balanced accuracy", "auc": "AUC"}
 DASHES = (0, (3, 2))
 SALIENCY_CMAP = "inferno"
@@ -36,13 +35,6 @@ class Bar:
     eps: int | None
     condition: str
     dashed: bool
-
-
-def _save(fig: Figure, out_png: str | Path, out_pdf: str | Path) -> None:
-    for path, fmt in ((out_png, "png"), (out_pdf, "pdf")):
-        with atomic_path(path) as tmp:  # no creation date, so the same inputs give the same PDF
-            fig.savefig(tmp, format=fmt, dpi=200, bbox_inches="tight",
-                        metadata={"CreationDate": None} if fmt == "pdf" else None)
 
 
 def _draw_bar(ax: Axes, x: float, value: float | None, width: float, color: str, dashed: bool) -> None:
@@ -112,7 +104,7 @@ def bar_plot(summary: Sequence[Row], metric: str = "balanced_accuracy", eps: int
 def bar_figure(summary: Sequence[Row], metric: str = "balanced_accuracy", eps: int = 4, *,
                out_png: str | Path, out_pdf: str | Path) -> None:
     """bar_plot written as PNG and PDF."""
-    _save(bar_plot(summary, metric, eps), out_png, out_pdf)
+    save_figure(bar_plot(summary, metric, eps), out_png, out_pdf)
 
 
 def eps_plot(summary: Sequence[Row], eps: tuple[int, int] = (4, 8), metric: str = "balanced_accuracy") -> Figure:
@@ -140,7 +132,7 @@ def eps_plot(summary: Sequence[Row], eps: tuple[int, int] = (4, 8), metric: str 
 def eps_figure(summary: Sequence[Row], eps: tuple[int, int] = (4, 8), *, out_png: str | Path,
                out_pdf: str | Path, metric: str = "balanced_accuracy") -> None:
     """eps_plot written as PNG and PDF."""
-    _save(eps_plot(summary, eps, metric), out_png, out_pdf)
+    save_figure(eps_plot(summary, eps, metric), out_png, out_pdf)
 
 
 def normalise_saliency(grad: np.ndarray) -> np.ndarray:
@@ -204,4 +196,4 @@ def saliency_figure(images: np.ndarray, maps: dict[str, np.ndarray], *, out_png:
                     row_titles: tuple[str, str] = ("Original", "Adversarial"),
                     predictions: dict[str, tuple[str, str]] | None = None) -> None:
     """saliency_plot written as PNG and PDF."""
-    _save(saliency_plot(images, maps, row_titles, predictions), out_png, out_pdf)
+    save_figure(saliency_plot(images, maps, row_titles, predictions), out_png, out_pdf)

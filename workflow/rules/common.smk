@@ -267,6 +267,60 @@ def check_inputs(wildcards):
     return files + histories
 
 
+def corruption_layout():
+    """Which clean and corrupted evaluation files make each stage's rows of corruptions.csv."""
+    layout = [
+        {"dataset": d, "stage": s, **evaluations(d, s)}
+        for d in DATASETS
+        for s in stages(config)
+    ]
+    return shlex.quote(
+        json.dumps(
+            [
+                {k: e[k] for k in ("dataset", "stage", "clean", "corrupted")}
+                for e in layout
+            ]
+        )
+    )
+
+
+def corruption_inputs(wildcards):
+    return [
+        evaluations(d, s)[k]
+        for d in DATASETS
+        for s in stages(config)
+        for k in ("clean", "corrupted")
+    ]
+
+
+def dataset_selections(wildcards):
+    return [s["path"] for s in selections() if s["dataset"] == wildcards.dataset]
+
+
+def dataset_selection_layout(wildcards):
+    chosen = [
+        {"stage": s["stage"], "path": s["path"]}
+        for s in selections()
+        if s["dataset"] == wildcards.dataset
+    ]
+    return shlex.quote(json.dumps(chosen))
+
+
+def review_figures():
+    """Per dataset: learning curves of each stage, examples of each nonrobust set, corruptions."""
+    names = [f"curves_{d}_{s}" for d in DATASETS for s in stages(config)]
+    names += [f"examples_{d}_eps{e}" for d in DATASETS for e in config["eps"]]
+    names += [f"corruptions_{d}" for d in DATASETS]
+    tables = [
+        f"results/tables/{kind}_{d}.csv"
+        for d in DATASETS
+        for kind in ("selection", "checks")
+    ]
+    return [
+        f"results/figures/{n}.{ext}" for n in names for ext in ("png", "pdf")
+    ] + tables
+
+
 def saliency_model(stage):
     return f"results/{saliency_dataset(config)}/{stage}/selected/model.pt"
 
@@ -288,7 +342,15 @@ def all_targets():
     construction = [f"results/{d}/data/nonrobust_eps{e}.json" for d in DATASETS for e in config["eps"]]
     provenance = ["results/report/provenance.csv", "results/report/config.yaml"]
     summary = ["results/summary/metrics.csv", "results/summary/checks.csv"]
-    return [*summary, *figures, *tables, *construction, *provenance]
+    return [
+        *summary,
+        *figures,
+        *tables,
+        *construction,
+        *provenance,
+        *review_figures(),
+        "results/summary/corruptions.csv",
+    ]
 
 
 # ---- cluster resources (snakemake --profile slurm); a local run ignores them -----------------

@@ -7,7 +7,7 @@ rule summarize:
         summary_inputs,
         code=code("summarize"),
     output:
-        report("results/summary/metrics.csv", caption="../report/summary.rst", category="Tables"),
+        report("results/summary/metrics.csv", caption="../report/summary.rst", category="2. Tables"),
     params:
         layout=summary_layout(),
     log:
@@ -24,7 +24,7 @@ rule checks:
         summary="results/summary/metrics.csv",
         code=code("checks"),
     output:
-        report("results/summary/checks.csv", caption="../report/checks.rst", category="Checks"),
+        report("results/summary/checks.csv", caption="../report/checks.rst", category="3. Checks"),
     params:
         layout=check_layout(),
     log:
@@ -42,7 +42,7 @@ rule figure_saliency:
         data=prepared(saliency_dataset(config)),
         code=code("saliency"),
     output:
-        png=report("results/figures/fig1_saliency.png", caption="../report/fig1.rst", category="Figures"),
+        png=report("results/figures/fig1_saliency.png", caption="../report/fig1.rst", category="1. Figures"),
         pdf="results/figures/fig1_saliency.pdf",
         json="results/figures/fig1_saliency.json",
     params:
@@ -69,7 +69,7 @@ rule figure_bars:
         summary="results/summary/metrics.csv",
         code=code("figure"),
     output:
-        png=report("results/figures/fig{n}_{metric}.png", caption="../report/fig_bars.rst", category="Figures"),
+        png=report("results/figures/fig{n}_{metric}.png", caption="../report/fig_bars.rst", category="1. Figures"),
         pdf="results/figures/fig{n}_{metric}.pdf",
     wildcard_constraints:
         n="2|3",
@@ -90,7 +90,7 @@ rule figure_eps:
         summary="results/summary/metrics.csv",
         code=code("figure"),
     output:
-        png=report("results/figures/fig4_eps.png", caption="../report/fig4.rst", category="Figures"),
+        png=report("results/figures/fig4_eps.png", caption="../report/fig4.rst", category="1. Figures"),
         pdf="results/figures/fig4_eps.pdf",
     params:
         eps=eps_compared(),
@@ -109,7 +109,7 @@ rule table_results:
         code=code("table"),
         paper=str(PACKAGE / "paper_values.yaml"),
     output:
-        csv=report("results/tables/{table}.csv", caption="../report/tables.rst", category="Tables"),
+        csv=report("results/tables/{table}.csv", caption="../report/tables.rst", category="2. Tables"),
         md="results/tables/{table}.md",
         tex="results/tables/{table}.tex",
     wildcard_constraints:
@@ -133,7 +133,7 @@ rule table_hyperparameters:
         csv=report(
             "results/tables/table2_hyperparameters.csv",
             caption="../report/table2_hyperparameters.rst",
-            category="Tables",
+            category="2. Tables",
         ),
         md="results/tables/table2_hyperparameters.md",
         tex="results/tables/table2_hyperparameters.tex",
@@ -154,8 +154,8 @@ rule provenance:
         [s["path"] for s in selections()],
         code=code("provenance"),
     output:
-        csv=report("results/report/provenance.csv", caption="../report/provenance.rst", category="Provenance"),
-        config=report("results/report/config.yaml", caption="../report/config.rst", category="Provenance"),
+        csv=report("results/report/provenance.csv", caption="../report/provenance.rst", category="5. Provenance"),
+        config=report("results/report/config.yaml", caption="../report/config.rst", category="5. Provenance"),
     params:
         files=lambda wildcards, input: [f for f in input if f.endswith(".json")],
         config=shlex.quote(json.dumps(config, sort_keys=True)),

@@ -9,6 +9,7 @@ rule train:
     output:
         model="results/{dataset}/{stage}/{variant}/model.pt",
         metrics="results/{dataset}/{stage}/{variant}/metrics.json",
+        history="results/{dataset}/{stage}/{variant}/history.csv",
     params:
         command=train_command,
         hparams=train_hparams,
@@ -34,7 +35,8 @@ rule train:
         " --hparams {params.hparams} --state {params.state}"
         " --checkpoint-every {resources.checkpoint_every}"
         " --eval-batch-size {resources.eval_batch_size} --threads {threads}"
-        " --out-model {output.model} --out-metrics {output.metrics} 2> {log}"
+        " --out-model {output.model} --out-metrics {output.metrics}"
+        " --out-history {output.history} 2> {log}"
 
 
 rule select:

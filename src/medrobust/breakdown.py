@@ -1,0 +1,120 @@
+"""Results broken down for a reviewer: per corruption and severity (`results/summary/corruptions.csv`,
+the out-of-distribution mean of the summary table broken down, for every dataset and selected
+model), and per grid point (a dataset's selection table: what each grid point scored on
+validation and which one was selected, by which criterion).
+
+One row per dataset, model, eps, corruption, severity and metric. `severity` is 1..5, or `mean`
+(the mean over severities, what corrupted_test.json calls by_corruption); corruption `all` is
+the mean over corruptions (severity `mean`: the summary table's *corrupted* value); corruption
+`none`, severity 0, is the clean test set.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medrobust.errors import DataError
+from medrobust.io import atomic_path
+
+COLUMNS = ("dataset", "model", "eps", "corruption", "severity", "metric", "value")
+SELECTION_COLUMNS = ("stage", "variant", "lr", "batch_size", "epochs", "augment", "criterion", "value",
+                     "val_balanced_accuracy", "val_auc", "selected")
+METRICS = ("balanced_accuracy", "auc")
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: str
+    model: str
+    eps: int | None
+    corruption: str
+    severity: str  # "0" (clean), "1".."5", or "mean"
+    metric: str
+    value: float
+
+
+def stage_model(stage: str) -> tuple[str, int | None]:
+    """'robust_eps4' -> ('robust', 4); 'base' -> ('base', None)."""
+    match = re.fullmatch(r"(base|robust|nonrobust)(?:_eps(\d+))?", stage)
+    if not match:
+        raise ValueError(f"not a stage: {stage!r}")
+    return match[1], int(match[2]) if match[2] else None
+
+
+def stage_cells(dataset: str, stage: str, clean: dict[str, Any], corrupted: dict[str, Any]) -> list[Cell]:
+    """The rows of one selected model from its clean_test.json and corrupted_test.json."""
+    model, eps = stage_model(stage)
+    cells = [Cell(dataset, model, eps, "none", "0", m, clean["metrics"][m]) for m in METRICS]
+    by_severity = corrupted["by_severity"]
+    for name in sorted(by_severity):
+        for s, metrics in enumerate(by_severity[name], start=1):
+            cells += [Cell(dataset, model, eps, name, str(s), m, metrics[m]) for m in METRICS]
+        cells += [Cell(dataset, model, eps, name, "mean", m, corrupted["by_corruption"][name][m]) for m in METRICS]
+    n_severities = {len(v) for v in by_severity.values()}
+    if len(n_severities) != 1:
+        raise DataError(f"{dataset} {stage}: corruptions with different numbers of severities {sorted(n_severities)}")
+    for s in range(1, n_severities.pop() + 1):
+        cells += [Cell(dataset, model, eps, "all", str(s), m,
+                       float(np.mean([by_severity[n][s - 1][m] for n in by_severity]))) for m in METRICS]
+    cells += [Cell(dataset, model, eps, "all", "mean", m, corrupted["mean"][m]) for m in METRICS]
+    return cells
+
+
+def write_cells(cells: Iterable[Cell], path: str | Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        for c in cells:
+            writer.writerow([c.dataset, c.model, "" if c.eps is None else c.eps, c.corruption, c.severity,
+                             c.metric, repr(c.value)])
+
+
+def read_cells(path: str | Path) -> list[Cell]:
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != COLUMNS:
+                raise DataError(f"{path}: expected columns {', '.join(COLUMNS)}, got {reader.fieldnames}")
+            return [Cell(r["dataset"], r["model"], int(r["eps"]) if r["eps"] else None, r["corruption"],
+                         r["severity"], r["metric"], float(r["value"])) for r in reader]
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except ValueError as e:
+        raise DataError(f"{path}: {e}") from None
+
+
+def selection_rows(selections: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per stage and grid point, best first within a stage, from each stage's selected.json."""
+    rows = []
+    for stage, sel in selections.items():
+        for c in sel["candidates"]:
+            hp, val = c.get("hparams", {}), c["val"]
+            rows.append({"stage": stage, "variant": c["variant"], **{k: hp.get(k) for k in SELECTION_COLUMNS[2:6]},
+                         "criterion": sel["criterion"], "value": val[sel["criterion"]],
+                         "val_balanced_accuracy": val.get("val_balanced_accuracy"), "val_auc": val.get("val_auc"),
+                         "selected": c["variant"] == sel["selected"]})
+    return rows
+
+
+def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], path: str | Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def dataset_checks(checks_csv: str | Path, dataset: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The columns of the study's checks.csv and its rows of one dataset."""
+    try:
+        with open(checks_csv, newline="") as f:
+            reader = csv.DictReader(f)
+            return list(reader.fieldnames or ()), [r for r in reader if r.get("dataset") == dataset]
+    except FileNotFoundError:
+        raise DataError(f"{checks_csv}: file not found") from None

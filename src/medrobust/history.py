@@ -1,0 +1,64 @@
+"""A training run's per-epoch history as CSV (`history.csv` beside every model), and back.
+
+Written once, atomically, from the history rows that the resumable state carries, when the run
+ends: a resumed run therefore writes every epoch (those before the interruption included), and
+a killed one leaves no half-written file. Timing columns (`images_per_second`, `seconds`)
+describe the machine, not the run: a resumed epoch counts only the time since the resume.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medrobust.errors import DataError
+from medrobust.io import atomic_path
+
+COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_balanced_accuracy", "val_auc",
+           "val_robust_balanced_accuracy", "images_per_second", "seconds")
+TIMING = ("images_per_second", "seconds")
+
+
+def history_rows(history: Sequence[dict[str, float]], batch_size: int) -> list[dict[str, Any]]:
+    """The CSV's rows: each epoch's values under COLUMNS, None where not measured (robust
+    validation of standard training); images/s = the epoch's training images / its seconds."""
+    rows, previous = [], 0
+    for h in history:
+        images = (h["step"] - previous) * batch_size
+        previous = h["step"]
+        row = {k: h.get(k) for k in COLUMNS}
+        row["images_per_second"] = images / h["seconds"] if h.get("seconds") else None
+        rows.append(row)
+    return rows
+
+
+def write_history(history: Sequence[dict[str, float]], batch_size: int, path: str | Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        for row in history_rows(history, batch_size):
+            writer.writerow({k: _cell(k, v) for k, v in row.items()})
+
+
+def _cell(column: str, value: float | None) -> str | int:
+    if value is None:
+        return ""
+    return int(value) if column in ("epoch", "step") else repr(float(value))
+
+
+def read_history(path: str | Path) -> list[dict[str, float]]:
+    """Rows of a history.csv as floats (NaN where empty); a missing column names the file."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{path}: not a training history (missing columns {missing})")
+            return [{k: float(v) if v else math.nan for k, v in r.items()} for r in reader]
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except ValueError as e:
+        raise DataError(f"{path}: not a training history ({e})") from None
