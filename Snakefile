@@ -90,6 +90,11 @@ localrules:
     table_results,
     table_hyperparameters,
     figure_saliency,
+    figure_curves,
+    figure_examples,
+    figure_corruptions,
+    corruption_table,
+    dataset_tables,
     provenance,
 
 

@@ -200,8 +200,10 @@ def local_rules() -> set[str]:
 
 
 def test_local_rules_are_downloads_and_seconds_long_steps() -> None:
-    assert local_rules() == {"download_medmnist", "download_npz", "select", "summarize", "figure_saliency",
-                             "figure_bars", "figure_eps", "table_results", "table_hyperparameters", "provenance"}
+    assert local_rules() == {"download_medmnist", "download_npz", "select", "summarize", "checks", "figure_saliency",
+                             "figure_bars", "figure_eps", "table_results", "table_hyperparameters", "provenance",
+                             "figure_curves", "figure_examples", "figure_corruptions", "corruption_table",
+                             "dataset_tables"}
     assert not local_rules() & rules_with_gpus()
 
 
