@@ -269,28 +269,12 @@ def check_inputs(wildcards):
 
 def corruption_layout():
     """Which clean and corrupted evaluation files make each stage's rows of corruptions.csv."""
-    layout = [
-        {"dataset": d, "stage": s, **evaluations(d, s)}
-        for d in DATASETS
-        for s in stages(config)
-    ]
-    return shlex.quote(
-        json.dumps(
-            [
-                {k: e[k] for k in ("dataset", "stage", "clean", "corrupted")}
-                for e in layout
-            ]
-        )
-    )
+    layout = [{"dataset": d, "stage": s, **evaluations(d, s)} for d in DATASETS for s in stages(config)]
+    return shlex.quote(json.dumps([{k: e[k] for k in ("dataset", "stage", "clean", "corrupted")} for e in layout]))
 
 
 def corruption_inputs(wildcards):
-    return [
-        evaluations(d, s)[k]
-        for d in DATASETS
-        for s in stages(config)
-        for k in ("clean", "corrupted")
-    ]
+    return [evaluations(d, s)[k] for d in DATASETS for s in stages(config) for k in ("clean", "corrupted")]
 
 
 def dataset_selections(wildcards):
@@ -298,11 +282,7 @@ def dataset_selections(wildcards):
 
 
 def dataset_selection_layout(wildcards):
-    chosen = [
-        {"stage": s["stage"], "path": s["path"]}
-        for s in selections()
-        if s["dataset"] == wildcards.dataset
-    ]
+    chosen = [{"stage": s["stage"], "path": s["path"]} for s in selections() if s["dataset"] == wildcards.dataset]
     return shlex.quote(json.dumps(chosen))
 
 
@@ -311,14 +291,8 @@ def review_figures():
     names = [f"curves_{d}_{s}" for d in DATASETS for s in stages(config)]
     names += [f"examples_{d}_eps{e}" for d in DATASETS for e in config["eps"]]
     names += [f"corruptions_{d}" for d in DATASETS]
-    tables = [
-        f"results/tables/{kind}_{d}.csv"
-        for d in DATASETS
-        for kind in ("selection", "checks")
-    ]
-    return [
-        f"results/figures/{n}.{ext}" for n in names for ext in ("png", "pdf")
-    ] + tables
+    tables = [f"results/tables/{kind}_{d}.csv" for d in DATASETS for kind in ("selection", "checks")]
+    return [f"results/figures/{n}.{ext}" for n in names for ext in ("png", "pdf")] + tables
 
 
 def saliency_model(stage):
