@@ -114,3 +114,15 @@ def test_batch_by_batch_equals_one_pyautoattack_call(tiny_model, batch) -> None:
     x_one, _ = aa.run_standard_evaluation(x, y, batch_size=16)
     x_ours = torch.cat([aa.run_standard_evaluation(xb, yb, batch_size=16)[0] for xb, yb in zip(x.split(16), y.split(16))])
     assert len(x) > 16 and torch.equal(x_one, x_ours)
+
+
+def test_nothing_left_to_attack_is_not_an_error(tiny_model, batch, tmp_path: Path) -> None:
+    """A model wrong on every clean point (as an untrained or collapsed one can be): every attack
+    has nothing to do, and the robust accuracy after each is 0 (the bring-your-own run met this)."""
+    x, _ = batch
+    with torch.no_grad():
+        wrong = (tiny_model(x).argmax(1) + 1) % 4
+    progress = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, wrong,
+                              tmp_path / "s.pt", tag("w"), 64)
+    assert progress.done == {a: 0.0 for a in ("apgd-ce", "apgd-t", "fab-t", "square")}
+    assert torch.equal(progress.x_adv, x)

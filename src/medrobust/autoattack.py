@@ -106,7 +106,7 @@ def run(aa: Any, x: torch.Tensor, y: torch.Tensor, state: Path, tag: dict[str, s
         meter = ProgressLog(log, f"AutoAttack {attack}", len(idx))
         # batch by batch, as pyautoattack does inside one call (every batch reseeded alike), so
         # the results are the same and the log shows progress
-        for b in idx.split(batch_size):
+        for b in idx.split(batch_size) if len(idx) else ():  # (an empty tensor splits into one empty part)
             x_att, y_att = aa.run_standard_evaluation(x[b], y[b], batch_size=batch_size)
             flipped = y_att.to(y.device) != y[b]
             progress.x_adv[b[flipped]] = x_att[flipped].to(x.device)
