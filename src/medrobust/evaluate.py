@@ -10,26 +10,13 @@ import numpy as np
 import torch
 
 from medrobust.errors import DataError
-from medrobust.io import npz_keys, npz_shapes, read_npz
+from medrobust.io import check_labels, npz_keys, npz_shapes, read_npz
 from medrobust.metrics import classification_metrics
 from medrobust.models import WideResNet, build
 from medrobust.progress import ProgressLog
 from medrobust.runtime import as_float, autocast
 
 log = logging.getLogger("medrobust.evaluate")
-
-
-def check_labels(where: str, labels: np.ndarray, n_images: int, n_classes: int) -> np.ndarray:
-    """Labels as int64 (N,), checked against the images' count and the model's classes."""
-    labels = np.asarray(labels)
-    if labels.shape not in {(n_images,), (n_images, 1)}:
-        raise DataError(f"{where}: {labels.shape[0] if labels.ndim else 0} labels for {n_images} images "
-                        f"(labels {labels.shape})")
-    labels = labels.reshape(-1).astype(np.int64)
-    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
-        raise DataError(f"{where}: labels span {labels.min()}..{labels.max()}, but the model has "
-                        f"{n_classes} classes (0..{n_classes - 1})")
-    return labels
 
 
 def load_split(path: str | Path, split: str, device: torch.device,

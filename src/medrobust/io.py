@@ -137,9 +137,17 @@ def check_split(path: str | Path, split: str, images: np.ndarray, labels: np.nda
         raise DataError(f"{where}: images have shape {images.shape}, expected (N, {', '.join(map(str, want))})")
     if images.dtype != np.uint8:
         raise DataError(f"{where}: images are {images.dtype}, expected uint8")
-    if labels.shape not in {(len(images),), (len(images), 1)}:
-        raise DataError(f"{where}: labels have shape {labels.shape}, expected ({len(images)}, 1)")
+    return check_labels(where, labels, len(images), n_classes)
+
+
+def check_labels(where: str, labels: np.ndarray, n_images: int, n_classes: int) -> np.ndarray:
+    """Labels as int64 (N,), checked: one per image, each in 0..n_classes-1."""
+    labels = np.asarray(labels)
+    if labels.shape not in {(n_images,), (n_images, 1)}:
+        raise DataError(f"{where}: {labels.shape[0] if labels.ndim else 0} labels for {n_images} images "
+                        f"(labels {labels.shape})")
     labels = labels.reshape(-1).astype(np.int64)
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
-        raise DataError(f"{where}: labels span {labels.min()}..{labels.max()}, expected 0..{n_classes - 1}")
+        raise DataError(f"{where}: labels span {labels.min()}..{labels.max()}, expected 0..{n_classes - 1} "
+                        f"({n_classes} classes)")
     return labels
