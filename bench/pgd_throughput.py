@@ -21,11 +21,12 @@ import torch
 import torchattacks
 
 from benchlib import parser, setup, sync
-from medrobust.attacks import PGDConfig, default_step_size, pgd
-from medrobust.construct import draw_targets
-from medrobust.evaluate import load_model, load_split, predict
+from medrobust.attacks.pgd import PGDConfig, default_step_size, pgd
+from medrobust.attacks.construct import draw_targets
+from medrobust.data.splits import load_split
+from medrobust.train.models import load_model, predict
 from medrobust.runtime import as_float, resolve_precision
-from medrobust.models import build
+from medrobust.train.models import build
 
 
 def timed(fn, device: torch.device) -> tuple[float, torch.Tensor]:

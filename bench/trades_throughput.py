@@ -20,13 +20,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchlib import parser, setup, sync
-from medrobust.attacks import default_step_size
-from medrobust.data import resize
+from medrobust.attacks.pgd import default_step_size
+from medrobust.data.prepare import resize
 from medrobust.runtime import resolve_precision
-from medrobust.synthetic import SyntheticSpec, generate_split
-from medrobust.trades import Trades
-from medrobust.train import Data, TrainConfig, model_args, new_run, train_step
-from medrobust.models import build
+from medrobust.data.synthetic import SyntheticSpec, generate_split
+from medrobust.train.trades import Trades
+from medrobust.train.loop import Data, TrainConfig, model_args, new_run, train_step
+from medrobust.train.models import build
 
 
 def reference_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,

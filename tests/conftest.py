@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from medrobust.io import write_npz
-from medrobust.synthetic import SyntheticSpec, generate
+from medrobust.data.synthetic import SyntheticSpec, generate
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(shutil.which("medrobust") or REPO / ".venv" / "bin" / "medrobust").parent
@@ -31,7 +31,7 @@ def small_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def prepared_small(small_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from medrobust.data import Source, prepare
+    from medrobust.data.prepare import Source, prepare
 
     out = tmp_path_factory.mktemp("prep") / "prepared.npz"
     prepare(Source(small_npz, 4, 1, 64), out, 32)
@@ -76,7 +76,7 @@ def http_dir(tmp_path: Path):
 def prepared_medium(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4-class grey synthetic set at 32 px with 3000/200/200 images: enough SGD steps for a
     tiny model to pick up the nonrobust texture, as natural-image models do."""
-    from medrobust.data import Source, prepare
+    from medrobust.data.prepare import Source, prepare
 
     root = tmp_path_factory.mktemp("medium")
     write_npz(root / "medium_64.npz", generate(SyntheticSpec(n_train=3000, n_val=200, n_test=200, seed=1)))
@@ -90,8 +90,8 @@ def tiny_model(prepared_medium: Path, tmp_path_factory: pytest.TempPathFactory):
     It learns the nonrobust texture (validation accuracy ~100%, above the shapes' 81%)."""
     import torch
 
-    from medrobust.evaluate import load_split
-    from medrobust.train import Data, TrainConfig, fit
+    from medrobust.data.splits import load_split
+    from medrobust.train.loop import Data, TrainConfig, fit
 
     dev = torch.device("cpu")
     tx, ty = load_split(prepared_medium, "train", dev, 4)

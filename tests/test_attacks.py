@@ -6,9 +6,10 @@ import pytest
 import torch
 import torchattacks
 
-from medrobust.attacks import PGDConfig, default_step_size, pgd, project
-from medrobust.construct import ConstructionConfig, construct, draw_targets
-from medrobust.evaluate import load_split, predict
+from medrobust.attacks.pgd import PGDConfig, default_step_size, pgd, project
+from medrobust.attacks.construct import ConstructionConfig, construct, draw_targets
+from medrobust.data.splits import load_split
+from medrobust.train.models import predict
 from medrobust.runtime import Interrupted
 
 from conftest import tag

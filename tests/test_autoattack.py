@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from medrobust import autoattack
-from medrobust.attacks import PGDConfig, default_step_size, pgd
-from medrobust.evaluate import load_split
+from medrobust.attacks import autoattack
+from medrobust.attacks.pgd import PGDConfig, default_step_size, pgd
+from medrobust.data.splits import load_split
 from medrobust.runtime import Interrupted
 
 from conftest import tag

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from medrobust.checks import (autoattack_near_zero, beats_chance, gather, one_class, robust_not_below_base,
+from medrobust.report.checks import (autoattack_near_zero, beats_chance, gather, one_class, robust_not_below_base,
                               target_hit_rate)
-from medrobust.cli import main
+from medrobust.cli.main import main
 from medrobust.io import write_json
-from medrobust.tables import Row, write_summary
+from medrobust.report.tables import Row, write_summary
 
 from conftest import REPO, env_with_venv
 
@@ -141,6 +141,6 @@ def test_checks_csv_is_a_target_of_the_demo(tmp_path: Path) -> None:
 
 def test_checks_module_is_torch_free() -> None:
     """The checks run in a light job: importing them must not pull in torch."""
-    done = subprocess.run([sys.executable, "-c", "import sys, medrobust.checks; print('torch' in sys.modules)"],
+    done = subprocess.run([sys.executable, "-c", "import sys, medrobust.report.checks; print('torch' in sys.modules)"],
                           capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr

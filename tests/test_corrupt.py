@@ -8,9 +8,9 @@ import pytest
 from medmnistc.corruptions.registry import CORRUPTIONS_DS
 from PIL import Image
 
-import medrobust.corrupt as mc
-from medrobust.data import resize
-from medrobust.synthetic import SyntheticSpec, generate_split
+import medrobust.data.corrupt as mc
+from medrobust.data.prepare import resize
+from medrobust.data.synthetic import SyntheticSpec, generate_split
 
 FLAGS = ("pathmnist", "pneumoniamnist", "octmnist", "organsmnist", "breastmnist")
 SIZE = 64  # the default apply_size (MedMNIST's 64 px source)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medrobust.breakdown import read_cells, stage_cells, write_cells
-from medrobust.diagnostics import (kept_epoch, corruptions_figure, corruptions_plot, curves_figure, curves_plot,
+from medrobust.report.breakdown import read_cells, stage_cells, write_cells
+from medrobust.report.diagnostics import (kept_epoch, corruptions_figure, corruptions_plot, curves_figure, curves_plot,
                                    examples_figure, examples_plot, pick_examples)
 
 

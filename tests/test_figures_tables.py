@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medrobust.figures import (bar_figure, bar_plot, eps_figure, eps_plot, normalise_saliency, saliency_figure,
+from medrobust.evaluate.saliency import normalise_saliency
+from medrobust.report.figures import (bar_figure, bar_plot, eps_figure, eps_plot, saliency_figure,
                                saliency_plot)
 from medrobust.errors import DataError
-from medrobust.tables import (Row, Table, hyperparameter_table, load_paper_values, paper_comparison_table,
+from medrobust.report.tables import (Row, Table, hyperparameter_table, load_paper_values, paper_comparison_table,
                               read_summary, robustness_table, write_summary, write_table)
 
 BA, AUC = "balanced_accuracy", "auc"

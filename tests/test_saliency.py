@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from medrobust.attacks import PGDConfig, default_step_size
-from medrobust.saliency import CHOICES, example, pick_index
+from medrobust.attacks.pgd import PGDConfig, default_step_size
+from medrobust.evaluate.saliency import CHOICES, example, pick_index
 
 EPS = 0.1
 CFG = PGDConfig(eps=EPS, steps=10, step_size=default_step_size(EPS, 10))

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
-from medrobust.data import resize
-from medrobust.synthetic import SHAPES, SyntheticSpec, class_textures, generate, generate_split, texture_image
+from medrobust.data.prepare import resize
+from medrobust.data.synthetic import SHAPES, SyntheticSpec, class_textures, generate, generate_split, texture_image
 
 EPS = 4 / 255
 

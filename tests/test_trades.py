@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from medrobust.attacks import PGDConfig, default_step_size, pgd
-from medrobust.evaluate import load_split, predict
-from medrobust.train import Data, TrainConfig, fit
-from medrobust.trades import Trades, kl_divergence, trades_loss, trades_perturb
+from medrobust.attacks.pgd import PGDConfig, default_step_size, pgd
+from medrobust.data.splits import load_split
+from medrobust.train.models import predict
+from medrobust.train.loop import Data, TrainConfig, fit
+from medrobust.train.trades import Trades, kl_divergence, trades_loss, trades_perturb
 
 from conftest import tag
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from medrobust.evaluate import load_model, load_split
+from medrobust.data.splits import load_split
+from medrobust.train.models import load_model
 from medrobust.errors import DataError
-from medrobust.history import COLUMNS, TIMING, read_history, write_history
+from medrobust.train.history import COLUMNS, TIMING, read_history, write_history
 from medrobust.runtime import Interrupted
-from medrobust.train import Data, TrainConfig, augment_batch, cosine_lr, ema_decay_at, ema_update, fit
+from medrobust.train.loop import Data, TrainConfig, augment_batch, cosine_lr, ema_decay_at, ema_update, fit
 
 from conftest import env_with_venv, sigterm_when_logged, tag
 
@@ -60,7 +61,7 @@ def test_training_learns_the_synthetic_task(prepared_small: Path, tmp_path: Path
 
 def _train_cmd(data: Path, out: Path, epochs: int) -> list[str]:
     hp = dict(lr=0.1, batch_size=25, epochs=epochs, augment=True, **TINY)
-    return [sys.executable, "-m", "medrobust.cli", "train", "--train-data", str(data), "--val-data", str(data),
+    return [sys.executable, "-m", "medrobust.cli.main", "train", "--train-data", str(data), "--val-data", str(data),
             "--n-classes", "4", "--hparams", json.dumps(hp), "--state", str(out / "state.pt"),
             "--out-model", str(out / "model.pt"), "--out-metrics", str(out / "metrics.json"),
             "--out-history", str(out / "history.csv"), "--checkpoint-every", "100", "--threads", "1"]

@@ -27,12 +27,14 @@ TINY_HP = dict(lr=0.1, batch_size=50, augment=False, depth=10, width=1, precisio
 
 def test_each_command_runs_the_modules_its_rules_depend_on() -> None:
     train, trades, construct = (set(codedeps.command_modules(c)) for c in ("train", "train-trades", "construct"))
-    assert {"train", "models", "evaluate", "metrics", "io", "runtime"} <= train
-    assert not {"trades", "attacks", "construct", "autoattack"} & train  # editing TRADES re-trains no base model
-    assert {"trades", "attacks", "train"} <= trades
-    assert {"construct", "attacks", "evaluate", "models"} <= construct and "train" not in construct
-    assert "attacks" not in codedeps.command_modules("autoattack")
-    assert set(codedeps.command_modules("figure")) >= {"figures", "tables"}
+    assert {"train.loop", "train.models", "evaluate.metrics", "io", "runtime", "cli.train"} <= train
+    # editing TRADES or an attack re-trains no base model
+    assert not {"train.trades", "attacks.pgd", "attacks.construct", "attacks.autoattack"} & train
+    assert {"train.trades", "attacks.pgd", "train.loop"} <= trades
+    assert {"attacks.construct", "attacks.pgd", "train.models", "cli.nonrobust"} <= construct
+    assert "train.loop" not in construct
+    assert "attacks.pgd" not in codedeps.command_modules("autoattack")
+    assert set(codedeps.command_modules("figure")) >= {"report.figures", "report.tables", "cli.outputs"}
     with pytest.raises(ValueError, match="no command 'nope'"):
         codedeps.command_modules("nope")
 
@@ -41,8 +43,8 @@ def _imported(args: list[str], tmp_path: Path) -> set[str]:
     """The package modules a real `medrobust <args>` process has imported when it ends."""
     probe = ("import atexit, sys\n"
              f"atexit.register(lambda: open({str(tmp_path / 'mods.json')!r}, 'w').write(__import__('json').dumps("
-             "sorted(m.split('.')[1] for m in sys.modules if m.startswith('medrobust.')))))\n"
-             "from medrobust.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+             "sorted(m[len('medrobust.'):] for m in sys.modules if m.startswith('medrobust.')))))\n"
+             "from medrobust.cli.main import main\nsys.exit(main(sys.argv[1:]))\n")
     done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return set(json.loads((tmp_path / "mods.json").read_text()))
@@ -58,14 +60,15 @@ def test_static_code_inputs_cover_what_really_runs(command: str, prepared_small:
                         "--out-history", str(tmp_path / "h.csv"), "--threads", "1"], tmp_path)
     # the other command module is loaded for its argument parsers only (codedeps' docstring)
     assert really - set(codedeps.COMMAND_MODULES) <= set(codedeps.command_modules(command))
-    assert ("trades" in really) == (command == "train-trades")
+    assert ("train.trades" in really) == (command == "train-trades")
 
 
 def test_code_digest_follows_every_module_of_the_command(tmp_path: Path) -> None:
     pkg = tmp_path / "medrobust"
     shutil.copytree(REPO / "src" / "medrobust", pkg, ignore=shutil.ignore_patterns("__pycache__"))
     before = {c: codedeps.code_digest(c, pkg) for c in ("train", "train-trades", "construct")}
-    (pkg / "trades.py").write_text((pkg / "trades.py").read_text() + "\n# an edit\n")
+    trades = pkg / "train" / "trades.py"
+    trades.write_text(trades.read_text() + "\n# an edit\n")
     after = {c: codedeps.code_digest(c, pkg) for c in before}
     assert after["train"] == before["train"] and after["construct"] == before["construct"]
     assert after["train-trades"] != before["train-trades"]
@@ -82,7 +85,7 @@ def _train_args(data: Path, out: Path, epochs: int) -> list[str]:
 
 def test_a_second_process_on_the_same_state_refuses(prepared_small: Path, tmp_path: Path) -> None:
     with state_lock(tmp_path / "state.pt"):
-        done = subprocess.run([sys.executable, "-m", "medrobust.cli", *_train_args(prepared_small, tmp_path, 1)],
+        done = subprocess.run([sys.executable, "-m", "medrobust.cli.main", *_train_args(prepared_small, tmp_path, 1)],
                               capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "state.pt: another process (pid" in done.stderr
@@ -98,10 +101,10 @@ def test_state_written_by_other_code_is_not_resumed(prepared_small: Path, tmp_pa
     env = {**env_with_venv(), "PYTHONPATH": str(src)}
     out = tmp_path / "out"
     out.mkdir()
-    cmd = [sys.executable, "-m", "medrobust.cli", *_train_args(prepared_small, out, 4)]
+    cmd = [sys.executable, "-m", "medrobust.cli.main", *_train_args(prepared_small, out, 4)]
     assert sigterm_when_logged(cmd, out / "log.txt", "epoch 1/4", env) == 143
     assert (out / "state.pt").exists()
-    train_py = src / "medrobust" / "train.py"
+    train_py = src / "medrobust" / "train" / "loop.py"
     train_py.write_text(train_py.read_text() + "\n# a fix\n")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -112,7 +115,7 @@ def test_state_written_by_other_code_is_not_resumed(prepared_small: Path, tmp_pa
 # ---- bad input: one line naming the file or key, exit 2, nothing written --------------------
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medrobust.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "medrobust.cli.main", *args], capture_output=True, text=True, timeout=300)
 
 
 def _one_line(done: subprocess.CompletedProcess, *words: str) -> None:
@@ -226,7 +229,7 @@ def test_the_full_study_follows_the_paper_where_it_is_silent_no_more() -> None:
 
 def test_the_estimate_says_how_it_counts_early_stopping() -> None:
     def estimate(config: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "medrobust.cli", "estimate", str(REPO / config)],
+        done = subprocess.run([sys.executable, "-m", "medrobust.cli.main", "estimate", str(REPO / config)],
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         return done.stdout

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from medrobust.io import write_json, write_npz
-from medrobust.synthetic import SyntheticSpec, generate
+from medrobust.data.synthetic import SyntheticSpec, generate
 
 from conftest import REPO, env_with_venv
 
@@ -153,7 +153,7 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     cfg["training"]["checkpoint_every"] = 3
     assert dry(cfg, "c1.yaml") == {"provenance": 1, "all": 1}
     # editing a figure's code: the figure jobs only
-    figures = repo / "src" / "medrobust" / "figures.py"
+    figures = repo / "src" / "medrobust" / "report" / "figures.py"
     original = figures.read_text()
     figures.write_text(original + "\n# an edit\n")
     assert planned(tmp_path, "--configfile", demo, repo=repo) == \
@@ -163,12 +163,12 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     # depends on them; no base or nonrobust-only model, no construction
     robust = {"train": 2, "select": 2, "evaluate_clean": 2, "evaluate_corrupted": 2, "autoattack": 1,
               "figure_saliency": 1, "figure_curves": 2, **OUTPUTS}
-    assert _after_edit(repo / "src" / "medrobust" / "trades.py", lambda: planned(tmp_path, "--configfile", demo,
-                                                                                    repo=repo)) == robust
+    assert _after_edit(repo / "src" / "medrobust" / "train" / "trades.py",
+                       lambda: planned(tmp_path, "--configfile", demo, repo=repo)) == robust
     # an edit of the attacks: the constructions, the nonrobust-only and robust models, their
     # evaluations and AutoAttacks, Fig. 1; never the base models
-    assert _after_edit(repo / "src" / "medrobust" / "attacks.py", lambda: planned(tmp_path, "--configfile", demo,
-                                                                                     repo=repo)) == \
+    assert _after_edit(repo / "src" / "medrobust" / "attacks" / "pgd.py",
+                       lambda: planned(tmp_path, "--configfile", demo, repo=repo)) == \
         {"construct_nonrobust": 2, "train": 6, "select": 4, "evaluate_clean": 4, "evaluate_corrupted": 4,
          "autoattack": 2, "figure_saliency": 1, "figure_curves": 4, "figure_examples": 2, **OUTPUTS}
     cfg["robust"]["beta"] = 6
@@ -203,7 +203,7 @@ def _after_edit(module: Path, dry_run) -> dict[str, int]:
 
 
 def _summary(path: Path) -> dict:
-    from medrobust.tables import read_summary
+    from medrobust.report.tables import read_summary
 
     return {(r.model, r.eps, r.condition): r.value for r in read_summary(path) if r.metric == "balanced_accuracy"}
 
@@ -257,7 +257,7 @@ def test_bring_your_own_dataset_from_a_url(tmp_path: Path, http_dir) -> None:
 def test_figure_and_table_rules_from_a_fixture_metrics_table(tmp_path: Path) -> None:
     """The figure and table rules alone (--allowed-rules), on a hand-written summary table and
     selection files: every declared output appears, and the tables carry the fixture's numbers."""
-    from medrobust.tables import Row, write_summary
+    from medrobust.report.tables import Row, write_summary
 
     stages = ["base", "nonrobust_eps4", "robust_eps4", "nonrobust_eps8", "robust_eps8"]
     rows = []
@@ -295,7 +295,7 @@ def test_review_rules_from_fixture_histories_sets_and_evaluations(tmp_path: Path
     carries the fixture's numbers."""
     import numpy as np
 
-    from medrobust.history import write_history
+    from medrobust.train.history import write_history
 
     cfg = {"datasets": {"synthetic": {"source": "synthetic", "grid": "g", "synthetic": {"n_classes": 3}}},
            "eps": [4], "grids": {f: {"g": {"lr": [0.1, 0.05], "batch_size": [8], "epochs": [3]}}

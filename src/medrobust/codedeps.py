@@ -1,13 +1,17 @@
 """Which package modules a `medrobust <command>` runs, derived from its imports (no hand lists).
 
-A command is a function `cmd_<name>` of a command module (COMMAND_MODULES). Its code is:
-its own module and the dispatcher (cli.py), the package modules imported at the top of every
-command module (the dispatcher loads them all to build its parser), inside the command's
-function and inside the same-module functions it calls (and by the dispatcher's `main`), and
-then, transitively, every package module those import anywhere (top level or inside functions:
-a conservative closure). The other command modules' files are not part of it: only their
-argument parsers run, never their commands, so editing one command's code re-runs only that
-command's jobs.
+A command is a function `cmd_<name>` of a command module (COMMAND_MODULES: cli/<rule file>.py,
+one per file of workflow/rules/). Its code is: its own module and the dispatcher (cli/main.py),
+the package modules imported at the top of every command module (the dispatcher loads them all
+to build its parser), inside the command's function and inside the same-module functions it
+calls (and by the dispatcher's `main`), and then, transitively, every package module those
+import anywhere (top level or inside functions: a conservative closure), with the `__init__.py`
+of every subpackage on the way (Python runs it on import). The other command modules' files
+are not part of it: only their argument parsers run, never their commands, so editing one
+command's code re-runs only that command's jobs.
+
+Modules are named by their dotted path inside the package ("attacks.pgd"); a subpackage by its
+own name ("attacks", its `__init__.py`) and the package itself by "__init__".
 
 The rules use `command_files` as code inputs (editing a module re-runs exactly the jobs whose
 command imports it) and resumable states store `code_digest` (a state written by other code
@@ -23,19 +27,30 @@ from pathlib import Path
 
 PACKAGE = "medrobust"
 PACKAGE_DIR = Path(__file__).resolve().parent
-DISPATCHER = "cli"
-COMMAND_MODULES = ("cli", "cli_outputs")
+DISPATCHER = "cli.main"
+COMMAND_MODULES = ("cli.data", "cli.train", "cli.nonrobust", "cli.evaluate", "cli.outputs", "cli.review")
 
 
-def _module_name(node: ast.Import | ast.ImportFrom) -> list[str]:
-    """Package modules named by one import statement ('medrobust.x' -> 'x'; `from medrobust import x`)."""
+def module_file(name: str, package_dir: Path = PACKAGE_DIR) -> Path:
+    """The source file of a package module ("a.b" -> a/b.py or a/b/__init__.py; "__init__")."""
+    if name == "__init__":
+        return Path(package_dir) / "__init__.py"
+    path = Path(package_dir, *name.split("."))
+    return path.with_suffix(".py") if path.with_suffix(".py").exists() else path / "__init__.py"
+
+
+def _exists(name: str, package_dir: Path) -> bool:
+    return module_file(name, package_dir).exists()
+
+
+def _module_names(node: ast.Import | ast.ImportFrom) -> list[str]:
+    """Package modules named by one import statement ('medrobust.a.b' -> 'a.b'; for
+    `from medrobust.a import b`, 'a.b' when b is a module, else 'a')."""
     if isinstance(node, ast.Import):
         names = [a.name for a in node.names]
-    elif node.module == PACKAGE:
-        names = [f"{PACKAGE}.{a.name}" for a in node.names]
     else:
-        names = [node.module or ""]
-    return [n.split(".")[1] for n in names if n.startswith(f"{PACKAGE}.")]
+        names = [f"{node.module}.{a.name}" for a in node.names] + [node.module or ""]
+    return [n[len(PACKAGE) + 1:] for n in names if n.startswith(f"{PACKAGE}.")]
 
 
 def _imports(nodes: list[ast.AST] | ast.AST) -> set[str]:
@@ -43,17 +58,13 @@ def _imports(nodes: list[ast.AST] | ast.AST) -> set[str]:
     for root in nodes if isinstance(nodes, list) else [nodes]:
         for node in ast.walk(root):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                found.update(_module_name(node))
+                found.update(_module_names(node))
     return found
 
 
 @functools.lru_cache(maxsize=None)
 def _parse(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
-
-
-def _existing(package_dir: Path, names: set[str]) -> set[str]:
-    return {n for n in names if (package_dir / f"{n}.py").exists() or (package_dir / n / "__init__.py").exists()}
 
 
 def _function_imports(tree: ast.Module, name: str) -> set[str]:
@@ -82,37 +93,45 @@ def command_function(command: str) -> str:
 def _command_module(command: str, package_dir: Path) -> str:
     fn = command_function(command)
     for module in COMMAND_MODULES:
-        tree = _parse(package_dir / f"{module}.py")
+        tree = _parse(module_file(module, package_dir))
         if any(isinstance(n, ast.FunctionDef) and n.name == fn for n in tree.body):
             return module
     raise ValueError(f"no command '{command}' ({fn} in {', '.join(COMMAND_MODULES)})")
+
+
+def _with_parents(names: set[str], package_dir: Path) -> set[str]:
+    """The names that are package modules, with the subpackages they sit in."""
+    found = {n for n in names if _exists(n, package_dir)}
+    return found | {n.rsplit(".", i)[0] for n in found for i in range(1, n.count(".") + 1)}
 
 
 def command_modules(command: str, package_dir: Path = PACKAGE_DIR) -> list[str]:
     """Names of the package modules that `medrobust <command>` imports, sorted."""
     package_dir = Path(package_dir)
     home = _command_module(command, package_dir)
-    home_tree, cli_tree = _parse(package_dir / f"{home}.py"), _parse(package_dir / f"{DISPATCHER}.py")
-    loaded = set().union(*(_top_level_imports(_parse(package_dir / f"{m}.py")) for m in COMMAND_MODULES))
+    home_tree, cli_tree = _parse(module_file(home, package_dir)), _parse(module_file(DISPATCHER, package_dir))
+    read = (*COMMAND_MODULES, DISPATCHER)
+    loaded = set().union(*(_top_level_imports(_parse(module_file(m, package_dir))) for m in read))
     todo = (loaded | _function_imports(home_tree, command_function(command))
             | _function_imports(cli_tree, "main")) - set(COMMAND_MODULES)
-    done = {"__init__", home, DISPATCHER}
-    todo = _existing(package_dir, todo)
+    done = {"__init__"} | _with_parents({home, DISPATCHER}, package_dir)  # read above, not whole
+    todo = _with_parents(todo, package_dir) - done
     while todo:
         module = todo.pop()
         done.add(module)
-        todo |= _existing(package_dir, _imports(_parse(package_dir / f"{module}.py"))) - done - set(COMMAND_MODULES)
+        imported = _imports(_parse(module_file(module, package_dir))) - set(COMMAND_MODULES)
+        todo |= _with_parents(imported, package_dir) - done
     return sorted(done)
 
 
 def command_files(command: str, package_dir: Path = PACKAGE_DIR) -> list[Path]:
     """The source files of `command_modules` (the code inputs of the command's rules)."""
-    return [Path(package_dir) / f"{m}.py" for m in command_modules(command, package_dir)]
+    return [module_file(m, package_dir) for m in command_modules(command, package_dir)]
 
 
 def code_digest(command: str, package_dir: Path = PACKAGE_DIR) -> str:
-    """SHA-256 over the names and contents of the command's modules."""
+    """SHA-256 over the paths (inside the package) and contents of the command's modules."""
     h = hashlib.sha256()
     for path in command_files(command, package_dir):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        h.update(path.relative_to(package_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]

@@ -88,7 +88,7 @@ def _check_cross_references(config: dict[str, Any]) -> None:
 
 
 # Smallest apply_size at which the registries with stain_deposit and bubble can place their
-# marks (medrobust.corrupt.min_apply_size; a test keeps the two in step).
+# marks (medrobust.data.corrupt.min_apply_size; a test keeps the two in step).
 MARKS_MIN_APPLY_SIZE = 52
 REGISTRIES_WITH_MARKS = ("pathmnist", "bloodmnist")
 

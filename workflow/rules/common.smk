@@ -338,7 +338,7 @@ CPU_JOB_MINUTES = 240
 
 def mem_mb(wildcards, attempt):
     """Memory of a job on this dataset: a base plus a share proportional to its size."""
-    from medrobust.estimate import dataset_sizes
+    from medrobust.report.estimate import dataset_sizes
 
     z, c = dataset_sizes(config, wildcards.dataset), config["compute"]
     channels = n_channels(wildcards)
@@ -347,8 +347,8 @@ def mem_mb(wildcards, attempt):
 
 
 def runtime(kind):
-    """Wall time (min) of a job: its estimated GPU time times the safety factor (medrobust.estimate)."""
-    from medrobust import estimate
+    """Wall time (min) of a job: its estimated GPU time times the safety factor (medrobust.report.estimate)."""
+    from medrobust.report import estimate
 
     def minutes(wildcards, attempt):
         if kind == "cpu":

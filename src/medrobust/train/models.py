@@ -2,16 +2,22 @@
 
 The model takes images in [0, 1]; per-channel standardisation is its first operation, so
 attacks and saliency maps work in pixel space. `model_args` fully describe a model, and
-`build(**model_args)` rebuilds it from a checkpoint.
+`build(**model_args)` rebuilds it, and `load_model` from a checkpoint. `predict` runs a model
+over images in batches.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from medrobust.errors import DataError
+from medrobust.runtime import as_float, autocast
 
 ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU}
 
@@ -64,3 +70,32 @@ class WideResNet(nn.Module):
 
 def build(**model_args: Any) -> WideResNet:
     return WideResNet(**model_args)
+
+
+def load_model(path: str | Path, device: torch.device) -> tuple[WideResNet, dict[str, Any]]:
+    """Rebuild a model from a self-describing checkpoint; return it (eval mode) and the checkpoint."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        model = build(**ckpt["model_args"])
+        model.load_state_dict(ckpt["state_dict"])
+    except Exception as e:  # torch raises many types for a bad file; all mean the same here
+        raise DataError(f"{path}: not a medrobust checkpoint ({type(e).__name__}: {e})") from None
+    return model.to(device, memory_format=torch.channels_last).eval(), ckpt
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int, precision: str = "auto") -> np.ndarray:
+    """Softmax probabilities (N, C) of `model` in eval mode on images stored as uint8 or float."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = as_float(x[i:i + batch_size])
+        with autocast(xb.device, precision):
+            logits = model(xb.contiguous(memory_format=torch.channels_last))
+        out.append(torch.softmax(logits.float(), 1).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)

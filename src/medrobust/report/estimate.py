@@ -22,7 +22,7 @@ from medrobust.io import check_npz_splits
 from medrobust.config import attacked, corruption_registry, grid_points, stages
 
 SEVERITIES = 5
-# medmnistc registry sizes (medrobust.corrupt.corruption_names; a test keeps them in step)
+# medmnistc registry sizes (medrobust.data.corrupt.corruption_names; a test keeps them in step)
 N_CORRUPTIONS = {"pathmnist": 11, "bloodmnist": 11, "dermamnist": 15, "retinamnist": 8, "tissuemnist": 8,
                  "octmnist": 6, "breastmnist": 7, "chestmnist": 13, "pneumoniamnist": 13, "organamnist": 13,
                  "organcmnist": 13, "organsmnist": 13, "generic": 13}

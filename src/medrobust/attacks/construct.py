@@ -38,14 +38,14 @@ from typing import Any
 
 import torch
 
-from medrobust.attacks import PGDConfig, default_step_size, pgd
+from medrobust.attacks.pgd import PGDConfig, default_step_size, pgd
 from medrobust.errors import ConfigError
-from medrobust.evaluate import predict
+from medrobust.train.models import predict
 from medrobust.io import atomic_path, read_json, write_json
 from medrobust.progress import ProgressLog
 from medrobust.runtime import Interrupted, as_float, derive_seed, fingerprint_mismatch
 
-log = logging.getLogger("medrobust.construct")
+log = logging.getLogger("medrobust.attacks.construct")
 TARGET_MODES = ("uniform", "other", "deterministic")
 
 

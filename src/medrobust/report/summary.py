@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from medrobust.tables import Row
+from medrobust.report.tables import Row
 
 METRICS = ("balanced_accuracy", "auc")
 

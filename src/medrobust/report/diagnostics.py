@@ -2,8 +2,8 @@
 (and why the selected one was selected), the nonrobust-feature set itself (images, their
 adversarial versions, the perturbation and the new label), and results per corruption.
 
-Matplotlib's object API, as medrobust.figures; each `*_plot` builds a Figure from data and its
-`*_figure` twin writes it as PNG and PDF (medrobust.plotting.save_figure).
+Matplotlib's object API, as medrobust.report.figures; each `*_plot` builds a Figure from data and its
+`*_figure` twin writes it as PNG and PDF (medrobust.report.plotting.save_figure).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from medrobust.breakdown import Cell, stage_model
-from medrobust.plotting import COLORS, save_figure
-from medrobust.tables import MODEL_LABELS, dataset_label
+from medrobust.report.breakdown import Cell, stage_model
+from medrobust.report.plotting import COLORS, save_figure
+from medrobust.report.tables import MODEL_LABELS, dataset_label
 
 CRITERION_LABELS = {"val_balanced_accuracy": "validation balanced accuracy",
                     "val_robust_balanced_accuracy": "robust validation balanced accuracy (under PGD)",

@@ -9,8 +9,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from medrobust.attacks import PGDConfig, default_step_size, pgd
-from medrobust.figures import normalise_saliency
+from medrobust.attacks.pgd import PGDConfig, default_step_size, pgd
+
+
+def normalise_saliency(grad: np.ndarray) -> np.ndarray:
+    """(H, W) map in [0, 1] from an input gradient (C, H, W) or (H, W): absolute value, maximum
+    over channels, min-max scaled; a constant map becomes all zeros."""
+    a = np.abs(np.asarray(grad, dtype=np.float64))
+    if a.ndim == 3:
+        a = a.max(axis=0)
+    if a.ndim != 2:
+        raise ValueError(f"expected a (C, H, W) or (H, W) gradient, got shape {np.shape(grad)}")
+    span = a.max() - a.min() if a.size else 0.0
+    return (a - a.min()) / span if span > 0 else np.zeros_like(a)
 
 
 def saliency(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
 """MedMNIST-C corrupted test sets through medmnistc 0.1.0's registry, with its defects adapted.
 
-Pipeline per corruption and severity: resize the images to ``apply_size`` (medrobust.data.resize,
+Pipeline per corruption and severity: resize the images to ``apply_size`` (medrobust.data.prepare.resize,
 antialiased bilinear, the same resize that made prepared.npz, so one resize exists), apply
 ``CORRUPTIONS_DS[key][name].apply(pil_rgb, severity - 1)`` to each image as a PIL RGB image
 (what the library's own DatasetManager does), convert back with PIL ``convert("L")`` for grey
@@ -76,10 +76,10 @@ from medmnistc.corruptions.noise import ImpulseNoise
 from medmnistc.corruptions.registry import CORRUPTIONS_DS, DATASET_RGB
 from PIL import Image
 
-from medrobust.data import resize
+from medrobust.data.prepare import resize
 from medrobust.progress import ProgressLog
 
-log = logging.getLogger("medrobust.corrupt")
+log = logging.getLogger("medrobust.data.corrupt")
 
 SEVERITIES = (1, 2, 3, 4, 5)
 # Synthetic and bring-your-own data: chestmnist's registry, 13 corruptions that act on

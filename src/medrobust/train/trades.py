@@ -21,11 +21,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medrobust.attacks import PGDConfig, default_step_size, pgd, project
-from medrobust.evaluate import predict
-from medrobust.metrics import classification_metrics
+from medrobust.attacks.pgd import PGDConfig, default_step_size, pgd, project
+from medrobust.train.models import predict
+from medrobust.evaluate.metrics import classification_metrics
 from medrobust.runtime import as_float, autocast, derive_seed
-from medrobust.train import Data, TrainConfig
+from medrobust.train.loop import Data, TrainConfig
 
 
 def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
@@ -79,7 +79,7 @@ def robust_metrics(model: nn.Module, cfg: TrainConfig, data: Data, batch_size: i
 
 @dataclass(frozen=True)
 class Trades:
-    """The TRADES objective for medrobust.train.fit: the loss above on a fresh inner attack every
+    """The TRADES objective for medrobust.train.loop.fit: the loss above on a fresh inner attack every
     step, adversarial validation every epoch, and the epoch with the best robust validation
     balanced accuracy kept (Rice et al.'s early stopping)."""
 

@@ -19,8 +19,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
-from medrobust.plotting import COLORS, save_figure
-from medrobust.tables import CONDITION_LABELS, METRICS, MODEL_LABELS, Results, Row, dataset_label
+from medrobust.report.plotting import COLORS, save_figure
+from medrobust.report.tables import CONDITION_LABELS, METRICS, MODEL_LABELS, Results, Row, dataset_label
 
 METRIC_LABELS = {"balanced_accuracy": "Balanced accuracy", "auc": "AUC"}
 DASHES = (0, (3, 2))
@@ -135,18 +135,6 @@ def eps_figure(summary: Sequence[Row], eps: tuple[int, int] = (4, 8), *, out_png
     save_figure(eps_plot(summary, eps, metric), out_png, out_pdf)
 
 
-def normalise_saliency(grad: np.ndarray) -> np.ndarray:
-    """(H, W) map in [0, 1] from an input gradient (C, H, W) or (H, W): absolute value, maximum
-    over channels, min-max scaled; a constant map becomes all zeros."""
-    a = np.abs(np.asarray(grad, dtype=np.float64))
-    if a.ndim == 3:
-        a = a.max(axis=0)
-    if a.ndim != 2:
-        raise ValueError(f"expected a (C, H, W) or (H, W) gradient, got shape {np.shape(grad)}")
-    span = a.max() - a.min() if a.size else 0.0
-    return (a - a.min()) / span if span > 0 else np.zeros_like(a)
-
-
 def _check_saliency_inputs(images: np.ndarray, maps: dict[str, np.ndarray]) -> None:
     if images.ndim != 4 or images.shape[0] != 2 or images.shape[-1] not in (1, 3):
         raise ValueError(f"images must be (2, H, W, 1 or 3) [clean, adversarial], got {images.shape}")
@@ -157,7 +145,7 @@ def _check_saliency_inputs(images: np.ndarray, maps: dict[str, np.ndarray]) -> N
             raise ValueError(f"saliency {label!r} has shape {m.shape}, expected {(2, *images.shape[1:3])}")
     for name, a in [("images", images), *maps.items()]:
         if a.min() < 0 or a.max() > 1:
-            raise ValueError(f"{name} must lie in [0, 1] (maps: normalise_saliency)")
+            raise ValueError(f"{name} must lie in [0, 1] (maps: medrobust.evaluate.saliency.normalise_saliency)")
 
 
 def saliency_plot(images: np.ndarray, maps: dict[str, np.ndarray],
@@ -165,7 +153,7 @@ def saliency_plot(images: np.ndarray, maps: dict[str, np.ndarray],
                   predictions: dict[str, tuple[str, str]] | None = None) -> Figure:
     """Fig. 1: rows clean / adversarial; columns the image, then each model's saliency over it.
 
-    `maps` holds each model's (2, H, W) saliency in [0, 1] (see normalise_saliency);
+    `maps` holds each model's (2, H, W) saliency in [0, 1] (see medrobust.evaluate.saliency.normalise_saliency);
     `predictions` optionally gives each model's predicted class text for the two images.
     """
     _check_saliency_inputs(images, maps)

@@ -1,6 +1,6 @@
 """Training: SGD + Nesterov, cosine LR, label smoothing, EMA of weights; standard or TRADES.
 
-The loss is an `Objective`: `Standard` (cross-entropy) here, TRADES in medrobust.trades. An
+The loss is an `Objective`: `Standard` (cross-entropy) here, TRADES in medrobust.train.trades. An
 objective may add validation metrics and name one of them as the criterion of the best epoch
 (TRADES: balanced accuracy under PGD), whose weights are then kept and returned; training stops
 early after `patience` epochs without improvement (0: the full schedule is always run).
@@ -27,13 +27,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from medrobust.errors import ConfigError
-from medrobust.evaluate import predict
+from medrobust.train.models import predict
 from medrobust.io import atomic_path
-from medrobust.metrics import classification_metrics
-from medrobust.models import WideResNet, build
+from medrobust.evaluate.metrics import classification_metrics
+from medrobust.train.models import WideResNet, build
 from medrobust.runtime import Interrupted, as_float, autocast, derive_seed, fingerprint_mismatch
 
-log = logging.getLogger("medrobust.train")
+log = logging.getLogger("medrobust.train.loop")
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from medrobust.io import atomic_path, read_json
-from medrobust.summary import stage_model
-from medrobust.tables import Results, Row
+from medrobust.report.summary import stage_model
+from medrobust.report.tables import Results, Row
 
 ONE_CLASS_SHARE = 0.95  # flagged when at least this share of clean test predictions is one class
 MIN_TARGET_HIT_RATE = 0.9  # flagged below: the nonrobust-feature set is not what the paper's is

@@ -1,0 +1,1 @@
+"""The command line, one module per rule file (cli/main.py dispatches)."""

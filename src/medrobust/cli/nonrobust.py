@@ -1,0 +1,59 @@
+"""Command of workflow/rules/nonrobust.smk: construct (the nonrobust-feature training set)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+from typing import Any
+
+from medrobust.cli.args import add_device_args, log, parse_json
+from medrobust.io import write_json, write_npz
+
+
+def cmd_construct(a: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    from medrobust.attacks.construct import ConstructionConfig, construct
+    from medrobust.data.splits import load_split
+    from medrobust.train.models import load_model
+    from medrobust.provenance import record
+    from medrobust.runtime import fingerprint, pick_device, sigterm_flag, state_lock
+
+    torch.set_num_threads(a.threads)
+    device = pick_device(a.device)
+    settings = parse_json(a.settings, "--settings")
+    cfg = ConstructionConfig.from_dict(settings)
+    model, ckpt = load_model(a.model, device)
+    n_classes = ckpt["model_args"]["n_classes"]
+    x, y = load_split(a.data, "train", device, n_classes)
+    parts = Path(f"{a.out}.parts")
+    log.info("constructing %s from %s: %d training images, %s", a.out, a.model, len(y), cfg)
+    with state_lock(parts):
+        tag = fingerprint("construct", {**settings, "batch_size": a.batch_size}, a.model, a.data)
+        built = construct(model, x, y, n_classes, cfg, parts, tag, a.batch_size, should_stop=sigterm_flag())
+        images = built["adv"].transpose(0, 2, 3, 1)  # MedMNIST layout: (N, H, W) or (N, H, W, 3)
+        write_npz(a.out, {"train_images": images[..., 0] if images.shape[-1] == 1 else images,
+                          "train_labels": built["targets"].astype(np.int64)[:, None],
+                          "train_source_index": built["source_index"],
+                          "train_original_labels": built["labels"]})
+        stats = built["stats"]
+        write_json(a.stats, {**stats, "model": a.model, "data": a.data, "code": tag["code"],
+                             "provenance": record(settings)})
+        shutil.rmtree(parts, ignore_errors=True)  # the chunks are in the output now
+    log.info("used %d of %d images; target hit rate %.4f; targets equal to the original label %.4f (chance %.4f); "
+             "max L-inf %.3f/255", stats["n_used"], stats["n_train"], stats["target_hit_rate"],
+             stats["targets_equal_labels_fraction"], stats["chance"], stats["linf_max_255"])
+
+
+def add_parsers(sub: Any) -> None:
+    s = sub.add_parser("construct", help="build the nonrobust-feature training set (targeted PGD)")
+    s.add_argument("--model", required=True, help="the selected base model")
+    s.add_argument("--data", required=True, help="prepared npz whose train split is attacked")
+    s.add_argument("--settings", required=True, help="JSON of ConstructionConfig fields")
+    s.add_argument("--out", required=True)
+    s.add_argument("--stats", required=True)
+    s.add_argument("--batch-size", type=int, default=512)
+    add_device_args(s)
+    s.set_defaults(func=cmd_construct)

@@ -1,0 +1,179 @@
+"""Commands of workflow/rules/outputs.smk: saliency (Fig. 1), summarize, checks, figure, table,
+provenance; and estimate (the study's jobs and GPU-hours, for planning; no rule)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from medrobust.cli.args import add_device_args, log
+from medrobust.io import read_json, write_json
+
+
+def cmd_saliency(a: argparse.Namespace) -> None:
+    import torch
+
+    from medrobust.data.splits import load_split
+    from medrobust.train.models import load_model
+    from medrobust.report.figures import saliency_figure
+    from medrobust.runtime import as_float, pick_device
+    from medrobust.evaluate.saliency import example
+
+    torch.set_num_threads(a.threads)
+    device = pick_device(a.device)
+    loaded = {label: load_model(path, device) for label, path in (("Robust", a.robust), ("Standard", a.standard))}
+    models = {label: model for label, (model, _) in loaded.items()}
+    x, y = load_split(a.data, "test", device, loaded["Standard"][1]["model_args"]["n_classes"])
+    ex = example(models, "Standard", "Robust", as_float(x), y, a.eps / 255, a.steps, a.index, a.seed)
+    saliency_figure(ex.images, ex.maps, out_png=a.out_png, out_pdf=a.out_pdf,
+                    row_titles=(f"Original (class {ex.label})", f"Adversarial ({a.eps}/255)"),
+                    predictions={k: (str(v[0]), str(v[1])) for k, v in ex.predictions.items()})
+    write_json(a.out_json, {"index": ex.index, "label": ex.label, "choice": ex.choice, "predictions": ex.predictions,
+                            "eps": a.eps, "steps": a.steps, "standard": a.standard, "robust": a.robust})
+    log.info("saliency of test image %d (label %d; %s): %s", ex.index, ex.label, ex.choice, ex.predictions)
+
+
+def cmd_summarize(a: argparse.Namespace) -> None:
+    from medrobust.report.summary import stage_rows
+    from medrobust.report.tables import write_summary
+
+    rows = []
+    for entry in json.loads(a.layout):
+        files = {k: read_json(entry[k]) if entry.get(k) else None for k in ("clean", "corrupted", "autoattack")}
+        rows += stage_rows(entry["dataset"], entry["stage"], entry["n_classes"], files["clean"],
+                           files["corrupted"], files["autoattack"])
+    write_summary(rows, a.out)
+    log.info("wrote %s (%d rows)", a.out, len(rows))
+
+
+def cmd_checks(a: argparse.Namespace) -> None:
+    from medrobust.report.checks import gather, write_checks
+    from medrobust.report.tables import read_summary
+
+    checks = gather(json.loads(a.layout), read_summary(a.summary))
+    write_checks(checks, a.out)
+    for c in checks:
+        if c.flag:
+            log.warning("%s %s: %s expected %s, measured %s", c.dataset, c.stage, c.check, c.expected, c.measured)
+    log.info("wrote %s (%d checks, %d flagged)", a.out, len(checks), sum(c.flag for c in checks))
+
+
+def cmd_figure(a: argparse.Namespace) -> None:
+    from medrobust.report.figures import bar_figure, eps_figure
+    from medrobust.report.tables import read_summary
+
+    summary = read_summary(a.summary)
+    if a.kind == "bars":
+        bar_figure(summary, a.metric, a.eps[0], out_png=a.out_png, out_pdf=a.out_pdf)
+    else:
+        eps_figure(summary, tuple(a.eps), out_png=a.out_png, out_pdf=a.out_pdf, metric=a.metric)
+    log.info("wrote %s and %s", a.out_png, a.out_pdf)
+
+
+def cmd_table(a: argparse.Namespace) -> None:
+    from medrobust.report import tables
+
+    if a.kind == "hyperparameters":
+        selections = [{**read_json(e["path"]), "dataset": e["dataset"], "stage": e["stage"]}
+                      for e in json.loads(a.selections)]
+        table = tables.hyperparameter_table(selections)
+    elif a.kind == "robustness":
+        table = tables.robustness_table(tables.read_summary(a.summary))
+    else:
+        table = tables.paper_comparison_table(tables.read_summary(a.summary), tables.load_paper_values())
+    tables.write_table(table, out_csv=a.out_csv, out_md=a.out_md, out_tex=a.out_tex)
+    log.info("wrote %s (%d rows)", a.out_md, len(table.rows))
+
+
+def cmd_provenance(a: argparse.Namespace) -> None:
+    import csv
+
+    import yaml
+
+    from medrobust.io import atomic_path
+    from medrobust.provenance import record
+
+    now = record()
+    rows = [{"file": "(this report)", **_flat(now)}]
+    rows += [{"file": f, **_flat(read_json(f).get("provenance", {}))} for f in a.files]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_path(a.out_csv) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    with atomic_path(a.out_config) as tmp:
+        tmp.write_text(yaml.safe_dump(json.loads(a.config), sort_keys=False))
+    log.info("wrote %s (%d files) and %s", a.out_csv, len(rows) - 1, a.out_config)
+
+
+def _flat(rec: dict[str, Any]) -> dict[str, Any]:
+    git, versions = rec.get("git", {}), rec.get("versions", {})
+    return {"created": rec.get("created"), "commit": git.get("commit"), "dirty": git.get("dirty"),
+            "host": rec.get("host"), **versions}
+
+
+def cmd_estimate(a: argparse.Namespace) -> None:
+    from medrobust.config import load
+    from medrobust.report.estimate import render, study
+
+    config = load(a.config)
+    print(render(study(config), config))
+
+
+def add_parsers(sub: Any) -> None:
+    s = sub.add_parser("saliency", help="Fig. 1: saliency maps of the robust and standard model")
+    s.add_argument("--standard", required=True, help="the base model")
+    s.add_argument("--robust", required=True)
+    s.add_argument("--data", required=True)
+    s.add_argument("--eps", type=int, required=True, help="of the adversarial example, in units of 1/255")
+    s.add_argument("--steps", type=int, default=20)
+    s.add_argument("--index", type=int, help="test image; default: the first one both models get right whose "
+                   "adversarial version flips the standard model only (else: flips it)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out-png", required=True)
+    s.add_argument("--out-pdf", required=True)
+    s.add_argument("--out-json", required=True)
+    add_device_args(s)
+    s.set_defaults(func=cmd_saliency)
+
+    s = sub.add_parser("summarize", help="the summary table (CSV) from the evaluation files")
+    s.add_argument("--layout", required=True,
+                   help="JSON list of {dataset, stage, n_classes, clean, corrupted, autoattack} (file paths)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_summarize)
+
+    s = sub.add_parser("checks", help="sanity checks of every selected model and construction (flags, not failures)")
+    s.add_argument("--layout", required=True,
+                   help="JSON list of {dataset, stage, n_classes, clean, selection[, construction]} (file paths)")
+    s.add_argument("--summary", required=True, help="the summary table (medrobust summarize)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_checks)
+
+    s = sub.add_parser("figure", help="Fig. 2/3 (bars) or Fig. 4 (eps) from the summary table")
+    s.add_argument("--kind", choices=("bars", "eps"), required=True)
+    s.add_argument("--summary", required=True)
+    s.add_argument("--metric", choices=("balanced_accuracy", "auc"), default="balanced_accuracy")
+    s.add_argument("--eps", type=int, nargs="+", required=True, help="bars: the eps shown; eps: the two compared")
+    s.add_argument("--out-png", required=True)
+    s.add_argument("--out-pdf", required=True)
+    s.set_defaults(func=cmd_figure)
+
+    s = sub.add_parser("estimate", help="jobs and GPU-hours per stage of a configured study (submits nothing)")
+    s.add_argument("config", help="a config file, e.g. config.yaml or config.quick.yaml")
+    s.set_defaults(func=cmd_estimate)
+
+    s = sub.add_parser("provenance", help="who made each result: commit, versions, time (for the report)")
+    s.add_argument("--files", nargs="+", required=True, help="result JSON files with a provenance block")
+    s.add_argument("--config", required=True, help="the resolved configuration, as JSON")
+    s.add_argument("--out-csv", required=True)
+    s.add_argument("--out-config", required=True)
+    s.set_defaults(func=cmd_provenance)
+
+    s = sub.add_parser("table", help="Table 1, Table 2 or the paper-vs-reproduction table")
+    s.add_argument("--kind", choices=("robustness", "hyperparameters", "paper"), required=True)
+    s.add_argument("--summary", help="the summary table (robustness, paper)")
+    s.add_argument("--selections", help="JSON list of {dataset, stage, path} (hyperparameters)")
+    for ext in ("csv", "md", "tex"):
+        s.add_argument(f"--out-{ext}", required=True)
+    s.set_defaults(func=cmd_table)

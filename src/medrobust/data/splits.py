@@ -1,0 +1,26 @@
+"""A prepared file's split as tensors on a device, checked against the model's classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medrobust.errors import DataError
+from medrobust.io import check_labels, read_npz
+
+
+def load_split(path: str | Path, split: str, device: torch.device,
+               n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images as (N, C, H, W) tensors kept in their stored dtype (uint8 or float), labels int64,
+    checked: as many labels as images, each in 0..n_classes-1."""
+    arrays = read_npz(path, (f"{split}_images", f"{split}_labels"))
+    images = arrays[f"{split}_images"]
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise DataError(f"{path} [{split}]: images have shape {images.shape}, expected (N, H, W[, C])")
+    labels = check_labels(f"{path} [{split}]", arrays[f"{split}_labels"], len(images), n_classes)
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    return x.to(device), torch.from_numpy(labels).to(device)

@@ -1,0 +1,24 @@
+"""Clean evaluation: a checkpoint's metrics on one split of a prepared file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medrobust.data.splits import load_split
+from medrobust.evaluate.metrics import classification_metrics
+from medrobust.train.models import load_model, predict
+
+
+def evaluate(model_path: str | Path, data_path: str | Path, split: str, device: torch.device,
+             batch_size: int = 1024) -> dict[str, Any]:
+    """Balanced accuracy, macro AUC and accuracy of a checkpoint on one split of a prepared file,
+    and how many images it assigns to each class (a model predicting one class shows there)."""
+    model, ckpt = load_model(model_path, device)
+    x, y = load_split(data_path, split, device, ckpt["model_args"]["n_classes"])
+    probs = predict(model, x, batch_size, ckpt["hparams"]["precision"])
+    counts = np.bincount(probs.argmax(1), minlength=probs.shape[1]).tolist()
+    return {**classification_metrics(y.cpu().numpy(), probs), "n": len(y), "predicted_class_counts": counts}

@@ -1,0 +1,53 @@
+"""MedMNIST-C evaluation: a checkpoint's metrics on every corruption and severity of a
+corrupted test set (medrobust.data.corrupt), and their mean."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medrobust.errors import DataError
+from medrobust.evaluate.metrics import classification_metrics
+from medrobust.io import check_labels, npz_keys, npz_shapes, read_npz
+from medrobust.progress import ProgressLog
+from medrobust.train.models import load_model, predict
+
+log = logging.getLogger("medrobust.evaluate")
+
+
+def evaluate_corrupted(model_path: str | Path, corrupted_path: str | Path, device: torch.device,
+                       batch_size: int = 1024) -> dict[str, Any]:
+    """Metrics of a checkpoint on every corruption and severity of a corrupted test set.
+
+    The file holds `labels` (N,) and one uint8 array (S, N, H, W[, C]) per corruption, named
+    `corruption/<name>`. The average is the mean over severities, then over corruptions.
+    """
+    model, ckpt = load_model(model_path, device)
+    precision = ckpt["hparams"]["precision"]
+    names = sorted(k.split("/", 1)[1] for k in npz_keys(corrupted_path) if k.startswith("corruption/"))
+    if not names:
+        raise DataError(f"{corrupted_path}: not a corrupted test set (no corruption/<name> arrays)")
+    y = read_npz(corrupted_path, ("labels",))["labels"]
+    per: dict[str, list[dict[str, float]]] = {}
+    shapes = npz_shapes(corrupted_path)
+    meter = ProgressLog(log, "corrupted test images", sum(int(np.prod(shapes[f"corruption/{n}"][:2])) for n in names))
+    for name in names:
+        stack = read_npz(corrupted_path, (f"corruption/{name}",))[f"corruption/{name}"]
+        where = f"{corrupted_path} [corruption/{name}]"
+        if stack.ndim not in (4, 5):
+            raise DataError(f"{where}: shape {stack.shape}, expected (severities, N, H, W[, C])")
+        labels = check_labels(where, y, stack.shape[1], ckpt["model_args"]["n_classes"])
+        per[name] = []
+        for images in stack:
+            x = torch.from_numpy(np.ascontiguousarray((images[..., None] if images.ndim == 3 else images)
+                                                      .transpose(0, 3, 1, 2))).to(device)
+            per[name].append(classification_metrics(labels, predict(model, x, batch_size, precision)))
+            meter.advance(len(labels))
+    keys = ("balanced_accuracy", "auc", "accuracy")
+    by_corruption = {n: {k: float(np.mean([m[k] for m in per[n]])) for k in keys} for n in names}
+    mean = {k: float(np.mean([by_corruption[n][k] for n in names])) for k in keys}
+    return {"mean": mean, "by_corruption": by_corruption, "by_severity": per, "n": len(labels)}
