@@ -21,12 +21,11 @@ import torch
 import torchattacks
 
 from benchlib import parser, setup, sync
-from medrobust.attacks.pgd import PGDConfig, default_step_size, pgd
+from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.attacks.construct import draw_targets
 from medrobust.data.splits import load_split
-from medrobust.train.models import load_model, predict
 from medrobust.runtime import as_float, resolve_precision
-from medrobust.train.models import build
+from medrobust.train.models import build, load_model, predict
 
 
 def timed(fn, device: torch.device) -> tuple[float, torch.Tensor]:
@@ -66,7 +65,7 @@ def main() -> None:
 
     ours_t, theirs_t = [], []
     for _ in range(a.repeats):  # alternate, so drifting clocks or load hit both alike
-        t, adv_ours = timed(lambda: pgd(model, x, targets, cfg, targeted=True, precision=precision), device)
+        t, adv_ours = timed(lambda: pgd(model, x, cross_entropy(targets, targeted=True), cfg, precision=precision), device)
         ours_t.append(t)
         t, adv_theirs = timed(lambda: reference(x, targets), device)
         theirs_t.append(t)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchattacks
 
-from medrobust.attacks.pgd import PGDConfig, default_step_size, pgd, project
+from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd, project
 from medrobust.attacks.construct import ConstructionConfig, construct, draw_targets
 from medrobust.data.splits import load_split
 from medrobust.train.models import predict
@@ -32,8 +32,8 @@ def test_pgd_stays_in_the_ball_and_the_pixel_range(tiny_model, batch, targeted, 
     labels = (y + 1) % 4 if targeted else y
     tiny_model.train().requires_grad_(True)  # as inside a training loop
     try:
-        cfg = PGDConfig(EPS, 10, default_step_size(EPS, 10), random_start=random_start, keep=keep)
-        adv = pgd(tiny_model, x, labels, cfg, targeted=targeted, generator=torch.Generator().manual_seed(0))
+        cfg = PGDConfig(EPS, 10, default_step_size(EPS, 10), start="uniform" if random_start else "none", keep=keep)
+        adv = pgd(tiny_model, x, cross_entropy(labels, targeted), cfg, generator=torch.Generator().manual_seed(0))
         assert tiny_model.training and all(p.requires_grad for p in tiny_model.parameters())  # restored
         assert all(p.grad is None for p in tiny_model.parameters())  # no parameter gradients
     finally:
@@ -61,9 +61,9 @@ def test_targeted_pgd_hits_nearly_always_and_agrees_with_torchattacks(tiny_model
     x, y = batch
     targets = draw_targets(y, 4, "other", seed=0)
     cfg = PGDConfig(EPS, 100, default_step_size(EPS, 100))
-    ours = _success(tiny_model, pgd(tiny_model, x, targets, cfg, targeted=True), targets)
-    ours_last = _success(tiny_model, pgd(tiny_model, x, targets, PGDConfig(EPS, 100, cfg.step_size, keep="last"),
-                                         targeted=True), targets)
+    ours = _success(tiny_model, pgd(tiny_model, x, cross_entropy(targets, targeted=True), cfg), targets)
+    last = PGDConfig(EPS, 100, cfg.step_size, keep="last")
+    ours_last = _success(tiny_model, pgd(tiny_model, x, cross_entropy(targets, targeted=True), last), targets)
     atk = torchattacks.PGD(tiny_model, eps=EPS, alpha=cfg.step_size, steps=100, random_start=False)
     atk.set_mode_targeted_by_label(quiet=True)
     theirs = _success(tiny_model, atk(x, targets), targets)
@@ -74,7 +74,7 @@ def test_targeted_pgd_hits_nearly_always_and_agrees_with_torchattacks(tiny_model
 def test_untargeted_pgd_breaks_a_standard_model(tiny_model, batch) -> None:
     x, y = batch
     clean = _success(tiny_model, x, y)
-    adv = pgd(tiny_model, x, y, PGDConfig(EPS, 20, default_step_size(EPS, 20)))
+    adv = pgd(tiny_model, x, cross_entropy(y), PGDConfig(EPS, 20, default_step_size(EPS, 20)))
     assert clean > 0.6 and _success(tiny_model, adv, y) < 0.1
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from medrobust.attacks import autoattack
-from medrobust.attacks.pgd import PGDConfig, default_step_size, pgd
+from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.data.splits import load_split
 from medrobust.runtime import Interrupted
 
@@ -53,7 +53,7 @@ def _cheap(aa):  # the standard attacks with fewer iterations and queries, for t
 
 def test_autoattack_is_at_least_as_strong_as_pgd(tiny_model, batch, tmp_path: Path) -> None:
     x, y = batch
-    adv = pgd(tiny_model, x, y, PGDConfig(EPS, 20, default_step_size(EPS, 20)))
+    adv = pgd(tiny_model, x, cross_entropy(y), PGDConfig(EPS, 20, default_step_size(EPS, 20)))
     with torch.no_grad():
         pgd_acc = (tiny_model(adv).argmax(1) == y).float().mean().item()
         clean_acc = (tiny_model(x).argmax(1) == y).float().mean().item()

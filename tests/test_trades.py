@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medrobust.attacks.pgd import PGDConfig, default_step_size, pgd
+from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.data.splits import load_split
 from medrobust.train.models import predict
 from medrobust.train.loop import Data, TrainConfig, fit
@@ -66,7 +66,7 @@ def test_bf16_does_not_weaken_the_attacks(tiny_model, prepared_medium: Path) -> 
     assert kls["bf16"] >= 0.9 * kls["fp32"]
     accs = {}
     for precision in ("fp32", "bf16"):
-        adv = pgd(tiny_model, x, y, PGDConfig(EPS, 10, default_step_size(EPS, 10)), precision=precision)
+        adv = pgd(tiny_model, x, cross_entropy(y), PGDConfig(EPS, 10, default_step_size(EPS, 10)), precision=precision)
         accs[precision] = float((torch.from_numpy(predict(tiny_model, adv, 256, "fp32").argmax(1)) == y).float().mean())
     assert accs["bf16"] <= accs["fp32"] + 0.02
 

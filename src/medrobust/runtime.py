@@ -1,4 +1,4 @@
-"""What every job shares: device and precision, seeds, image conversion, interruption (SIGTERM),
+"""What every job shares: device and precision, seeds, image conversion, eval mode, interruption (SIGTERM),
 one process per resumable state (a lock), and the fingerprint a resumable state must match.
 
 Torch is imported inside the functions that need it, so that light commands (select, tables)
@@ -18,7 +18,7 @@ import platform
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -69,11 +69,34 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def as_float(x: torch.Tensor) -> torch.Tensor:
-    """Images stored as uint8 (0..255) or float (0..1) to float32 in [0, 1]."""
+@overload
+def as_float(x: torch.Tensor) -> torch.Tensor: ...
+@overload
+def as_float(x: np.ndarray) -> np.ndarray: ...
+def as_float(x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """Images stored as uint8 (0..255) or float (0..1) to float32 in [0, 1]: tensors or arrays."""
+    if isinstance(x, np.ndarray):
+        return x.astype(np.float32) / 255 if x.dtype == np.uint8 else x.astype(np.float32)
     import torch
 
     return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module, freeze: bool = False) -> Iterator[torch.nn.Module]:
+    """The model in eval mode for the block (batch-norm statistics fixed, no dropout), and with
+    `freeze` its parameters without gradients; both restored afterwards, even on an error."""
+    was_training = model.training
+    grads_were = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    if freeze:
+        model.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, g in zip(model.parameters(), grads_were):
+            p.requires_grad_(g)
+        model.train(was_training)
 
 
 def sigterm_flag() -> Callable[[], bool]:

@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from medrobust.attacks.pgd import PGDConfig, default_step_size, pgd
+from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.errors import ConfigError
 from medrobust.train.models import predict
 from medrobust.io import atomic_path, read_json, write_json
@@ -74,7 +74,7 @@ class ConstructionConfig:
     @property
     def pgd(self) -> PGDConfig:
         return PGDConfig(self.eps, self.steps, default_step_size(self.eps, self.steps, self.step_size_factor),
-                         random_start=self.random_start)
+                         start="uniform" if self.random_start else "none")
 
 
 def draw_targets(labels: torch.Tensor, n_classes: int, mode: str, seed: int) -> torch.Tensor:
@@ -165,7 +165,7 @@ def _attack_chunk(model: torch.nn.Module, x: torch.Tensor, idx: torch.Tensor, ta
         b = idx[i:i + batch_size]
         xb, tb = as_float(x[b]), targets[b]
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 4, int(b[0])))
-        adv = pgd(model, xb, tb, cfg.pgd, targeted=True, precision=cfg.precision, generator=gen)
+        adv = pgd(model, xb, cross_entropy(tb, targeted=True), cfg.pgd, precision=cfg.precision, generator=gen)
         pred = torch.from_numpy(predict(model, adv, batch_size, cfg.precision).argmax(1)).to(tb.device)
         out["adv"].append(adv.cpu())
         out["hit"].append((pred == tb).cpu())

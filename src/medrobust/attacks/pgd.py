@@ -1,4 +1,6 @@
-"""L-inf PGD (Madry et al.) in [0, 1] pixel space, as a pure function of tensors.
+"""L-inf PGD (Madry et al.) in [0, 1] pixel space with a pluggable objective: one loop for the
+nonrobust-set construction (targeted cross-entropy), the adversarial validation and Fig. 1
+(untargeted cross-entropy), and the TRADES inner attack (KL to the clean prediction).
 
 Conventions, following robust_overfitting and DeepMind's adversarial_robustness:
 
@@ -7,23 +9,29 @@ Conventions, following robust_overfitting and DeepMind's adversarial_robustness:
 * the model is put in eval mode for the attack (batch-norm statistics fixed, so a sample's
   perturbation does not depend on the rest of its batch) and restored afterwards;
 * parameters get no gradients: only the input's gradient is computed;
-* **the best iterate is returned**, per sample: the one with the best attack objective among
-  all iterates (the start included; the final one costs one extra forward pass). PGD with a
-  fixed step size can overshoot and oscillate near the end; returning the best objective seen
-  makes the result monotone in the number of steps, and for the nonrobust-set construction it
-  yields the most confident move towards the target class. `keep="last"` gives the plain
-  last iterate (as torchattacks and the TRADES reference do).
+* the start is x itself, a uniform draw in the eps-ball (Madry et al.), or x + 0.001 N(0, 1)
+  (the TRADES reference), projected;
+* with `keep="best"` (the default) the best iterate is returned, per sample: the one with the
+  highest objective among all iterates (the start included; the final one costs one extra
+  forward pass). PGD with a fixed step size can overshoot and oscillate near the end; returning
+  the best objective seen makes the result monotone in the number of steps, and for the
+  nonrobust-set construction it yields the most confident move towards the target class.
+  `keep="last"` gives the plain last iterate (as torchattacks and the TRADES reference do).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medrobust.runtime import autocast
+from medrobust.runtime import autocast, eval_mode
+
+Objective = Callable[[torch.Tensor], torch.Tensor]  # logits -> per-sample value the attack maximises
+STARTS = ("none", "uniform", "trades")
 
 
 @dataclass(frozen=True)
@@ -31,12 +39,14 @@ class PGDConfig:
     eps: float  # L-inf radius in [0, 1] units
     steps: int
     step_size: float
-    random_start: bool = False
+    start: str = "none"  # one of STARTS (module docstring)
     keep: str = "best"  # "best" or "last"
 
     def __post_init__(self) -> None:
         if self.eps < 0 or self.steps < 0 or self.step_size < 0:
             raise ValueError(f"eps, steps and step_size must be non-negative: {self}")
+        if self.start not in STARTS:
+            raise ValueError(f"start must be one of {STARTS}, got {self.start!r}")
         if self.keep not in ("best", "last"):
             raise ValueError(f"keep must be 'best' or 'last', got {self.keep!r}")
 
@@ -53,49 +63,53 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
 
 
-def objective(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
-    """Per-sample value the attack maximises: CE to the true label, or minus CE to the target."""
-    ce = F.cross_entropy(logits.float(), labels, reduction="none")
-    return -ce if targeted else ce
+def cross_entropy(labels: torch.Tensor, targeted: bool = False) -> Objective:
+    """Cross-entropy to the true labels (untargeted), or minus cross-entropy to the targets."""
+
+    def value(logits: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(logits.float(), labels, reduction="none")
+        return -ce if targeted else ce
+
+    return value
 
 
-def pgd(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, cfg: PGDConfig, *, targeted: bool = False,
-        precision: str = "fp32", generator: torch.Generator | None = None) -> torch.Tensor:
-    """L-inf PGD on a batch. `labels` are the true labels (untargeted) or the targets (targeted).
+def start_point(x: torch.Tensor, cfg: PGDConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """The first iterate (cfg.start), drawn on the CPU from `generator` and projected."""
+    if cfg.start == "uniform":
+        noise = torch.rand(x.shape, generator=generator, device="cpu").to(x.device)
+        return project(x + (2 * noise - 1) * cfg.eps, x, cfg.eps)
+    if cfg.start == "trades":
+        return project(x + 0.001 * torch.randn(x.shape, generator=generator, device="cpu").to(x.device), x, cfg.eps)
+    return x.clone()
+
+
+def pgd(model: nn.Module, x: torch.Tensor, objective: Objective, cfg: PGDConfig, *, precision: str = "fp32",
+        generator: torch.Generator | None = None) -> torch.Tensor:
+    """L-inf PGD on a batch, maximising `objective` (e.g. `cross_entropy(labels)`).
 
     Returns adversarial images in [0, 1] within eps of x (float32, detached)."""
-    was_training = model.training
-    model.eval()
-    grads_were = [p.requires_grad for p in model.parameters()]
-    model.requires_grad_(False)
-    try:
+    with eval_mode(model, freeze=True):
         x = x.detach().float()
-        x_adv = x.clone()
-        if cfg.random_start:
-            noise = torch.rand(x.shape, generator=generator, device="cpu").to(x.device)
-            x_adv = project(x + (2 * noise - 1) * cfg.eps, x, cfg.eps)
-        best, best_obj = x_adv.clone(), torch.full((len(x),), -torch.inf, device=x.device)
+        x_adv = start_point(x, cfg, generator)
+        best, best_value = x_adv.clone(), torch.full((len(x),), -torch.inf, device=x.device)
         for _ in range(cfg.steps):
             x_adv.requires_grad_(True)
             with autocast(x.device, precision):
                 logits = model(x_adv)
-            obj = objective(logits, labels, targeted)
-            (grad,) = torch.autograd.grad(obj.sum(), x_adv)
+            value = objective(logits)
+            (grad,) = torch.autograd.grad(value.sum(), x_adv)
             with torch.no_grad():
-                _keep_best(best, best_obj, x_adv, obj)
+                if cfg.keep == "best":
+                    _update_best(best, best_value, x_adv, value)
                 x_adv = project(x_adv + cfg.step_size * grad.sign(), x, cfg.eps)
         if cfg.keep == "last":
             return x_adv.detach()
         with torch.no_grad(), autocast(x.device, precision):
-            _keep_best(best, best_obj, x_adv, objective(model(x_adv), labels, targeted))
+            _update_best(best, best_value, x_adv, objective(model(x_adv)))
         return best
-    finally:
-        for p, g in zip(model.parameters(), grads_were):
-            p.requires_grad_(g)
-        model.train(was_training)
 
 
-def _keep_best(best: torch.Tensor, best_obj: torch.Tensor, x_adv: torch.Tensor, obj: torch.Tensor) -> None:
-    better = obj.detach() > best_obj
+def _update_best(best: torch.Tensor, best_value: torch.Tensor, x_adv: torch.Tensor, value: torch.Tensor) -> None:
+    better = value.detach() > best_value
     best[better] = x_adv.detach()[better]
-    best_obj[better] = obj.detach()[better]
+    best_value[better] = value.detach()[better]

@@ -27,13 +27,14 @@ def cmd_examples(a: argparse.Namespace) -> None:
 
     from medrobust.report.diagnostics import examples_figure, pick_examples
     from medrobust.io import read_npz
+    from medrobust.runtime import as_float
     from medrobust.report.tables import dataset_label
 
     built = read_npz(a.nonrobust, ("train_images", "train_labels", "train_source_index", "train_original_labels"))
     clean = read_npz(a.data, ("train_images",))["train_images"]
     labels, targets = built["train_original_labels"].reshape(-1), built["train_labels"].reshape(-1)
     pick = pick_examples(labels, targets, a.n, a.seed)
-    original = clean[built["train_source_index"][pick]].astype(np.float32) / 255
+    original = as_float(clean[built["train_source_index"][pick]])
     examples_figure(original, built["train_images"][pick].astype(np.float32), labels[pick], targets[pick], a.eps,
                     dataset_label(a.dataset), out_png=a.out_png, out_pdf=a.out_pdf)
     log.info("wrote %s and %s (training images %s)", a.out_png, a.out_pdf, built["train_source_index"][pick].tolist())

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medrobust.attacks.pgd import PGDConfig, default_step_size, pgd
+from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 
 
 def normalise_saliency(grad: np.ndarray) -> np.ndarray:
@@ -57,7 +57,7 @@ def flips(standard: nn.Module, robust: nn.Module, x: torch.Tensor, y: torch.Tens
           cfg: PGDConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image, with PGD against the standard model: (both models right on the clean image and
     the standard model wrong on the adversarial one; of those, the robust model still right on it)."""
-    adv = pgd(standard, x, y, cfg)
+    adv = pgd(standard, x, cross_entropy(y), cfg)
     with torch.no_grad():
         right = (standard(x).argmax(1) == y) & (robust(x).argmax(1) == y)
         flipped = right & (standard(adv).argmax(1) != y)
@@ -91,10 +91,10 @@ def example(models: dict[str, nn.Module], standard: str, robust: str, x: torch.T
     """Saliency of every model on test image `index` (or the one pick_index chooses) and on its
     adversarial version, made by L-inf PGD against the `standard` model."""
     torch.manual_seed(seed)
-    cfg = PGDConfig(eps=eps, steps=steps, step_size=default_step_size(eps, steps), random_start=False)
+    cfg = PGDConfig(eps=eps, steps=steps, step_size=default_step_size(eps, steps))
     i, choice = pick_index(models[standard], models[robust], x, y, cfg, index)
     clean = x[i:i + 1]
-    adv = pgd(models[standard], clean, y[i:i + 1], cfg)
+    adv = pgd(models[standard], clean, cross_entropy(y[i:i + 1]), cfg)
     both = torch.cat([clean, adv])
     maps, preds = {}, {}
     for label, model in models.items():

@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from medrobust.errors import DataError
-from medrobust.runtime import as_float, autocast
+from medrobust.runtime import as_float, autocast, eval_mode
 
 ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU}
 
@@ -89,13 +89,11 @@ def load_model(path: str | Path, device: torch.device) -> tuple[WideResNet, dict
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int, precision: str = "auto") -> np.ndarray:
     """Softmax probabilities (N, C) of `model` in eval mode on images stored as uint8 or float."""
-    was_training = model.training
-    model.eval()
     out = []
-    for i in range(0, len(x), batch_size):
-        xb = as_float(x[i:i + batch_size])
-        with autocast(xb.device, precision):
-            logits = model(xb.contiguous(memory_format=torch.channels_last))
-        out.append(torch.softmax(logits.float(), 1).cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            xb = as_float(x[i:i + batch_size])
+            with autocast(xb.device, precision):
+                logits = model(xb.contiguous(memory_format=torch.channels_last))
+            out.append(torch.softmax(logits.float(), 1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)

@@ -2,14 +2,16 @@
 
 As in the authors' reference code (yaodongyu/TRADES, `trades.py`):
 
-* the inner attack maximises KL(f(x) || f(x')) by L-inf PGD, starting at x + 0.001 * N(0, 1),
-  with the model in eval mode (batch-norm statistics fixed) and f(x) held constant;
+* the inner attack maximises KL(f(x) || f(x')) by L-inf PGD (medrobust.attacks.pgd), starting at
+  x + 0.001 * N(0, 1), with the model in eval mode (batch-norm statistics fixed) and f(x) held
+  constant;
 * the outer loss runs in train mode, with gradients through both f(x) and f(x + delta);
 * the KL term is summed over classes and averaged over the batch ('batchmean').
 
-Two deliberate differences: label smoothing on the CE term (the paper uses it for every model;
-config.yaml and the README say so), and the start point is projected onto [0, 1] and the
-eps-ball before the first step (the reference projects only after each step). Logits are cast to fp32
+Two deliberate differences, both stated in the README: label smoothing on the CE term (the
+paper uses it for every model; `training.label_smoothing` sets it), and the start point is
+projected onto [0, 1] and the eps-ball before the first step (the reference projects only after
+each step). Logits are cast to fp32
 before the softmaxes, so bf16 autocast changes only the network's arithmetic, not the KL.
 """
 
@@ -21,10 +23,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medrobust.attacks.pgd import PGDConfig, default_step_size, pgd, project
+from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.train.models import predict
 from medrobust.evaluate.metrics import classification_metrics
-from medrobust.runtime import as_float, autocast, derive_seed
+from medrobust.runtime import as_float, autocast, derive_seed, eval_mode
 from medrobust.train.loop import Data, TrainConfig
 
 
@@ -44,26 +46,14 @@ def trades_loss(logits_nat: torch.Tensor, logits_adv: torch.Tensor, labels: torc
 
 def trades_perturb(model: nn.Module, x: torch.Tensor, eps: float, steps: int, step_size: float,
                    generator: torch.Generator | None = None, precision: str = "fp32") -> torch.Tensor:
-    """x + delta, ||delta||_inf <= eps, in [0, 1], maximising KL(f(x) || f(x + delta)).
-
-    The model is in eval mode during the attack and goes back to its previous mode after."""
-    was_training = model.training
-    model.eval()
-    try:
-        x = x.detach()
-        with torch.no_grad(), autocast(x.device, precision):
-            logits_nat = model(x).float()
-        start = 0.001 * torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
-        x_adv = project(x + start, x, eps)
-        for _ in range(steps):
-            x_adv.requires_grad_(True)
-            with autocast(x.device, precision):
-                logits_adv = model(x_adv)
-            (grad,) = torch.autograd.grad(kl_divergence(logits_nat, logits_adv).sum(), x_adv)
-            x_adv = project(x_adv.detach() + step_size * grad.sign(), x, eps)
-        return x_adv.detach()
-    finally:
-        model.train(was_training)
+    """x + delta, ||delta||_inf <= eps, in [0, 1], maximising KL(f(x) || f(x + delta)): PGD from
+    x + 0.001 N(0, 1), keeping the last iterate, with f(x) computed once in eval mode."""
+    x = x.detach()
+    with eval_mode(model), torch.no_grad(), autocast(x.device, precision):
+        logits_nat = model(x).float()
+    attack = PGDConfig(eps, steps, step_size, start="trades", keep="last")
+    return pgd(model, x, lambda logits_adv: kl_divergence(logits_nat, logits_adv), attack, precision=precision,
+               generator=generator)
 
 
 def robust_metrics(model: nn.Module, cfg: TrainConfig, data: Data, batch_size: int) -> dict[str, float]:
@@ -72,8 +62,8 @@ def robust_metrics(model: nn.Module, cfg: TrainConfig, data: Data, batch_size: i
     n = cfg.val_max_images or len(data.val_y)
     x, y = data.val_x[:n], data.val_y[:n]
     attack = PGDConfig(cfg.eps, cfg.val_attack_steps, default_step_size(cfg.eps, cfg.val_attack_steps, cfg.step_size_factor))
-    adv = torch.cat([pgd(model, as_float(x[i:i + batch_size]), y[i:i + batch_size], attack, precision=cfg.precision)
-                     for i in range(0, n, batch_size)])
+    adv = torch.cat([pgd(model, as_float(x[i:i + batch_size]), cross_entropy(y[i:i + batch_size]), attack,
+                         precision=cfg.precision) for i in range(0, n, batch_size)])
     return classification_metrics(y.cpu().numpy(), predict(model, adv, batch_size, cfg.precision))
 
 
