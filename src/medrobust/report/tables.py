@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from medrobust.errors import DataError
@@ -177,6 +178,8 @@ def to_csv(table: Table, path: str | Path) -> None:
 
 
 def to_markdown(table: Table) -> str:
+    """A compact pipe table. Written here, not by pandas: tabulate pads every cell to its
+    column's width, which would change every published table file."""
     def line(cells: Iterable[str]) -> str:
         return "| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |"
 
@@ -195,12 +198,12 @@ def _latex(text: str) -> str:
 
 
 def to_latex(table: Table) -> str:
-    """A booktabs tabular (\\usepackage{booktabs}) to \\input inside a table environment."""
+    """A booktabs tabular (\\usepackage{booktabs}) to \\input inside a table environment (pandas)."""
     spec = "".join("r" if n else "l" for n in _numeric_columns(table))
-    rows = [" & ".join(_latex(_text(c, "—")) for c in row) + r" \\" for row in table.rows]
-    return "\n".join([f"% {_latex(table.caption)}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-                      " & ".join(_latex(c) for c in table.columns) + r" \\", r"\midrule", *rows,
-                      r"\bottomrule", r"\end{tabular}"]) + "\n"
+    cells = pd.DataFrame([[_latex(_text(c, "—")) for c in row] for row in table.rows],
+                         columns=[_latex(c) for c in table.columns], dtype=object)
+    body = cells.to_latex(index=False, column_format=spec, escape=False)
+    return f"% {_latex(table.caption)}\n{body}"
 
 
 def write_table(table: Table, *, out_csv: str | Path, out_md: str | Path, out_tex: str | Path) -> None:

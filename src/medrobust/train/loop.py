@@ -7,7 +7,14 @@ early after `patience` epochs without improvement (0: the full schedule is alway
 
 Data live as tensors on the device; a batch is gathered by index and augmented as a whole.
 Everything random is a pure function of (seed, epoch) or (seed, step), so a run resumed at
-any step from its state file ends bit-identical to an uninterrupted one (same device).
+any step from its state file ends bit-identical to an uninterrupted one on a CPU (tested). On a
+GPU, cuDNN's autotuned kernels (`cudnn.benchmark`) are not deterministic, so a resumed run ends
+equal up to floating-point noise, as two uninterrupted runs do.
+
+The EMA is written here rather than with torch.optim.swa_utils.AveragedModel: that class copies
+the weights at its first update and has no warm-up, while this EMA averages from step 0 with
+the decay min(d, (1 + t) / (10 + t)); the numbers would differ. Its update is the same
+`_foreach_lerp_` that swa_utils' `get_ema_multi_avg_fn` uses.
 """
 
 from __future__ import annotations
