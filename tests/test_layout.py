@@ -1,0 +1,110 @@
+"""The package's shape: the tree mirrors workflow/rules/, imports form no cycle, no private
+name crosses a module boundary, and functions and files stay short (STYLE.md)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from medrobust import codedeps
+
+from conftest import REPO
+
+PACKAGE = REPO / "src" / "medrobust"
+RULES = REPO / "workflow" / "rules"
+NOT_A_RULE = {"estimate"}  # a planning command for users; no rule runs it
+
+
+def _name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts) or "__init__"
+
+
+def _trees() -> dict[str, ast.Module]:
+    return {_name(p): ast.parse(p.read_text(), filename=str(p)) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imported(node: ast.Import | ast.ImportFrom, modules: set[str]) -> set[str]:
+    """The package modules one import statement loads (its own module, not the parent packages)."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    else:
+        names = [f"{node.module}.{a.name}" for a in node.names] + [node.module or ""]
+    found = {n.removeprefix("medrobust.") for n in names if n.startswith("medrobust.")}
+    found = {n for n in found if n in modules}
+    # `from medrobust.a import b`: the edge is to a.b when b is a module, else to a
+    return {n for n in found if not any(m.startswith(n + ".") for m in found)}
+
+
+def _graph() -> dict[str, set[str]]:
+    trees = _trees()
+    return {name: set().union(*(_imported(n, set(trees)) for n in ast.walk(tree)
+                                if isinstance(n, (ast.Import, ast.ImportFrom))))
+            for name, tree in trees.items()}
+
+
+def test_no_import_cycle_inside_the_package() -> None:
+    """Every import counts, those inside functions too (a cycle deferred is still a cycle)."""
+    graph, state, path = _graph(), {}, []
+
+    def visit(node: str) -> None:
+        state[node] = "open"
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            assert state.get(nxt) != "open", f"import cycle: {' -> '.join(path[path.index(nxt):] + [nxt])}"
+            if nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    assert {"runtime", "io", "config", "attacks.pgd", "train.loop", "cli.main"} <= set(graph)
+
+
+def test_no_private_name_is_imported_across_modules() -> None:
+    offenders = []
+    for path in [*PACKAGE.rglob("*.py"), *(REPO / "tests").glob("*.py"), *(REPO / "bench").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("medrobust"):
+                offenders += [f"{path.name}: {a.name}" for a in node.names if a.name.startswith("_")]
+    assert not offenders
+
+
+def test_functions_and_files_stay_short() -> None:
+    long_functions, long_files = [], []
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        if len(text.splitlines()) > 400:
+            long_files.append(path.name)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                long_functions.append(f"{path.relative_to(PACKAGE)}:{node.name}")
+    assert not long_files and not long_functions
+
+
+def test_each_rule_file_has_its_command_module() -> None:
+    """cli/<name>.py holds exactly the commands that workflow/rules/<name>.smk runs."""
+    assert set(codedeps.COMMAND_MODULES) == {f"cli.{p.stem}" for p in RULES.glob("*.smk") if p.stem != "common"}
+    for module in codedeps.COMMAND_MODULES:
+        rules = (RULES / f"{module.split('.')[1]}.smk").read_text()
+        run = set(re.findall(r"\bmedrobust ([a-z][a-z-]+)", rules)) | _chosen_commands(rules)
+        tree = ast.parse(codedeps.module_file(module).read_text())
+        defined = {n.name.removeprefix("cmd_").replace("_", "-") for n in tree.body
+                   if isinstance(n, ast.FunctionDef) and n.name.startswith("cmd_")}
+        assert run == defined - NOT_A_RULE, module
+
+
+def _chosen_commands(rules: str) -> set[str]:
+    """Commands a rule picks per job (`medrobust {params.command}` with `command=<function>`):
+    the string constants that function of common.smk returns."""
+    common, found = (RULES / "common.smk").read_text(), set()
+    for name in re.findall(r"\bcommand=(\w+)", rules):
+        source = re.search(rf"^def {name}\(.*?(?=^\S)", common, re.S | re.M).group(0)
+        returned = [r.value for r in ast.walk(ast.parse(source)) if isinstance(r, ast.Return)]
+        while any(isinstance(v, ast.IfExp) for v in returned):  # a if cond else b: a and b
+            returned = [w for v in returned for w in ((v.body, v.orelse) if isinstance(v, ast.IfExp) else (v,))]
+        found |= {v.value for v in returned if isinstance(v, ast.Constant)}
+    return found
