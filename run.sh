@@ -9,9 +9,11 @@ cd "$(dirname "$0")"
 magickwand_found() {
     # where Wand looks: the linker cache, $MAGICK_HOME/lib (e.g. a conda env's ImageMagick) and
     # LD_LIBRARY_PATH (e.g. after a cluster's `module load ImageMagick`)
-    ldconfig -p 2>/dev/null | grep -q 'libMagickWand' && return
-    local dir
-    for dir in ${MAGICK_HOME:+"$MAGICK_HOME/lib"} ${LD_LIBRARY_PATH//:/ }; do
+    # (a user's PATH often lacks /sbin, where Debian keeps ldconfig)
+    local ldconfig dir libpath=${LD_LIBRARY_PATH:-}
+    ldconfig=$(command -v ldconfig || echo /sbin/ldconfig)
+    "$ldconfig" -p 2>/dev/null | grep -q 'libMagickWand' && return
+    for dir in ${MAGICK_HOME:+"$MAGICK_HOME/lib"} ${libpath//:/ }; do
         compgen -G "$dir/libMagickWand*.so*" >/dev/null && return
     done
     return 1

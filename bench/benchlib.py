@@ -16,6 +16,16 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     return p
 
 
+def attack_parser(doc: str | None, batch_size: int, steps: int) -> argparse.ArgumentParser:
+    """`parser` plus the attack benchmarks' batch size, PGD steps, eps and repeats."""
+    p = parser(doc)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--steps", type=int, default=steps, help="PGD steps")
+    p.add_argument("--eps-255", type=float, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    return p
+
+
 def setup(args: argparse.Namespace) -> torch.device:
     torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = True

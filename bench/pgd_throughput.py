@@ -20,7 +20,7 @@ import time
 import torch
 import torchattacks
 
-from benchlib import parser, setup, sync
+from benchlib import attack_parser, setup, sync
 from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.attacks.construct import draw_targets
 from medrobust.data.splits import load_split
@@ -37,14 +37,10 @@ def timed(fn, device: torch.device) -> tuple[float, torch.Tensor]:
 
 
 def main() -> None:
-    p = parser(__doc__)
+    p = attack_parser(__doc__, batch_size=256, steps=100)
     p.add_argument("--model", default="results/synthetic/base/selected/model.pt")
     p.add_argument("--data", default="results/synthetic/data/prepared.npz")
     p.add_argument("--width", type=int, help="time a random WRN-16-W instead of --model")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--eps-255", type=float, default=4)
-    p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     device = setup(a)
     model, ckpt = load_model(a.model, device)

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchlib import parser, setup, sync
+from benchlib import attack_parser, setup, sync
 from medrobust.attacks.pgd import default_step_size
 from medrobust.data.prepare import resize
 from medrobust.runtime import resolve_precision
@@ -57,14 +57,10 @@ def reference_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor
 
 
 def main() -> None:
-    p = parser(__doc__)
+    p = attack_parser(__doc__, batch_size=128, steps=10)
     p.add_argument("--depth", type=int, default=16)
     p.add_argument("--width", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--batches", type=int, default=10)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--eps-255", type=float, default=4)
-    p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     device = setup(a)
     n = a.batch_size * a.batches

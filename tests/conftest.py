@@ -133,3 +133,18 @@ def sigterm_when_logged(cmd: list[str], log: Path, marker: str, env: dict[str, s
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         return proc.wait(timeout=300)
+
+
+def slice_config(grids: dict, **extra: object) -> dict:
+    """A one-dataset synthetic study (WRN-10-1, fp32, one thread per job) small enough to run a
+    slice of the DAG in a minute or two: the container and SLURM tests' config."""
+    return {
+        "datasets": {"synthetic": {"source": "synthetic", "grid": "tiny", "synthetic": {
+            "n_classes": 4, "n_channels": 1, "n_train": 400, "n_val": 100, "n_test": 100, "seed": 0}}},
+        "eps": [4],
+        "model": {"depth": 10, "width": 1},
+        "training": {"precision": "fp32"},
+        "threads": {"train": 1, "construct": 1, "evaluate": 1},
+        **extra,
+        "grids": grids,
+    }

@@ -28,6 +28,8 @@ SACCT_FIELDS = ("JobIDRaw", "JobName", "State", "Partition", "Account", "AllocTR
 
 @dataclass(frozen=True)
 class Ports:
+    """TCP ports of the daemons, all bound to 127.0.0.1 (MariaDB off its default 3306)."""
+
     slurmctld: int = 6817
     slurmd: int = 6818
     slurmdbd: int = 6819

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, env_with_venv
+from conftest import REPO, env_with_venv, slice_config
 from container_image import build, image_size, install_packages, podman, podman_env, podman_installed
 from same_results import assert_same_results, comparable
 
@@ -25,16 +25,8 @@ TAG = "localhost/medrobust:test"
 WORKDIR = Path(tempfile.gettempdir()) / "medrobust-container"
 VARIANT = "lr0.1_bs64_ep2_aug0"
 TARGETS = [f"results/synthetic/base/{VARIANT}/metrics.json", "results/synthetic/base/eval/clean_test.json"]
-CONFIG = {
-    "datasets": {"synthetic": {"source": "synthetic", "grid": "tiny", "synthetic": {
-        "n_classes": 4, "n_channels": 1, "n_train": 400, "n_val": 100, "n_test": 100, "seed": 0}}},
-    "eps": [4],
-    "model": {"depth": 10, "width": 1},
-    "training": {"precision": "fp32"},
-    "threads": {"train": 1, "construct": 1, "evaluate": 1},
-    "grids": {stage: {"tiny": {"lr": [0.1], "batch_size": [64], "epochs": [2]}}
-              for stage in ("base", "nonrobust", "robust")},
-}
+CONFIG = slice_config({stage: {"tiny": {"lr": [0.1], "batch_size": [64], "epochs": [2]}}
+                       for stage in ("base", "nonrobust", "robust")})
 
 
 @pytest.mark.container

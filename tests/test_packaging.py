@@ -108,12 +108,20 @@ def test_run_sh_finds_magickwand_without_root(tmp_path: Path) -> None:
     lib = tmp_path / "magick" / "lib"
     lib.mkdir(parents=True)
     (lib / "libMagickWand-7.Q16HDRI.so.10").touch()
-    check = 'ldconfig() { return 1; }; source <(sed -n "/^magickwand_found()/,/^}/p" run.sh); magickwand_found'
+    function = 'source <(sed -n "/^magickwand_found()/,/^}/p" run.sh); '
+    check = "set -euo pipefail; ldconfig() { return 1; }; " + function + "magickwand_found"
     env = {k: v for k, v in os.environ.items() if k not in ("MAGICK_HOME", "LD_LIBRARY_PATH")}
 
-    def found(**extra: str) -> bool:
-        return subprocess.run(["bash", "-c", check], cwd=REPO, env={**env, **extra}, timeout=30).returncode == 0
+    def found(script: str = check, **extra: str) -> bool:
+        done = subprocess.run(["bash", "-c", script], cwd=REPO, env={**env, **extra}, timeout=30,
+                              capture_output=True, text=True)
+        assert done.returncode in (0, 1) and not done.stderr, done.stderr  # run.sh's `set -u` included
+        return done.returncode == 0
 
     assert not found()
     assert found(MAGICK_HOME=str(tmp_path / "magick"))
     assert found(LD_LIBRARY_PATH=f"/nonexistent:{lib}")
+    # a user's PATH without /sbin (Debian's ldconfig) still finds the system's library
+    if Path("/sbin/ldconfig").exists() and "libMagickWand" in subprocess.run(
+            ["/sbin/ldconfig", "-p"], capture_output=True, text=True).stdout:
+        assert found("set -euo pipefail; " + function + "magickwand_found", PATH="/usr/bin:/bin")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, env_with_venv
+from conftest import REPO, env_with_venv, slice_config
 from same_results import assert_same_results
 from slurm_cluster import ACCOUNT, GPU_TYPE, PARTITIONS, local_slurm, sacct, slurm_installed
 
@@ -31,18 +31,10 @@ GPU_RULES = ast.literal_eval(re.search(r"GPU_RULES = (\[.*?\])", (REPO / "slurm/
 # --verbose logs each sbatch call. Poll within seconds, not the profile's 30 s+; the 10 attempts stay 10 s apart at worst.
 FAST_POLLING = ["--verbose", "--slurm-init-seconds-before-status-checks", "2", "--max-status-checks-per-second", "1",
                 "--slurm-status-attempts", "10", "--slurm-keep-successful-logs"]
-CONFIG = {
-    "datasets": {"synthetic": {"source": "synthetic", "grid": "tiny", "synthetic": {
-        "n_classes": 4, "n_channels": 1, "n_train": 400, "n_val": 100, "n_test": 100, "seed": 0}}},
-    "eps": [4],
-    "model": {"depth": 10, "width": 1},
-    "training": {"precision": "fp32"},
-    "threads": {"train": 1, "construct": 1, "evaluate": 1},
-    "nonrobust": {"steps": 5},
-    "grids": {"base": {"tiny": {"lr": [0.1, 0.05], "batch_size": [64], "epochs": [2]}},
-              "nonrobust": {"tiny": {"lr": [0.1], "batch_size": [64], "epochs": [1]}},
-              "robust": {"tiny": {"lr": [0.1], "batch_size": [64], "epochs": [1]}}},
-}
+CONFIG = slice_config({"base": {"tiny": {"lr": [0.1, 0.05], "batch_size": [64], "epochs": [2]}},
+                       "nonrobust": {"tiny": {"lr": [0.1], "batch_size": [64], "epochs": [1]}},
+                       "robust": {"tiny": {"lr": [0.1], "batch_size": [64], "epochs": [1]}}},
+                      nonrobust={"steps": 5})
 
 
 def snakemake(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
