@@ -18,16 +18,15 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge", "slurmdbd", "mariadb-server")
 CLUSTER, ACCOUNT, PARTITIONS, GPU_TYPE = "medrobust", "medrobust", ("main", "other"), "fake"
 SACCT_FIELDS = ("JobIDRaw", "JobName", "State", "Partition", "Account", "AllocTRES", "Comment")
 
 
-@dataclass(frozen=True)
-class Ports:
+class Ports(NamedTuple):
     """TCP ports of the daemons, all bound to 127.0.0.1 (MariaDB off its default 3306)."""
 
     slurmctld: int = 6817
@@ -231,7 +230,7 @@ def stop_all(d: Path, env: dict[str, str]) -> None:
 
 
 def check_ports_free(ports: Ports) -> None:
-    for name, port in asdict(ports).items():
+    for name, port in ports._asdict().items():
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
