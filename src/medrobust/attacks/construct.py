@@ -45,7 +45,7 @@ from medrobust.io import atomic_path, read_json, write_json
 from medrobust.progress import ProgressLog
 from medrobust.runtime import Interrupted, as_float, derive_seed, fingerprint_mismatch
 
-log = logging.getLogger("medrobust.attacks.construct")
+log = logging.getLogger(__name__)
 TARGET_MODES = ("uniform", "other", "deterministic")
 
 

@@ -79,7 +79,7 @@ from PIL import Image
 from medrobust.data.prepare import resize
 from medrobust.progress import ProgressLog
 
-log = logging.getLogger("medrobust.data.corrupt")
+log = logging.getLogger(__name__)
 
 SEVERITIES = (1, 2, 3, 4, 5)
 # Synthetic and bring-your-own data: chestmnist's registry, 13 corruptions that act on

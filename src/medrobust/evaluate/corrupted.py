@@ -16,7 +16,7 @@ from medrobust.io import check_labels, npz_keys, npz_shapes, read_npz
 from medrobust.progress import ProgressLog
 from medrobust.train.models import load_model, predict
 
-log = logging.getLogger("medrobust.evaluate")
+log = logging.getLogger(__name__)
 
 
 def evaluate_corrupted(model_path: str | Path, corrupted_path: str | Path, device: torch.device,

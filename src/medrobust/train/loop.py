@@ -40,7 +40,7 @@ from medrobust.evaluate.metrics import classification_metrics
 from medrobust.train.models import WideResNet, build
 from medrobust.runtime import Interrupted, as_float, autocast, derive_seed, fingerprint_mismatch
 
-log = logging.getLogger("medrobust.train.loop")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
