@@ -20,12 +20,13 @@ import time
 import torch
 import torchattacks
 
-from benchlib import attack_parser, setup, sync
-from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.attacks.construct import draw_targets
+from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.data.splits import load_split
 from medrobust.runtime import as_float, resolve_precision
 from medrobust.train.models import build, load_model, predict
+
+from benchlib import attack_parser, setup, sync
 
 
 def timed(fn, device: torch.device) -> tuple[float, torch.Tensor]:

@@ -19,14 +19,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchlib import attack_parser, setup, sync
 from medrobust.attacks.pgd import default_step_size
 from medrobust.data.prepare import resize
-from medrobust.runtime import resolve_precision
 from medrobust.data.synthetic import SyntheticSpec, generate_split
-from medrobust.train.trades import Trades
+from medrobust.runtime import resolve_precision
 from medrobust.train.loop import Data, TrainConfig, model_args, new_run, train_step
 from medrobust.train.models import build
+from medrobust.train.trades import Trades
+
+from benchlib import attack_parser, setup, sync
 
 
 def reference_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,

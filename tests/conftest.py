@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medrobust.io import write_npz
 from medrobust.data.synthetic import SyntheticSpec, generate
+from medrobust.io import write_npz
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(shutil.which("medrobust") or REPO / ".venv" / "bin" / "medrobust").parent

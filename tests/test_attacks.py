@@ -6,11 +6,11 @@ import pytest
 import torch
 import torchattacks
 
-from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd, project
 from medrobust.attacks.construct import ConstructionConfig, construct, draw_targets
+from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd, project
 from medrobust.data.splits import load_split
-from medrobust.train.models import predict
 from medrobust.runtime import Interrupted
+from medrobust.train.models import predict
 
 from conftest import tag
 

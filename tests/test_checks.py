@@ -12,10 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from medrobust.report.checks import (autoattack_near_zero, beats_chance, gather, one_class, robust_not_below_base,
-                              target_hit_rate)
 from medrobust.cli.main import main
 from medrobust.io import write_json
+from medrobust.report.checks import (
+    autoattack_near_zero,
+    beats_chance,
+    gather,
+    one_class,
+    robust_not_below_base,
+    target_hit_rate,
+)
 from medrobust.report.tables import Row, write_summary
 
 from conftest import REPO, env_with_venv

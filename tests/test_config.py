@@ -5,8 +5,8 @@ import sys
 import pytest
 import yaml
 
-from medrobust.errors import ConfigError
 from medrobust.config import grid_points, load, validate
+from medrobust.errors import ConfigError
 
 from conftest import REPO, env_with_venv
 

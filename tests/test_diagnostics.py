@@ -10,8 +10,16 @@ import numpy as np
 import pytest
 
 from medrobust.report.breakdown import read_cells, stage_cells, write_cells
-from medrobust.report.diagnostics import (kept_epoch, corruptions_figure, corruptions_plot, curves_figure, curves_plot,
-                                   examples_figure, examples_plot, pick_examples)
+from medrobust.report.diagnostics import (
+    corruptions_figure,
+    corruptions_plot,
+    curves_figure,
+    curves_plot,
+    examples_figure,
+    examples_plot,
+    kept_epoch,
+    pick_examples,
+)
 
 
 def _history(peak: float, robust: bool) -> list[dict[str, float]]:

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from medrobust import config as cfg_mod
+from medrobust.cli.main import main
 from medrobust.data import corrupt
 from medrobust.report import estimate
-from medrobust.cli.main import main
 
 from test_workflow import planned
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from medrobust.errors import DataError
 from medrobust.evaluate.clean import evaluate
 from medrobust.evaluate.corrupted import evaluate_corrupted
-from medrobust.errors import DataError
 from medrobust.io import read_npz, write_npz
 
 

@@ -8,12 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medrobust.evaluate.saliency import normalise_saliency
-from medrobust.report.figures import (bar_figure, bar_plot, eps_figure, eps_plot, saliency_figure,
-                               saliency_plot)
 from medrobust.errors import DataError
-from medrobust.report.tables import (Row, Table, hyperparameter_table, load_paper_values, paper_comparison_table,
-                              read_summary, robustness_table, write_summary, write_table)
+from medrobust.evaluate.saliency import normalise_saliency
+from medrobust.report.figures import bar_figure, bar_plot, eps_figure, eps_plot, saliency_figure, saliency_plot
+from medrobust.report.tables import (
+    Row,
+    Table,
+    hyperparameter_table,
+    load_paper_values,
+    paper_comparison_table,
+    read_summary,
+    robustness_table,
+    write_summary,
+    write_table,
+)
 
 BA, AUC = "balanced_accuracy", "auc"
 NAN = float("nan")

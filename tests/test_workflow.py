@@ -4,9 +4,9 @@ incremental re-runs, and a bring-your-own dataset downloaded over HTTP."""
 import hashlib
 import json
 import os
-import signal
-import shutil
 import re
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medrobust.io import write_json, write_npz
 from medrobust.data.synthetic import SyntheticSpec, generate
+from medrobust.io import write_json, write_npz
 
 from conftest import REPO, env_with_venv
 

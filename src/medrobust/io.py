@@ -1,12 +1,13 @@
-"""Atomic file writes and MedMNIST-format npz reading with errors that name the file."""
+"""Atomic file writes, and JSON, CSV and MedMNIST-format npz reading with errors that name the file."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,24 @@ def read_json(path: str | Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({e})") from None
 
 
+def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A CSV file, header then rows (None written as empty), replaced atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows(rows)
+
+
+def read_csv(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the rows (as dicts) of a CSV file; a missing file is a DataError naming it."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            return list(reader.fieldnames or ()), list(reader)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+
+
 def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an uncompressed npz atomically (np.savez appends .npz to names without it)."""
     with atomic_path(path) as tmp:
@@ -61,14 +80,15 @@ def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
             np.savez(f, **arrays)
 
 
-def npz_keys(path: str | Path) -> list[str]:
-    """The array names in an npz file, with every failure a DataError naming the file."""
-    path = Path(path)
+@contextmanager
+def _npz_errors(path: Path) -> Iterator[None]:
+    """Turn a missing or unreadable npz file into a DataError naming it."""
     if not path.exists():
         raise DataError(f"{path}: file not found")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            return list(f.files)
+        yield
+    except DataError:
+        raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise DataError(f"{path}: not a readable npz file ({type(e).__name__}: {e})") from None
 
@@ -76,21 +96,15 @@ def npz_keys(path: str | Path) -> list[str]:
 def npz_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     """The shape of every array in an npz file, read from the array headers alone (fast for
     any size), with every failure a DataError naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    shapes = {}
-    try:
-        with zipfile.ZipFile(path) as z:
-            for member in z.namelist():
-                with z.open(member) as f:
-                    version = np.lib.format.read_magic(f)
-                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0)
-                    shape, _, _ = read_header(f)
-                shapes[member.removesuffix(".npy")] = shape
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: not a readable npz file ({type(e).__name__}: {e})") from None
+    path, shapes = Path(path), {}
+    with _npz_errors(path), zipfile.ZipFile(path) as z:
+        for member in z.namelist():
+            with z.open(member) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, _ = read_header(f)
+            shapes[member.removesuffix(".npy")] = shape
     return shapes
 
 
@@ -112,18 +126,11 @@ def check_npz_splits(path: str | Path) -> dict[str, int]:
 def read_npz(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Load the named arrays fully, turning every failure into a DataError that names the file."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in keys if k not in f.files]
-            if missing:
-                raise DataError(f"{path}: missing arrays {missing} (has {sorted(f.files)})")
-            return {k: f[k] for k in keys}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
-        if isinstance(e, DataError):
-            raise
-        raise DataError(f"{path}: not a readable npz file ({type(e).__name__}: {e})") from None
+    with _npz_errors(path), np.load(path, allow_pickle=False) as f:
+        missing = [k for k in keys if k not in f.files]
+        if missing:
+            raise DataError(f"{path}: missing arrays {missing} (has {sorted(f.files)})")
+        return {k: f[k] for k in keys}
 
 
 def check_split(path: str | Path, split: str, images: np.ndarray, labels: np.ndarray,

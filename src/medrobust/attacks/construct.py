@@ -40,10 +40,10 @@ import torch
 
 from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.errors import ConfigError
-from medrobust.train.models import predict
 from medrobust.io import atomic_path, read_json, write_json
 from medrobust.progress import ProgressLog
 from medrobust.runtime import Interrupted, as_float, derive_seed, fingerprint_mismatch
+from medrobust.train.models import predict
 
 log = logging.getLogger(__name__)
 TARGET_MODES = ("uniform", "other", "deterministic")

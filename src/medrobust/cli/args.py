@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medrobust.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger("medrobust")
 
@@ -26,6 +29,16 @@ def parse_json(text: str, flag: str) -> dict[str, Any]:
 def add_device_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=2)
+
+
+def job_device(a: argparse.Namespace) -> torch.device:
+    """Use --threads CPU threads; return the --device (auto: the GPU when there is one)."""
+    import torch
+
+    from medrobust.runtime import pick_device
+
+    torch.set_num_threads(a.threads)
+    return pick_device(a.device)
 
 
 def add_figure_outputs(s: argparse.ArgumentParser) -> None:

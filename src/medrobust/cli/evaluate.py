@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from medrobust.cli.args import add_device_args, log
+from medrobust.cli.args import add_device_args, job_device, log
 from medrobust.io import write_json, write_npz
 
 
@@ -29,44 +29,34 @@ def cmd_corrupt(a: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
-    import torch
-
     from medrobust.evaluate.clean import evaluate
     from medrobust.provenance import record
-    from medrobust.runtime import pick_device
 
-    torch.set_num_threads(a.threads)
-    metrics = evaluate(a.model, a.data, a.split, pick_device(a.device))
+    metrics = evaluate(a.model, a.data, a.split, job_device(a))
     write_json(a.out, {"split": a.split, "model": a.model, "data": a.data, "metrics": metrics, "provenance": record()})
     log.info("%s on %s [%s]: %s", a.model, a.data, a.split, metrics)
 
 
 def cmd_evaluate_corrupted(a: argparse.Namespace) -> None:
-    import torch
-
     from medrobust.evaluate.corrupted import evaluate_corrupted
     from medrobust.provenance import record
-    from medrobust.runtime import pick_device
 
-    torch.set_num_threads(a.threads)
-    result = evaluate_corrupted(a.model, a.data, pick_device(a.device), a.batch_size)
+    result = evaluate_corrupted(a.model, a.data, job_device(a), a.batch_size)
     write_json(a.out, {"model": a.model, "data": a.data, **result, "provenance": record()})
     log.info("%s on %s: mean %s", a.model, a.data, result["mean"])
 
 
 def cmd_autoattack(a: argparse.Namespace) -> None:
     import numpy as np
-    import torch
 
     from medrobust.attacks import autoattack
     from medrobust.data.splits import load_split
-    from medrobust.train.models import load_model, predict
     from medrobust.evaluate.metrics import classification_metrics
     from medrobust.provenance import record
-    from medrobust.runtime import as_float, fingerprint, pick_device, sigterm_flag, state_lock
+    from medrobust.runtime import as_float, fingerprint, sigterm_flag, state_lock
+    from medrobust.train.models import load_model, predict
 
-    torch.set_num_threads(a.threads)
-    device = pick_device(a.device)
+    device = job_device(a)
     model, ckpt = load_model(a.model, device)
     n_classes = ckpt["model_args"]["n_classes"]
     x, y = load_split(a.data, a.split, device, n_classes)

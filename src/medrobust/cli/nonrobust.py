@@ -7,22 +7,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from medrobust.cli.args import add_device_args, log, parse_json
+from medrobust.cli.args import add_device_args, job_device, log, parse_json
 from medrobust.io import write_json, write_npz
 
 
 def cmd_construct(a: argparse.Namespace) -> None:
     import numpy as np
-    import torch
 
     from medrobust.attacks.construct import ConstructionConfig, construct
     from medrobust.data.splits import load_split
-    from medrobust.train.models import load_model
     from medrobust.provenance import record
-    from medrobust.runtime import fingerprint, pick_device, sigterm_flag, state_lock
+    from medrobust.runtime import fingerprint, sigterm_flag, state_lock
+    from medrobust.train.models import load_model
 
-    torch.set_num_threads(a.threads)
-    device = pick_device(a.device)
+    device = job_device(a)
     settings = parse_json(a.settings, "--settings")
     cfg = ConstructionConfig.from_dict(settings)
     model, ckpt = load_model(a.model, device)

@@ -7,21 +7,18 @@ import argparse
 import json
 from typing import Any
 
-from medrobust.cli.args import add_device_args, log
+from medrobust.cli.args import add_device_args, job_device, log
 from medrobust.io import read_json, write_json
 
 
 def cmd_saliency(a: argparse.Namespace) -> None:
-    import torch
-
     from medrobust.data.splits import load_split
-    from medrobust.train.models import load_model
-    from medrobust.report.figures import saliency_figure
-    from medrobust.runtime import as_float, pick_device
     from medrobust.evaluate.saliency import example
+    from medrobust.report.figures import saliency_figure
+    from medrobust.runtime import as_float
+    from medrobust.train.models import load_model
 
-    torch.set_num_threads(a.threads)
-    device = pick_device(a.device)
+    device = job_device(a)
     loaded = {label: load_model(path, device) for label, path in (("Robust", a.robust), ("Standard", a.standard))}
     models = {label: model for label, (model, _) in loaded.items()}
     x, y = load_split(a.data, "test", device, loaded["Standard"][1]["model_args"]["n_classes"])
@@ -87,21 +84,16 @@ def cmd_table(a: argparse.Namespace) -> None:
 
 
 def cmd_provenance(a: argparse.Namespace) -> None:
-    import csv
-
     import yaml
 
-    from medrobust.io import atomic_path
+    from medrobust.io import atomic_path, write_csv
     from medrobust.provenance import record
 
     now = record()
     rows = [{"file": "(this report)", **_flat(now)}]
     rows += [{"file": f, **_flat(read_json(f).get("provenance", {}))} for f in a.files]
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    with atomic_path(a.out_csv) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(a.out_csv, columns, ([r.get(c) for c in columns] for r in rows))
     with atomic_path(a.out_config) as tmp:
         tmp.write_text(yaml.safe_dump(json.loads(a.config), sort_keys=False))
     log.info("wrote %s (%d files) and %s", a.out_csv, len(rows) - 1, a.out_config)

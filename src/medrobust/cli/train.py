@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from medrobust.cli.args import add_device_args, log, parse_json
+from medrobust.cli.args import add_device_args, job_device, log, parse_json
 from medrobust.errors import ConfigError
 from medrobust.io import atomic_path, write_json
 
@@ -31,18 +31,17 @@ def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
     import torch
 
     from medrobust.data.splits import load_split
-    from medrobust.train.history import write_history
     from medrobust.provenance import record
-    from medrobust.runtime import fingerprint, pick_device, resolve_precision, sigterm_flag, state_lock
+    from medrobust.runtime import fingerprint, resolve_precision, sigterm_flag, state_lock
+    from medrobust.train.history import write_history
     from medrobust.train.loop import Data, TrainConfig, fit
 
-    torch.set_num_threads(a.threads)
     hparams = parse_json(a.hparams, "--hparams")
     cfg = TrainConfig.from_dict(hparams)
     if (cfg.method == "trades") != (command == "train-trades"):
         raise ConfigError(f"--hparams: method {cfg.method!r} is trained by 'medrobust "
                           f"{'train-trades' if cfg.method == 'trades' else 'train'}', not '{command}'")
-    device = pick_device(a.device)
+    device = job_device(a)
     torch.backends.cudnn.benchmark = True
     train_x, train_y = load_split(a.train_data, "train", device, a.n_classes)
     val_x, val_y = load_split(a.val_data, "val", device, a.n_classes)

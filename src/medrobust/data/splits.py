@@ -17,10 +17,14 @@ def load_split(path: str | Path, split: str, device: torch.device,
     checked: as many labels as images, each in 0..n_classes-1."""
     arrays = read_npz(path, (f"{split}_images", f"{split}_labels"))
     images = arrays[f"{split}_images"]
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4:
+    if images.ndim not in (3, 4):
         raise DataError(f"{path} [{split}]: images have shape {images.shape}, expected (N, H, W[, C])")
     labels = check_labels(f"{path} [{split}]", arrays[f"{split}_labels"], len(images), n_classes)
-    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-    return x.to(device), torch.from_numpy(labels).to(device)
+    return as_nchw(images).to(device), torch.from_numpy(labels).to(device)
+
+
+def as_nchw(images: np.ndarray) -> torch.Tensor:
+    """MedMNIST's (N, H, W) or (N, H, W, C) images as a contiguous (N, C, H, W) tensor, same dtype."""
+    if images.ndim == 3:
+        images = images[..., None]
+    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))

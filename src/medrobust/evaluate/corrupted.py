@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from medrobust.data.splits import as_nchw
 from medrobust.errors import DataError
 from medrobust.evaluate.metrics import classification_metrics
-from medrobust.io import check_labels, npz_keys, npz_shapes, read_npz
+from medrobust.io import check_labels, npz_shapes, read_npz
 from medrobust.progress import ProgressLog
 from medrobust.train.models import load_model, predict
 
@@ -28,12 +29,12 @@ def evaluate_corrupted(model_path: str | Path, corrupted_path: str | Path, devic
     """
     model, ckpt = load_model(model_path, device)
     precision = ckpt["hparams"]["precision"]
-    names = sorted(k.split("/", 1)[1] for k in npz_keys(corrupted_path) if k.startswith("corruption/"))
+    shapes = npz_shapes(corrupted_path)
+    names = sorted(k.split("/", 1)[1] for k in shapes if k.startswith("corruption/"))
     if not names:
         raise DataError(f"{corrupted_path}: not a corrupted test set (no corruption/<name> arrays)")
     y = read_npz(corrupted_path, ("labels",))["labels"]
     per: dict[str, list[dict[str, float]]] = {}
-    shapes = npz_shapes(corrupted_path)
     meter = ProgressLog(log, "corrupted test images", sum(int(np.prod(shapes[f"corruption/{n}"][:2])) for n in names))
     for name in names:
         stack = read_npz(corrupted_path, (f"corruption/{name}",))[f"corruption/{name}"]
@@ -43,9 +44,8 @@ def evaluate_corrupted(model_path: str | Path, corrupted_path: str | Path, devic
         labels = check_labels(where, y, stack.shape[1], ckpt["model_args"]["n_classes"])
         per[name] = []
         for images in stack:
-            x = torch.from_numpy(np.ascontiguousarray((images[..., None] if images.ndim == 3 else images)
-                                                      .transpose(0, 3, 1, 2))).to(device)
-            per[name].append(classification_metrics(labels, predict(model, x, batch_size, precision)))
+            probs = predict(model, as_nchw(images).to(device), batch_size, precision)
+            per[name].append(classification_metrics(labels, probs))
             meter.advance(len(labels))
     keys = ("balanced_accuracy", "auc", "accuracy")
     by_corruption = {n: {k: float(np.mean([m[k] for m in per[n]])) for k in keys} for n in names}

@@ -11,7 +11,6 @@ the mean over corruptions (severity `mean`: the summary table's *corrupted* valu
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from medrobust.errors import DataError
-from medrobust.io import atomic_path
+from medrobust.io import read_csv, write_csv
 
 COLUMNS = ("dataset", "model", "eps", "corruption", "severity", "metric", "value")
 SELECTION_COLUMNS = ("stage", "variant", "lr", "batch_size", "epochs", "augment", "criterion", "value",
@@ -68,24 +67,17 @@ def stage_cells(dataset: str, stage: str, clean: dict[str, Any], corrupted: dict
 
 
 def write_cells(cells: Iterable[Cell], path: str | Path) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        for c in cells:
-            writer.writerow([c.dataset, c.model, "" if c.eps is None else c.eps, c.corruption, c.severity,
-                             c.metric, repr(c.value)])
+    write_csv(path, COLUMNS, ([c.dataset, c.model, c.eps, c.corruption, c.severity, c.metric, repr(c.value)]
+                              for c in cells))
 
 
 def read_cells(path: str | Path) -> list[Cell]:
+    columns, rows = read_csv(path)
+    if tuple(columns) != COLUMNS:
+        raise DataError(f"{path}: expected columns {', '.join(COLUMNS)}, got {columns}")
     try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            if tuple(reader.fieldnames or ()) != COLUMNS:
-                raise DataError(f"{path}: expected columns {', '.join(COLUMNS)}, got {reader.fieldnames}")
-            return [Cell(r["dataset"], r["model"], int(r["eps"]) if r["eps"] else None, r["corruption"],
-                         r["severity"], r["metric"], float(r["value"])) for r in reader]
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        return [Cell(r["dataset"], r["model"], int(r["eps"]) if r["eps"] else None, r["corruption"],
+                     r["severity"], r["metric"], float(r["value"])) for r in rows]
     except ValueError as e:
         raise DataError(f"{path}: {e}") from None
 
@@ -104,17 +96,10 @@ def selection_rows(selections: dict[str, dict[str, Any]]) -> list[dict[str, Any]
 
 
 def write_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], path: str | Path) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(path, columns, ([r.get(c) for c in columns] for r in rows))
 
 
 def dataset_checks(checks_csv: str | Path, dataset: str) -> tuple[list[str], list[dict[str, str]]]:
     """The columns of the study's checks.csv and its rows of one dataset."""
-    try:
-        with open(checks_csv, newline="") as f:
-            reader = csv.DictReader(f)
-            return list(reader.fieldnames or ()), [r for r in reader if r.get("dataset") == dataset]
-    except FileNotFoundError:
-        raise DataError(f"{checks_csv}: file not found") from None
+    columns, rows = read_csv(checks_csv)
+    return columns, [r for r in rows if r.get("dataset") == dataset]

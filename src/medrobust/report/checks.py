@@ -8,14 +8,13 @@ missing input (e.g. no AutoAttack for a stage) gives no row for that check.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
-from medrobust.io import atomic_path, read_json
+from medrobust.io import read_json, write_csv
 from medrobust.report.summary import stage_model
 from medrobust.report.tables import Results, Row
 
@@ -137,8 +136,4 @@ def gather(layout: Iterable[dict[str, Any]], summary: Iterable[Row]) -> list[Che
 
 
 def write_checks(checks: Iterable[Check], path: str | Path) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        for c in checks:
-            writer.writerow([*astuple(c)[:-1], "true" if c.flag else "false"])
+    write_csv(path, COLUMNS, ([*astuple(c)[:-1], "true" if c.flag else "false"] for c in checks))

@@ -9,7 +9,6 @@ is missing, and every table and figure shows it as missing, never as zero. Each 
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -22,7 +21,7 @@ import pandas as pd
 import yaml
 
 from medrobust.errors import DataError
-from medrobust.io import atomic_path
+from medrobust.io import atomic_path, read_csv, write_csv
 
 COLUMNS = ("dataset", "model", "eps", "condition", "metric", "value", "n_classes")
 MODELS = ("base", "robust", "nonrobust")
@@ -79,26 +78,19 @@ def _parse_row(record: dict[str, str | None], where: str) -> Row:
 def read_summary(path: str | Path) -> list[Row]:
     """Read and check a summary CSV (columns COLUMNS, in any order)."""
     path = Path(path)
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            missing = sorted(set(COLUMNS) - set(reader.fieldnames or ()))
-            if missing:
-                raise DataError(f"{path}: missing columns {missing} (has {reader.fieldnames})")
-            rows = [_parse_row(record, f"{path}, line {reader.line_num}") for record in reader]
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+    columns, records = read_csv(path)
+    missing = sorted(set(COLUMNS) - set(columns))
+    if missing:
+        raise DataError(f"{path}: missing columns {missing} (has {columns})")
+    rows = [_parse_row(record, f"{path}, line {line}") for line, record in enumerate(records, start=2)]
     Results.of(rows, str(path))  # raises on duplicate rows or conflicting n_classes
     return rows
 
 
 def write_summary(rows: Iterable[Row], path: str | Path) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        for r in rows:  # repr: the shortest text that reads back as the same float
-            writer.writerow([r.dataset, r.model, "" if r.eps is None else r.eps, r.condition, r.metric,
-                             repr(r.value), r.n_classes])
+    # repr: the shortest text that reads back as the same float
+    write_csv(path, COLUMNS, ([r.dataset, r.model, r.eps, r.condition, r.metric, repr(r.value), r.n_classes]
+                              for r in rows))
 
 
 @dataclass(frozen=True)
@@ -171,10 +163,7 @@ def _numeric_columns(table: Table) -> list[bool]:
 
 
 def to_csv(table: Table, path: str | Path) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(table.columns)
-        writer.writerows([_text(c, "") for c in row] for row in table.rows)
+    write_csv(path, table.columns, ([_text(c, "") for c in row] for row in table.rows))
 
 
 def to_markdown(table: Table) -> str:

@@ -8,14 +8,13 @@ describe the machine, not the run: a resumed epoch counts only the time since th
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from medrobust.errors import DataError
-from medrobust.io import atomic_path
+from medrobust.io import read_csv, write_csv
 
 COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_balanced_accuracy", "val_auc",
            "val_robust_balanced_accuracy", "images_per_second", "seconds")
@@ -36,11 +35,7 @@ def history_rows(history: Sequence[dict[str, float]], batch_size: int) -> list[d
 
 
 def write_history(history: Sequence[dict[str, float]], batch_size: int, path: str | Path) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS)
-        writer.writeheader()
-        for row in history_rows(history, batch_size):
-            writer.writerow({k: _cell(k, v) for k, v in row.items()})
+    write_csv(path, COLUMNS, ([_cell(k, row.get(k)) for k in COLUMNS] for row in history_rows(history, batch_size)))
 
 
 def _cell(column: str, value: float | None) -> str | int:
@@ -51,14 +46,11 @@ def _cell(column: str, value: float | None) -> str | int:
 
 def read_history(path: str | Path) -> list[dict[str, float]]:
     """Rows of a history.csv as floats (NaN where empty); a missing column names the file."""
+    columns, rows = read_csv(path)
+    missing = [c for c in COLUMNS if c not in columns]
+    if missing:
+        raise DataError(f"{path}: not a training history (missing columns {missing})")
     try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DataError(f"{path}: not a training history (missing columns {missing})")
-            return [{k: float(v) if v else math.nan for k, v in r.items()} for r in reader]
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        return [{k: float(v) if v else math.nan for k, v in r.items()} for r in rows]
     except ValueError as e:
         raise DataError(f"{path}: not a training history ({e})") from None

@@ -34,11 +34,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from medrobust.errors import ConfigError
-from medrobust.train.models import predict
-from medrobust.io import atomic_path
 from medrobust.evaluate.metrics import classification_metrics
-from medrobust.train.models import WideResNet, build
+from medrobust.io import atomic_path
 from medrobust.runtime import Interrupted, as_float, autocast, derive_seed, fingerprint_mismatch
+from medrobust.train.models import WideResNet, build, predict
 
 log = logging.getLogger(__name__)
 

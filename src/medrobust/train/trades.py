@@ -24,10 +24,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
-from medrobust.train.models import predict
 from medrobust.evaluate.metrics import classification_metrics
 from medrobust.runtime import as_float, autocast, derive_seed, eval_mode
 from medrobust.train.loop import Data, TrainConfig
+from medrobust.train.models import predict
 
 
 def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:
