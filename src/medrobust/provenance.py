@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = ("medrobust", "torch", "torchvision", "numpy", "medmnist", "medmnistc", "pyautoattack", "scikit-learn",
-            "matplotlib", "snakemake")
+            "scipy", "pandas", "matplotlib", "snakemake")
 REPO = Path(__file__).resolve().parents[2]
 
 
