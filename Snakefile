@@ -6,7 +6,9 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
-from medrobust.config import check_local_files, load_schema, validate
+import medrobust
+from medrobust.codedeps import package_digest
+from medrobust.config import check_local_files, load_schema, max_runtime_minutes, validate
 from medrobust.errors import ConfigError, DataError
 
 min_version("9.0")
@@ -14,6 +16,17 @@ min_version("9.0")
 # Every file the workflow reads is found from this file's own directory, so that it also runs
 # from another working directory (--directory) and as a module of another workflow.
 WORKFLOW_DIR = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
+
+# The jobs run the medrobust that this Python imports: it must be this workflow's own code (a
+# copied or moved checkout whose .venv still points at the original's src/ would run that one).
+IMPORTED = Path(medrobust.__file__).resolve().parent
+if package_digest(IMPORTED) != package_digest(WORKFLOW_DIR / "src" / "medrobust"):
+    sys.stderr.write(
+        f"medrobust: the medrobust package that Snakemake imports ({IMPORTED}) is not this workflow's "
+        f"({WORKFLOW_DIR / 'src' / 'medrobust'}): run ./run.sh here (it remakes .venv), or install "
+        f"this checkout (pip install -e {WORKFLOW_DIR})\n"
+    )
+    sys.exit(2)
 
 
 report: "workflow/report/workflow.rst"
@@ -31,7 +44,17 @@ if not workflow.overwrite_configfiles:
 # before any job is scheduled.
 try:
     validate(config, load_schema(WORKFLOW_DIR / "workflow" / "schemas" / "config.schema.yaml"))
+    config["compute"]["max_runtime_minutes"] = max_runtime_minutes(config, os.environ)
     check_local_files(config)
+    # slurm/config.yaml sets each submitted rule's slurm_extra (its warning signal appended to
+    # MEDROBUST_SLURM_EXTRA), which would silently replace a site profile's default one
+    site = workflow.resource_settings.default_resources or {}
+    ours = workflow.resource_settings.overwrite_resources.get("train", {})
+    if "slurm_extra" in site and "slurm_extra" in ours and not os.environ.get("MEDROBUST_SLURM_EXTRA"):
+        raise ConfigError(
+            "default-resources slurm_extra of your profile would be replaced by slurm/config.yaml's: "
+            "put those flags in MEDROBUST_SLURM_EXTRA instead (the workflow profile appends its own)"
+        )
 except (ConfigError, DataError) as e:
     sys.stderr.write(f"medrobust: {e}\n")
     sys.exit(2)
@@ -89,7 +112,6 @@ localrules:
     figure_eps,
     table_results,
     table_hyperparameters,
-    figure_saliency,
     figure_curves,
     figure_examples,
     figure_corruptions,

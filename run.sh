@@ -34,12 +34,32 @@ system_libraries() {
     fi
 }
 
+venv_elsewhere() {
+    # A .venv copied or moved with its checkout still belongs to the original: the #! line of
+    # every script in it (snakemake, medrobust) names the original .venv's Python, and its
+    # editable install imports the original's src/. Prints where it belongs; fails if it is ours.
+    local here shebang imported
+    here=$(pwd -P)
+    shebang=$(head -n1 .venv/bin/medrobust 2>/dev/null || true)
+    if [ -n "$shebang" ] && [ "$shebang" != "#!$here/.venv/bin/python" ]; then
+        echo "${shebang#\#!}"
+        return 0
+    fi
+    imported=$(.venv/bin/python -c 'import os, medrobust; print(os.path.realpath(medrobust.__file__))' 2>/dev/null) \
+        || return 1  # not installed yet: setup installs it here
+    [ "$imported" != "$here/src/medrobust/__init__.py" ] && echo "$imported"
+}
+
 setup() {
     system_libraries
-    local python=${PYTHON:-python3.11}
+    local python=${PYTHON:-python3.11} other
     command -v "$python" >/dev/null || python=python3
     "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
         || { echo "run.sh: Python 3.11 is required (found $("$python" --version))" >&2; exit 1; }
+    if [ -d .venv ] && other=$(venv_elsewhere); then
+        echo "run.sh: .venv belongs to another checkout ($other); making a new one here" >&2
+        rm -rf .venv
+    fi
     [ -x .venv/bin/python ] || "$python" -m venv .venv
     local want have
     want=$(cat run.sh pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
@@ -57,6 +77,9 @@ setup() {
     fi
     export PATH="$PWD/.venv/bin:$PATH"
 }
+
+# sourced (tests call the functions above): define them only
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
 case "${1:-}" in
     demo)

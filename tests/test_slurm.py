@@ -146,12 +146,22 @@ from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSet
 
 repo, workdir, rule, wildcards = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
 with SnakemakeApi(OutputSettings()) as api:
-    workflow = api.workflow(ResourceSettings(), ConfigSettings(configfiles=[repo / "config.demo.yaml"]),
+    workflow = api.workflow(ResourceSettings(), ConfigSettings(configfiles=[repo / sys.argv[5]]),
                             snakefile=repo / "Snakefile", workdir=workdir)._workflow
     resources = [workflow.get_rule(rule).expand_resources(Wildcards(fromdict=wildcards), InputFiles(), attempt)
-                 for attempt in (1, 2)]
-print(json.dumps([{k: r[k] for k in ("mem_mb", "runtime")} for r in resources]))
+                 for attempt in (1, 2, 3)]
+    retries = workflow.get_rule(rule)._restart_times  # the rule's own (None: the command line's)
+print(json.dumps({"retries": retries, "attempts": [{k: r[k] for k in ("mem_mb", "runtime")} for r in resources]}))
 """
+
+
+def resources_by_attempt(tmp_path: Path, rule: str, wildcards: dict[str, str], config: str = "config.demo.yaml",
+                         **env: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", RESOURCES_BY_ATTEMPT, str(REPO), str(tmp_path), rule,
+                           json.dumps(wildcards), config], capture_output=True, text=True, timeout=120,
+                          env={**env_with_venv(), **env})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("rule, wildcards", [
@@ -160,12 +170,50 @@ print(json.dumps([{k: r[k] for k in ("mem_mb", "runtime")} for r in resources]))
     ("autoattack", {"dataset": "synthetic", "stage": "robust_eps4"}),
 ])
 def test_a_retried_job_asks_for_more_memory_and_time(tmp_path: Path, rule: str, wildcards: dict[str, str]) -> None:
-    done = subprocess.run([sys.executable, "-c", RESOURCES_BY_ATTEMPT, str(REPO), str(tmp_path), rule,
-                           json.dumps(wildcards)], capture_output=True, text=True, timeout=120, env=env_with_venv())
-    assert done.returncode == 0, done.stderr[-3000:]
-    first, second = json.loads(done.stdout.strip().splitlines()[-1])
+    found = resources_by_attempt(tmp_path, rule, wildcards)
+    first, second, third = found["attempts"]
     assert first["mem_mb"] > 0 and first["runtime"] > 0
     assert second == {"mem_mb": 2 * first["mem_mb"], "runtime": 2 * first["runtime"]}
+    assert third == {"mem_mb": 2 * first["mem_mb"], "runtime": 3 * first["runtime"]}  # memory: at most twice
+    assert found["retries"] is None  # a local run: the command line's --retries
+
+
+def test_no_request_passes_the_partition_limit_and_long_jobs_get_their_pieces(tmp_path: Path) -> None:
+    """The full study's longest training (PathMNIST TRADES, ~3 days at the estimate) under a
+    10-hour limit from the environment: every attempt asks for at most 600 minutes, and under the
+    profile the rule is retried once per piece, plus one."""
+    wildcards = {"dataset": "pathmnist", "stage": "robust_eps4", "variant": "lr0.4_bs1024_ep200_aug0"}
+    limit = {"MEDROBUST_MAX_RUNTIME_MINUTES": "600"}
+    local = resources_by_attempt(tmp_path, "train", wildcards, "config.yaml", **limit)
+    assert [a["runtime"] for a in local["attempts"]] == [600, 600, 600] and local["retries"] is None
+    cluster = resources_by_attempt(tmp_path, "train", wildcards, "config.yaml", **limit, MEDROBUST_PROFILE="slurm")
+    from medrobust.config import grid_points, load, stages
+    from medrobust.report import estimate
+
+    config = load(REPO / "config.yaml")
+    longest = max(estimate.runtime_minutes(config, estimate.train_seconds(config, d, s, v))
+                  for d in config["datasets"] for s in stages(config) for v in grid_points(config, d, s))
+    assert longest > 600 and cluster["retries"] == -(-longest // 600) + 1
+    bad = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--configfile", "config.demo.yaml", "-d",
+                          str(tmp_path / "wd")], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={**env_with_venv(), "MEDROBUST_MAX_RUNTIME_MINUTES": "1 day"})
+    assert bad.returncode != 0 and "MEDROBUST_MAX_RUNTIME_MINUTES: '1 day' is not a whole number" in bad.stderr
+
+
+def test_the_warning_signal_is_appended_to_the_sites_own_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    args = [*TARGETS, "-n", "--profile", "slurm", "--configfile", str(cfg), "-d", str(tmp_path / "wd")]
+    clean = {k: v for k, v in env_with_venv().items() if not k.startswith("MEDROBUST_")}
+    log = tmp_path / "dry.log"
+    site = {"MEDROBUST_SLURM_EXTRA": "--qos=long --mail-type=FAIL", "MEDROBUST_SIGNAL_SECONDS": "120"}
+    jobs = jobs_of(finish(snakemake(args, {**clean, **site}, log), log, timeout=120))
+    submitted = [res for rule, res in jobs.values() if rule not in local_rules()]
+    assert submitted and all(res["slurm_extra"] == "--qos=long --mail-type=FAIL --signal=TERM@120" for res in submitted)
+    # a site profile's own default slurm_extra would be replaced: refused, saying where it goes
+    proc = snakemake([*args, "--default-resources", "slurm_extra='--qos=long'"], clean, log)
+    proc.wait(timeout=120)
+    assert proc.returncode != 0 and "put those flags in MEDROBUST_SLURM_EXTRA" in log.read_text()
 
 
 def readme_cluster_command() -> str:
@@ -191,12 +239,37 @@ def local_rules() -> set[str]:
     return set(re.findall(r"\w+", block))
 
 
+# What only a compute node should run: the network (forward passes, training) and the attacks.
+HEAVY_MODULES = ("train.models", "train.loop", "train.trades", "attacks", "evaluate.saliency", "evaluate.clean",
+                 "evaluate.corrupted", "data.corrupt")
+
+
+def rule_commands() -> dict[str, list[str]]:
+    """Each rule's `medrobust <command>`s, from its shell command."""
+    found = {}
+    for f in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^rule ", f.read_text(), flags=re.M)[1:]:
+            found[block.split(":", 1)[0]] = re.findall(r'"medrobust ([\w-]+)', block)
+    return found
+
+
 def test_local_rules_are_downloads_and_seconds_long_steps() -> None:
-    assert local_rules() == {"download_medmnist", "download_npz", "select", "summarize", "checks", "figure_saliency",
-                             "figure_bars", "figure_eps", "table_results", "table_hyperparameters", "provenance",
-                             "figure_curves", "figure_examples", "figure_corruptions", "corruption_table",
-                             "dataset_tables"}
-    assert not local_rules() & rules_with_gpus()
+    """Local rules run where Snakemake runs (a login node): none may load the network or attack
+    it, so a later rule that does cannot slip in as a local one."""
+    commands = rule_commands()
+    assert local_rules() <= commands.keys() and not local_rules() & rules_with_gpus()
+    for rule in local_rules():
+        from medrobust.codedeps import command_modules
+
+        heavy = [m for c in commands[rule] for m in command_modules(c) if m.startswith(HEAVY_MODULES)]
+        assert not heavy, f"local rule {rule} runs {heavy}: submit it (remove it from localrules)"
+    assert "figure_saliency" not in local_rules() and "figure_saliency" in rules_with_gpus()
+
+
+def test_profile_lists_every_submitted_rule() -> None:
+    """slurm/config.yaml gives each submitted rule its warning signal: it must know them all."""
+    listed = re.search(r'SUBMITTED_RULES = GPU_RULES \+ (\[.*?\])', (REPO / "slurm/config.yaml").read_text())[1]
+    assert set(GPU_RULES) | set(ast.literal_eval(listed)) == rule_commands().keys() - local_rules()
 
 
 @pytest.mark.slurm

@@ -135,3 +135,13 @@ def code_digest(command: str, package_dir: Path = PACKAGE_DIR) -> str:
     for path in command_files(command, package_dir):
         h.update(path.relative_to(package_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
+
+
+def package_digest(package_dir: Path = PACKAGE_DIR) -> str:
+    """SHA-256 over the paths and contents of every file of the package that Python or the
+    package reads (modules and data files; caches excluded): equal for two copies of one tree."""
+    h = hashlib.sha256()
+    for path in sorted(Path(package_dir).rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix in {".py", ".yaml", ".typed"}:
+            h.update(path.relative_to(package_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]

@@ -108,6 +108,20 @@ def _evaluation_problems(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+MAX_RUNTIME_ENV = "MEDROBUST_MAX_RUNTIME_MINUTES"
+
+
+def max_runtime_minutes(config: dict[str, Any], environ: dict[str, str]) -> int:
+    """The partition's time limit: MEDROBUST_MAX_RUNTIME_MINUTES if set (a site setting, like the
+    partition), else compute.max_runtime_minutes. A ConfigError names the variable."""
+    value = environ.get(MAX_RUNTIME_ENV, "").strip()
+    if not value:
+        return int(config["compute"]["max_runtime_minutes"])
+    if not value.isdigit() or int(value) < 2:
+        raise ConfigError(f"{MAX_RUNTIME_ENV}: {value!r} is not a whole number of minutes (at least 2)")
+    return int(value)
+
+
 def corruption_registry(config: dict[str, Any], name: str) -> str:
     """medmnistc registry of a dataset's corruptions: as configured, else its own (MedMNIST) or 'generic'."""
     ds = config["datasets"][name]

@@ -4,8 +4,19 @@ user watching a job's log (a SLURM output file) sees that it is alive and when i
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
+
+
+def format_duration(seconds: float) -> str:
+    """"03:14:05" under a day, "2d 03:14:05" from a day on, to the nearest second; "unknown" for
+    inf or nan (no rate yet). time.strftime of a gmtime would wrap at 24 h."""
+    if not math.isfinite(seconds):
+        return "unknown"
+    days, rest = divmod(math.floor(max(seconds, 0.0) + 0.5), 86400)
+    clock = f"{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}"
+    return f"{days}d {clock}" if days else clock
 
 
 class ProgressLog:
@@ -29,6 +40,5 @@ class ProgressLog:
         elapsed = max(now - self.start, 1e-9)
         rate = self.done / elapsed
         eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta != float("inf") else "unknown"
         return (f"{self.what}: {self.done}/{self.total} {self.unit} ({100 * self.done / max(self.total, 1):.0f}%)"
-                f" | {rate:.1f} {self.unit}/s | eta {eta_text}")
+                f" | {rate:.1f} {self.unit}/s | eta {format_duration(eta)}")

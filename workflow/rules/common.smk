@@ -1,20 +1,25 @@
 # Paths, grids and input functions shared by the rules (no torch in the scheduler).
+import functools
 import json
+import os
 import shlex
 from datetime import datetime, timezone
 
-from medrobust.codedeps import command_files
+from medrobust.codedeps import code_digest
 from medrobust.config import (
     attacked,
     corruption_registry,
     grid_points,
     horizontal_flips,
+    max_runtime_minutes,
     saliency_dataset,
     stage_eps,
     stages,
 )
 from medrobust.io import write_json
 from medrobust.provenance import record
+from medrobust.report.estimate import pieces
+from snakemake.iocontainers import Wildcards
 
 ENV = "../../envs/medrobust.yaml"
 PACKAGE = WORKFLOW_DIR / "src" / "medrobust"
@@ -30,10 +35,13 @@ def with_source(*sources):
     return [name for name, ds in DATASETS.items() if ds["source"] in sources]
 
 
+@functools.cache
 def code(command):
-    """The package modules `medrobust <command>` imports (medrobust.codedeps), as inputs:
-    editing one re-runs exactly the jobs whose command imports it."""
-    return [str(p) for p in command_files(command, PACKAGE)]
+    """A digest of the package modules `medrobust <command>` imports (medrobust.codedeps), as a
+    param: editing one re-runs exactly the jobs whose command imports it. It holds no path (a
+    file input would record the checkout's absolute path), so a moved or copied checkout re-runs
+    nothing."""
+    return code_digest(command, PACKAGE)
 
 
 def write_provenance():
@@ -328,12 +336,14 @@ def all_targets():
 
 
 # ---- cluster resources (snakemake --profile slurm); a local run ignores them -----------------
-# A retried job (the profile's `retries`) asks for more: memory and wall time grow with the
-# attempt (1, 2, ...), so a job killed for running out of either gets it on its next try.
+# A retried job (the profile's `retries`, or the rule's below) asks for more: memory doubles once
+# and wall time grows with the attempt (1, 2, ...), so a job killed for running out of either
+# gets more on its next try; neither ever passes the partition's limit.
 
 GPUS = config["compute"]["gpus_per_job"]
 # Wall time (min) of the CPU rules that run on compute nodes (synthesize, prepare, corrupt_test).
 CPU_JOB_MINUTES = 240
+MAX_MINUTES = config["compute"]["max_runtime_minutes"]  # MEDROBUST_MAX_RUNTIME_MINUTES applied (Snakefile)
 
 
 def mem_mb(wildcards, attempt):
@@ -343,22 +353,63 @@ def mem_mb(wildcards, attempt):
     z, c = dataset_sizes(config, wildcards.dataset), config["compute"]
     channels = n_channels(wildcards)
     megabytes = (z.n_train + z.n_val + z.n_test) * source_size(wildcards) ** 2 * channels / 1e6
-    return int(c["mem_mb"] + c["mem_per_dataset_mb"] * megabytes) * attempt
+    return int(c["mem_mb"] + c["mem_per_dataset_mb"] * megabytes) * min(attempt, 2)
+
+
+def saliency_mem_mb(wildcards, attempt):
+    """Fig. 1's job reads the test split of its dataset (no dataset wildcard in its output)."""
+    return mem_mb(Wildcards(fromdict={"dataset": saliency_dataset(config)}), attempt)
+
+
+def requested_minutes(kind, wildcards):
+    """A job's wall time before the cap: its estimated GPU time times the safety factor
+    (medrobust.report.estimate); the CPU jobs a fixed CPU_JOB_MINUTES."""
+    from medrobust.report import estimate
+
+    if kind == "cpu":
+        return CPU_JOB_MINUTES
+    if kind == "train":
+        seconds = estimate.train_seconds(config, wildcards.dataset, wildcards.stage, wildcards.variant)
+    elif kind == "construct":
+        seconds = estimate.construct_seconds(config, wildcards.dataset)
+    elif kind == "saliency":
+        seconds = estimate.saliency_seconds(config)
+    else:
+        seconds = estimate.evaluate_seconds(config, wildcards.dataset, kind)
+    return estimate.runtime_minutes(config, seconds)
 
 
 def runtime(kind):
-    """Wall time (min) of a job: its estimated GPU time times the safety factor (medrobust.report.estimate)."""
-    from medrobust.report import estimate
+    """Wall time (min) of a job's attempt: its request times the attempt, at most MAX_MINUTES.
+    A job that needs longer runs in pieces (SIGTERM before the limit, state saved, resubmitted)."""
 
     def minutes(wildcards, attempt):
-        if kind == "cpu":
-            return CPU_JOB_MINUTES * attempt
-        if kind == "train":
-            seconds = estimate.train_seconds(config, wildcards.dataset, wildcards.stage, wildcards.variant)
-        elif kind == "construct":
-            seconds = estimate.construct_seconds(config, wildcards.dataset)
-        else:
-            seconds = estimate.evaluate_seconds(config, wildcards.dataset, kind)
-        return estimate.runtime_minutes(config, seconds) * attempt
+        return min(MAX_MINUTES, requested_minutes(kind, wildcards) * attempt)
 
     return minutes
+
+
+def jobs_of_kind(kind):
+    """The wildcards of every job of this kind in the configured study."""
+    if kind == "saliency":
+        return [Wildcards()]
+    if kind == "train":
+        return [
+            Wildcards(fromdict={"dataset": d, "stage": s, "variant": v})
+            for d in DATASETS
+            for s in stages(config)
+            for v in grid_points(config, d, s)
+        ]
+    return [Wildcards(fromdict={"dataset": d}) for d in DATASETS]
+
+
+def retries(kind):
+    """Resubmissions of a cluster job: one per piece of its longest request under MAX_MINUTES,
+    plus one for a real failure. None on a local run (the command line's --retries): Snakemake
+    parses the workflow before it knows the executor, so slurm/config.yaml says it is in use.
+    None inside a submitted job too (its environment has the same variable), which would
+    otherwise restart the job within its own allocation until the time limit kills it."""
+    if os.environ.get("MEDROBUST_PROFILE") != "slurm" or not workflow.is_main_process:
+        return None
+    longest = max([requested_minutes(kind, w) for w in jobs_of_kind(kind)], default=0)
+    return pieces(longest, MAX_MINUTES) + 1

@@ -4,9 +4,8 @@
 rule synthesize:
     output:
         f"resources/synthetic/{{dataset}}_{config['source_size']}.npz",
-    input:
-        code=code("synthesize"),
     params:
+        code=code("synthesize"),
         spec=synthetic_spec,
         size=config["source_size"],
     wildcard_constraints:
@@ -15,6 +14,7 @@ rule synthesize:
         "logs/{dataset}/data/synthesize.log",
     resources:
         runtime=runtime("cpu"),
+    retries: retries("cpu")
     conda:
         ENV
     shell:
@@ -59,11 +59,11 @@ rule download_npz:
 rule prepare:
     input:
         raw=raw_npz,
-        code=code("prepare"),
     output:
         npz="results/{dataset}/data/prepared.npz",
         stats="results/{dataset}/data/prepared.json",
     params:
+        code=code("prepare"),
         medmnist=medmnist_flag,
         n_classes=n_classes,
         n_channels=n_channels,
@@ -74,6 +74,7 @@ rule prepare:
     resources:
         mem_mb=mem_mb,
         runtime=runtime("cpu"),
+    retries: retries("cpu")
     conda:
         ENV
     shell:

@@ -5,11 +5,11 @@
 rule corrupt_test:
     input:
         raw=raw_npz,
-        code=code("corrupt"),
     output:
         npz="results/{dataset}/data/corrupted_test.npz",
         stats="results/{dataset}/data/corrupted_test.json",
     params:
+        code=code("corrupt"),
         medmnist=medmnist_flag,
         n_classes=n_classes,
         n_channels=n_channels,
@@ -25,6 +25,7 @@ rule corrupt_test:
     resources:
         mem_mb=mem_mb,
         runtime=runtime("cpu"),
+    retries: retries("cpu")
     conda:
         ENV
     shell:
@@ -38,9 +39,10 @@ rule evaluate_clean:
     input:
         model="results/{dataset}/{stage}/selected/model.pt",
         data=prepared_npz,
-        code=code("evaluate"),
     output:
         "results/{dataset}/{stage}/eval/clean_test.json",
+    params:
+        code=code("evaluate"),
     log:
         "logs/{dataset}/{stage}/evaluate_clean.log",
     threads: config["threads"]["evaluate"]
@@ -48,6 +50,7 @@ rule evaluate_clean:
         gpu=GPUS,
         mem_mb=mem_mb,
         runtime=runtime("clean"),
+    retries: retries("clean")
     conda:
         ENV
     shell:
@@ -59,9 +62,10 @@ rule evaluate_corrupted:
     input:
         model="results/{dataset}/{stage}/selected/model.pt",
         data="results/{dataset}/data/corrupted_test.npz",
-        code=code("evaluate-corrupted"),
     output:
         "results/{dataset}/{stage}/eval/corrupted_test.json",
+    params:
+        code=code("evaluate-corrupted"),
     log:
         "logs/{dataset}/{stage}/evaluate_corrupted.log",
     benchmark:
@@ -71,6 +75,7 @@ rule evaluate_corrupted:
         gpu=GPUS,
         mem_mb=mem_mb,
         runtime=runtime("corrupted"),
+    retries: retries("corrupted")
     conda:
         ENV
     shell:
@@ -82,10 +87,10 @@ rule autoattack:
     input:
         model="results/{dataset}/{stage}/selected/model.pt",
         data=prepared_npz,
-        code=code("autoattack"),
     output:
         "results/{dataset}/{stage}/eval/autoattack_test.json",
     params:
+        code=code("autoattack"),
         eps=config["evaluation"]["autoattack"]["eps"],
         n_images=config["evaluation"]["autoattack"]["n_images"],
         seed=config["seed"],
@@ -102,6 +107,7 @@ rule autoattack:
         gpu=GPUS,
         mem_mb=mem_mb,
         runtime=runtime("autoattack"),
+    retries: retries("autoattack")
     conda:
         ENV
     shell:

@@ -6,12 +6,14 @@ rule construct_nonrobust:
     input:
         model="results/{dataset}/base/selected/model.pt",
         data=prepared_npz,
-        code=code("construct"),
     output:
         npz="results/{dataset}/data/nonrobust_eps{eps}.npz",
         stats="results/{dataset}/data/nonrobust_eps{eps}.json",
     params:
+        code=code("construct"),
         settings=construction_settings,
+        # the PGD start of each image is seeded per batch, and bf16 rounding depends on the batch
+        batch_size=config["nonrobust"]["batch_size"],
     log:
         "logs/{dataset}/data/nonrobust_eps{eps}.log",
     benchmark:
@@ -21,10 +23,10 @@ rule construct_nonrobust:
         gpu=GPUS,
         mem_mb=mem_mb,
         runtime=runtime("construct"),
-        batch_size=config["nonrobust"]["batch_size"],
+    retries: retries("construct")
     conda:
         ENV
     shell:
         "medrobust construct --model {input.model} --data {input.data} --settings {params.settings}"
-        " --batch-size {resources.batch_size} --threads {threads}"
+        " --batch-size {params.batch_size} --threads {threads}"
         " --out {output.npz} --stats {output.stats} 2> {log}"

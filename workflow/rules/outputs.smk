@@ -5,10 +5,10 @@
 rule summarize:
     input:
         summary_inputs,
-        code=code("summarize"),
     output:
         report("results/summary/metrics.csv", caption="../report/summary.rst", category="2. Tables"),
     params:
+        code=code("summarize"),
         layout=summary_layout(),
     log:
         "logs/outputs/summarize.log",
@@ -22,10 +22,10 @@ rule checks:
     input:
         check_inputs,
         summary="results/summary/metrics.csv",
-        code=code("checks"),
     output:
         report("results/summary/checks.csv", caption="../report/checks.rst", category="3. Checks"),
     params:
+        code=code("checks"),
         layout=check_layout(),
     log:
         "logs/outputs/checks.log",
@@ -40,12 +40,12 @@ rule figure_saliency:
         standard=saliency_model("base"),
         robust=saliency_model(f"robust_eps{config['evaluation']['main_eps']}"),
         data=prepared(saliency_dataset(config)),
-        code=code("saliency"),
     output:
         png=report("results/figures/fig1_saliency.png", caption="../report/fig1.rst", category="1. Figures"),
         pdf="results/figures/fig1_saliency.pdf",
         json="results/figures/fig1_saliency.json",
     params:
+        code=code("saliency"),
         eps=config["evaluation"]["main_eps"],
         steps=config["evaluation"]["saliency"]["steps"],
         index=(
@@ -56,18 +56,23 @@ rule figure_saliency:
         seed=config["seed"],
     log:
         "logs/outputs/figure_saliency.log",
+    threads: config["threads"]["evaluate"]
+    resources:
+        gpu=GPUS,
+        mem_mb=saliency_mem_mb,
+        runtime=runtime("saliency"),
+    retries: retries("saliency")
     conda:
         ENV
     shell:
         "medrobust saliency --standard {input.standard} --robust {input.robust} --data {input.data}"
-        " --eps {params.eps} --steps {params.steps} {params.index} --seed {params.seed} --threads 1"
+        " --eps {params.eps} --steps {params.steps} {params.index} --seed {params.seed} --threads {threads}"
         " --out-png {output.png} --out-pdf {output.pdf} --out-json {output.json} 2> {log}"
 
 
 rule figure_bars:
     input:
         summary="results/summary/metrics.csv",
-        code=code("figure"),
     output:
         png=report("results/figures/fig{n}_{metric}.png", caption="../report/fig_bars.rst", category="1. Figures"),
         pdf="results/figures/fig{n}_{metric}.pdf",
@@ -75,6 +80,7 @@ rule figure_bars:
         n="2|3",
         metric="balanced_accuracy|auc",
     params:
+        code=code("figure"),
         eps=config["evaluation"]["main_eps"],
     log:
         "logs/outputs/figure{n}_{metric}.log",
@@ -88,11 +94,11 @@ rule figure_bars:
 rule figure_eps:
     input:
         summary="results/summary/metrics.csv",
-        code=code("figure"),
     output:
         png=report("results/figures/fig4_eps.png", caption="../report/fig4.rst", category="1. Figures"),
         pdf="results/figures/fig4_eps.pdf",
     params:
+        code=code("figure"),
         eps=eps_compared(),
     log:
         "logs/outputs/figure4_eps.log",
@@ -106,7 +112,6 @@ rule figure_eps:
 rule table_results:
     input:
         summary="results/summary/metrics.csv",
-        code=code("table"),
         paper=str(PACKAGE / "paper_values.yaml"),
     output:
         csv=report("results/tables/{table}.csv", caption="../report/tables.rst", category="2. Tables"),
@@ -115,6 +120,7 @@ rule table_results:
     wildcard_constraints:
         table="table1_robustness|table_paper_comparison",
     params:
+        code=code("table"),
         kind=lambda wildcards: "robustness" if wildcards.table == "table1_robustness" else "paper",
     log:
         "logs/outputs/{table}.log",
@@ -128,7 +134,6 @@ rule table_results:
 rule table_hyperparameters:
     input:
         [s["path"] for s in selections()],
-        code=code("table"),
     output:
         csv=report(
             "results/tables/table2_hyperparameters.csv",
@@ -138,6 +143,7 @@ rule table_hyperparameters:
         md="results/tables/table2_hyperparameters.md",
         tex="results/tables/table2_hyperparameters.tex",
     params:
+        code=code("table"),
         selections=selection_layout(),
     log:
         "logs/outputs/table2_hyperparameters.log",
@@ -152,11 +158,11 @@ rule provenance:
     input:
         summary_inputs,
         [s["path"] for s in selections()],
-        code=code("provenance"),
     output:
         csv=report("results/report/provenance.csv", caption="../report/provenance.rst", category="5. Provenance"),
         config=report("results/report/config.yaml", caption="../report/config.rst", category="5. Provenance"),
     params:
+        code=code("provenance"),
         files=lambda wildcards, input: [f for f in input if f.endswith(".json")],
         config=shlex.quote(json.dumps(config, sort_keys=True)),
     log:

@@ -6,7 +6,6 @@ rule figure_curves:
     input:
         histories=grid_files("history.csv"),
         selection="results/{dataset}/{stage}/selected.json",
-        code=code("curves"),
     output:
         png=report(
             "results/figures/curves_{dataset}_{stage}.png",
@@ -20,6 +19,7 @@ rule figure_curves:
     conda:
         ENV
     params:
+        code=code("curves"),
         n_classes=n_classes,
     shell:
         "medrobust curves --histories {input.histories} --selection {input.selection}"
@@ -31,7 +31,6 @@ rule figure_examples:
     input:
         data=prepared_npz,
         nonrobust="results/{dataset}/data/nonrobust_eps{eps}.npz",
-        code=code("examples"),
     output:
         png=report(
             "results/figures/examples_{dataset}_eps{eps}.png",
@@ -45,6 +44,7 @@ rule figure_examples:
     conda:
         ENV
     params:
+        code=code("examples"),
         seed=config["seed"],
     shell:
         "medrobust examples --data {input.data} --nonrobust {input.nonrobust} --dataset {wildcards.dataset}"
@@ -54,7 +54,6 @@ rule figure_examples:
 rule corruption_table:
     input:
         corruption_inputs,
-        code=code("corruption-table"),
     output:
         report(
             "results/summary/corruptions.csv",
@@ -66,6 +65,7 @@ rule corruption_table:
     conda:
         ENV
     params:
+        code=code("corruption-table"),
         layout=corruption_layout(),
     shell:
         "medrobust corruption-table --layout {params.layout} --out {output} 2> {log}"
@@ -74,7 +74,6 @@ rule corruption_table:
 rule figure_corruptions:
     input:
         table="results/summary/corruptions.csv",
-        code=code("figure-corruptions"),
     output:
         png=report(
             "results/figures/corruptions_{dataset}.png",
@@ -88,6 +87,7 @@ rule figure_corruptions:
     conda:
         ENV
     params:
+        code=code("figure-corruptions"),
         eps=config["evaluation"]["main_eps"],
         n_classes=n_classes,
     shell:
@@ -99,7 +99,6 @@ rule dataset_tables:
     input:
         dataset_selections,
         checks="results/summary/checks.csv",
-        code=code("dataset-tables"),
     output:
         selection=report(
             "results/tables/selection_{dataset}.csv",
@@ -118,6 +117,7 @@ rule dataset_tables:
     conda:
         ENV
     params:
+        code=code("dataset-tables"),
         selections=dataset_selection_layout,
     shell:
         "medrobust dataset-tables --dataset {wildcards.dataset} --selections {params.selections}"

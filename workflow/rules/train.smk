@@ -5,12 +5,12 @@ rule train:
     input:
         train=training_set,
         val=prepared_npz,
-        code=train_code,
     output:
         model="results/{dataset}/{stage}/{variant}/model.pt",
         metrics="results/{dataset}/{stage}/{variant}/metrics.json",
         history="results/{dataset}/{stage}/{variant}/history.csv",
     params:
+        code=train_code,
         command=train_command,
         hparams=train_hparams,
         n_classes=n_classes,
@@ -25,16 +25,15 @@ rule train:
         gpu=GPUS,
         mem_mb=mem_mb,
         runtime=runtime("train"),
-        # settings that do not change results: as resources, so changing them re-runs nothing
-        checkpoint_every=config["training"]["checkpoint_every"],
-        eval_batch_size=config["training"]["eval_batch_size"],
+    retries: retries("train")
     conda:
         ENV
     shell:
         "medrobust {params.command} --train-data {input.train} --val-data {input.val} --n-classes {params.n_classes}"
         " --hparams {params.hparams} --state {params.state}"
-        " --checkpoint-every {resources.checkpoint_every}"
-        " --eval-batch-size {resources.eval_batch_size} --threads {threads}"
+        # settings that change no result: read from the config in the command (a param would re-run)
+        " --checkpoint-every {config[training][checkpoint_every]}"
+        " --eval-batch-size {config[training][eval_batch_size]} --threads {threads}"
         " --out-model {output.model} --out-metrics {output.metrics}"
         " --out-history {output.history} 2> {log}"
 
@@ -43,11 +42,11 @@ rule select:
     input:
         metrics=grid_files("metrics.json"),
         models=grid_files("model.pt"),
-        code=code("select"),
     output:
         choice="results/{dataset}/{stage}/selected.json",
         model="results/{dataset}/{stage}/selected/model.pt",
     params:
+        code=code("select"),
         criterion=selection_criterion,
     log:
         "logs/{dataset}/{stage}/select.log",

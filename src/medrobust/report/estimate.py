@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from medrobust.config import attacked, corruption_registry, grid_points, stages
+from medrobust.config import attacked, corruption_registry, grid_points, saliency_dataset, stages
 from medrobust.io import check_npz_splits
 
 SEVERITIES = 5
@@ -93,6 +93,13 @@ def evaluate_seconds(config: dict[str, Any], name: str, kind: str) -> float:
     return n * (steps / c["train_images_per_second"] + 5000 / c["forward_images_per_second"])
 
 
+def saliency_seconds(config: dict[str, Any]) -> float:
+    """Fig. 1: both models predict the test split and PGD runs against the base model on it."""
+    c, z = config["compute"], dataset_sizes(config, saliency_dataset(config))
+    steps = config["evaluation"]["saliency"]["steps"]
+    return z.n_test * (2 / c["forward_images_per_second"] + (steps + 1) / c["train_images_per_second"])
+
+
 def study(config: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per dataset and stage: jobs and GPU-hours of training, construction, evaluation."""
     rows = []
@@ -114,6 +121,11 @@ def runtime_minutes(config: dict[str, Any], seconds: float) -> int:
     """A job's wall-time request: the estimate times the safety factor, at least the minimum."""
     c = config["compute"]
     return max(c["min_runtime_minutes"], int(seconds * c["runtime_safety_factor"] / 60) + 1)
+
+
+def pieces(minutes: int, cap: int) -> int:
+    """How many jobs of at most `cap` minutes a request of `minutes` takes."""
+    return max(1, -(-minutes // cap))
 
 
 def render(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
