@@ -45,6 +45,9 @@ if not workflow.overwrite_configfiles:
 try:
     validate(config, load_schema(WORKFLOW_DIR / "workflow" / "schemas" / "config.schema.yaml"))
     config["compute"]["max_runtime_minutes"] = max_runtime_minutes(config, os.environ)
+    config["compute"]["device"] = config["compute"]["device"] or (
+        "cuda" if config["compute"]["gpus_per_job"] else "cpu"
+    )
     check_local_files(config)
     # slurm/config.yaml sets each submitted rule's slurm_extra (its warning signal appended to
     # MEDROBUST_SLURM_EXTRA), which would silently replace a site profile's default one

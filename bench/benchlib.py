@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from medrobust.runtime import pick_device
+from medrobust.device import require_device
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def attack_parser(doc: str | None, batch_size: int, steps: int) -> argparse.Argu
 def setup(args: argparse.Namespace) -> torch.device:
     torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = True
-    return pick_device(args.device)
+    return require_device(args.device)
 
 
 def sync(device: torch.device) -> None:

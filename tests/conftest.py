@@ -136,7 +136,7 @@ def sigterm_when_logged(cmd: list[str], log: Path, marker: str, env: dict[str, s
 
 
 def slice_config(grids: dict, **extra: object) -> dict:
-    """A one-dataset synthetic study (WRN-10-1, fp32, one thread per job) small enough to run a
+    """A one-dataset synthetic study (WRN-10-1, fp32, CPU, one thread per job) small enough to run a
     slice of the DAG in a minute or two: the container and SLURM tests' config."""
     return {
         "datasets": {"synthetic": {"source": "synthetic", "grid": "tiny", "synthetic": {
@@ -146,5 +146,6 @@ def slice_config(grids: dict, **extra: object) -> dict:
         "training": {"precision": "fp32"},
         "threads": {"train": 1, "construct": 1, "evaluate": 1},
         **extra,
+        "compute": {"device": "cpu", **extra.get("compute", {})},  # (the SLURM test's GPU is fake)
         "grids": grids,
     }

@@ -113,9 +113,9 @@ def _check_pairing(built: dict, x: torch.Tensor, y: torch.Tensor, targets: torch
 def test_construction_statistics_and_resume(tiny_model, prepared_medium: Path, tmp_path: Path) -> None:
     x, y = load_split(prepared_medium, "train", torch.device("cpu"), 4)
     x, y = x[:120], y[:120]
-    cfg = ConstructionConfig(eps=EPS, steps=30, precision="fp32")
+    cfg = ConstructionConfig(eps=EPS, steps=30, random_start=True, precision="fp32")  # seeded per batch
     targets = draw_targets(y, 4, "uniform", 0)
-    whole = construct(tiny_model, x, y, 4, cfg, tmp_path / "a", tag("t"), batch_size=40, chunk=40)
+    whole = construct(tiny_model, x, y, 4, cfg, tmp_path / "a", tag("t"), batch_size=20, chunk=40)
     stats = whole["stats"]
     correct = predict(tiny_model, x, 256, "fp32").argmax(1) == y.numpy()
     assert stats["n_used"] == correct.sum() == len(whole["adv"]) == len(whole["targets"])
@@ -127,13 +127,21 @@ def test_construction_statistics_and_resume(tiny_model, prepared_medium: Path, t
     assert sum(stats["target_class_counts"]) == stats["n_used"]
     assert whole["adv"].dtype == "float32" and whole["adv"].min() >= 0 and whole["adv"].max() <= 1
 
-    calls = iter([False, True])  # stop before the second chunk, as on SIGTERM
+    with pytest.raises(Interrupted, match="after 20 of"):  # SIGTERM during the first batch
+        construct(tiny_model, x, y, 4, cfg, tmp_path / "b", tag("t"), batch_size=20, chunk=40, should_stop=lambda: True)
+    assert [p.name for p in (tmp_path / "b").glob("0*.pt")] == ["00000.pt"]
+    saved = torch.load(tmp_path / "b" / "00000.pt", weights_only=True)
+    assert len(saved["adv"]) == 20 < len(saved["source_index"])  # the chunk's finished batch, kept
+    calls = iter([False, False, True])  # requeued: three more batches, across a chunk boundary, then SIGTERM
     with pytest.raises(Interrupted):
-        construct(tiny_model, x, y, 4, cfg, tmp_path / "b", tag("t"), batch_size=40, chunk=40,
+        construct(tiny_model, x, y, 4, cfg, tmp_path / "b", tag("t"), batch_size=20, chunk=40,
                   should_stop=lambda: next(calls))
-    assert len(list((tmp_path / "b").glob("0*.pt"))) == 1
-    again = construct(tiny_model, x, y, 4, cfg, tmp_path / "b", tag("t"), batch_size=40, chunk=40)
-    assert (again["adv"] == whole["adv"]).all() and (again["targets"] == whole["targets"]).all()
+    again = construct(tiny_model, x, y, 4, cfg, tmp_path / "b", tag("t"), batch_size=20, chunk=40)
+    assert again["stats"]["attack_images_per_second"] is not None
+    for key in ("adv", "targets", "source_index", "labels"):  # bit-identical to the uninterrupted run
+        assert (again[key] == whole[key]).all()
+    assert {k: v for k, v in again["stats"].items() if "second" not in k} == \
+        {k: v for k, v in whole["stats"].items() if "second" not in k}
 
 
 class _FlipOne(torch.nn.Module):
@@ -155,10 +163,9 @@ def test_resume_after_a_prediction_flips_keeps_every_image_with_its_label(tiny_m
     x, y = x[:120], y[:120]
     cfg = ConstructionConfig(eps=EPS, steps=10, precision="fp32")
     targets = draw_targets(y, 4, "uniform", 0)
-    calls = iter([False, False, True])  # chunks 0 and 1 done, then a requeue
-    with pytest.raises(Interrupted):
+    with pytest.raises(Interrupted):  # chunks 0 and 1 done, chunk 2 begun, then a requeue
         construct(tiny_model, x, y, 4, cfg, tmp_path / "p", tag("t"), batch_size=20, chunk=40,
-                  should_stop=lambda: next(calls))
+                  should_stop=lambda: (tmp_path / "p" / "00001.pt").exists())
     first = int(torch.from_numpy(predict(tiny_model, x[:40], 64, "fp32").argmax(1) == y[:40].numpy()).nonzero()[0])
     flipped = _FlipOne(tiny_model, x[first].float() / 255).eval()
     resumed = construct(flipped, x, y, 4, cfg, tmp_path / "p", tag("t"), batch_size=20, chunk=40)

@@ -88,6 +88,28 @@ def test_interrupted_autoattack_resumes_after_the_last_finished_attack(tiny_mode
     assert other.done == fresh.done
 
 
+def test_interrupted_inside_attacks_resumes_at_the_next_batch_with_equal_results(tiny_model, batch,
+                                                                                 tmp_path: Path) -> None:
+    """A stop after every batch (SIGTERM, requeue, again and again) gives the uninterrupted result."""
+    x, y = batch
+    fresh = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, y,
+                           tmp_path / "fresh.pt", tag("t"), 2)
+    state, mid_attack = tmp_path / "state.pt", set()
+    while True:
+        try:
+            resumed = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, y,
+                                     state, tag("t"), 2, should_stop=lambda: True)
+            break
+        except Interrupted:
+            saved = torch.load(state, weights_only=True)
+            if saved["attack"] is not None:  # stopped inside an attack: its point list and batches done kept
+                assert 0 < saved["batches_done"] < -(-len(saved["index"]) // 2)
+                mid_attack.add(saved["attack"])
+    assert {"apgd-ce", "apgd-t"} <= mid_attack  # the second attack's list is the one saved at its start
+    assert resumed.done == fresh.done
+    assert torch.equal(resumed.robust, fresh.robust) and torch.equal(resumed.x_adv, fresh.x_adv)
+
+
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_few_class_models_get_a_valid_attack_list(batch, tmp_path: Path, n_classes: int) -> None:
     """The standard list crashes on 2 classes (DLR); the plan's lists run, every attack on

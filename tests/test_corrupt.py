@@ -1,5 +1,6 @@
 """MedMNIST-C corruptions: one test per medmnistc defect, determinism, shapes, registry coverage."""
 
+import itertools
 import random
 import warnings
 
@@ -215,3 +216,41 @@ def test_generic_set_is_intensity_only_and_documented() -> None:
     names = mc.corruption_names("generic")
     assert names == list(CORRUPTIONS_DS[mc.GENERIC_SOURCE]) and len(names) == 13
     assert not {"stain_deposit", "bubble", "saturate", "characters", "black_corner"} & set(names)
+
+
+# --- resumption -----------------------------------------------------------------------------
+
+def test_interrupted_after_any_block_resumes_to_the_same_bytes(tmp_path, monkeypatch) -> None:
+    """A stop after every block (SIGTERM, requeue, again and again): the finished blocks of the
+    current corruption are kept, and the result is byte-identical to one uninterrupted call."""
+    from medrobust.runtime import Interrupted
+
+    monkeypatch.setattr(mc, "BLOCK", 4)  # three blocks per corruption and severity
+    x = images(10, 1)
+    whole = mc.corrupt_all(x, "generic", SIZE, 32, seed=3)
+    state = tmp_path / "state"
+    mc.claim_state(state, {"code": "c", "settings": "s", "data": "d"})
+    for done in (4, 8, 10):
+        with pytest.raises(Interrupted, match=f"stopped after {done} of 10 images of pixelate at severity 1;"):
+            mc.corrupt_all(x, "generic", SIZE, 32, seed=3, state=state, should_stop=lambda: True)
+        assert len(np.load(state / "pixelate-1.npy")) == done
+    checks = itertools.count(1)  # then a stop at every 7th block, until done
+    while True:
+        try:
+            resumed = mc.corrupt_all(x, "generic", SIZE, 32, seed=3, state=state,
+                                     should_stop=lambda: next(checks) % 7 == 0)
+            break
+        except Interrupted:
+            pass
+    assert list(resumed) == list(whole)
+    assert all(resumed[k].tobytes() == whole[k].tobytes() for k in whole)
+
+
+def test_a_state_of_another_job_is_cleared_with_the_reason(tmp_path, caplog) -> None:
+    state = tmp_path / "state"
+    mc.claim_state(state, {"code": "c", "settings": "s", "data": "d"})
+    np.save(state / "pixelate-1.npy", np.zeros((2, 32, 32), np.uint8))
+    mc.claim_state(state, {"code": "c", "settings": "s", "data": "d"})
+    assert (state / "pixelate-1.npy").exists()  # the same job: kept
+    mc.claim_state(state, {"code": "c", "settings": "other", "data": "d"})
+    assert not (state / "pixelate-1.npy").exists() and "written by other settings" in caplog.text

@@ -36,7 +36,8 @@ def _rows() -> list[Row]:
                                           ("breastmnist", 2, (0.80, 0.7475, 0.60, 0.70))):
         for model, eps, clean, aa in (("base", None, base, 0.0003), ("robust", 4, rob, rob_aa), ("nonrobust", 4, nr, NAN)):
             rows += [Row(d, model, eps, "clean", BA, clean, c), Row(d, model, eps, "clean", AUC, clean + 0.1, c),
-                     Row(d, model, eps, "autoattack", BA, aa if d == "pathmnist" else 0.0, c)]
+                     Row(d, model, eps, "autoattack", BA, aa if d == "pathmnist" else 0.0, c, 100),
+                     Row(d, model, eps, "autoattack_clean", BA, clean - 0.01, c, 100)]
             if not (d == "breastmnist" and model == "robust"):
                 rows += [Row(d, model, eps, "corrupted", BA, clean / 2, c),
                          Row(d, model, eps, "corrupted", AUC, clean / 2 + 0.1, c)]
@@ -168,18 +169,20 @@ def test_saliency_figure_checks_its_inputs() -> None:
 def test_robustness_table_values_and_missing(tmp_path: Path) -> None:
     table = robustness_table(_rows())
     rows = _by_key(table, 3)
-    assert rows[("PathMNIST", "All features", "")] == pytest.approx((88.55, 0.03))
-    assert rows[("PathMNIST", "Robust features", 4)] == pytest.approx((75.08, 58.45))
-    assert rows[("PathMNIST", "Robust features", 8)][1] is None
-    assert rows[("PathMNIST", "Nonrobust features only", 4)][1] is None  # NaN in the summary
-    assert rows[("BreastMNIST", "Nonrobust features only", 8)] == (None, None)
+    # clean and attacked on the same images (the attack's), with their number
+    assert rows[("PathMNIST", "All features", "")] == (100, pytest.approx(87.55), pytest.approx(0.03))
+    assert rows[("PathMNIST", "Robust features", 4)] == (100, pytest.approx(74.08), pytest.approx(58.45))
+    assert rows[("PathMNIST", "Nonrobust features only", 4)][2] is None  # NaN in the summary
+    # the robust eps-8 model was not attacked: its full-test clean number is not Table 1's
+    assert rows[("PathMNIST", "Robust features", 8)] == (None, None, None)
     parsed, md, tex = _written(table, tmp_path)
     assert parsed[0] == list(table.columns) and len(parsed) == 1 + 10
-    pm_rob8 = next(r for r in parsed if r[:3] == ["PathMNIST", "Robust features", "8"])
-    assert pm_rob8[3:] == ["72.00", ""]
-    assert "| Dataset | Model | ε (/255) | Clean balanced accuracy (%) | AutoAttack balanced accuracy (%) |" in md
-    assert "| PathMNIST | Robust features | 8 | 72.00 | — |" in md
-    assert r"\begin{tabular}{llrrr}" in tex and r"$\varepsilon$ (/255)" in tex and r"72.00 & -- \\" in tex
+    pm_rob4 = next(r for r in parsed if r[:3] == ["PathMNIST", "Robust features", "4"])
+    assert pm_rob4[3:] == ["100", "74.08", "58.45"]
+    assert ("| Dataset | Model | ε (/255) | Images | Clean balanced accuracy (%) | AutoAttack balanced accuracy (%) |"
+            in md)
+    assert "| PathMNIST | Robust features | 8 | — | — | — |" in md
+    assert r"\begin{tabular}{llrrrr}" in tex and r"$\varepsilon$ (/255)" in tex and r"100 & 74.08 & 58.45 \\" in tex
 
 
 def test_paper_comparison_deltas_and_bounds(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""What produced an artefact: package versions, git commit, config hash, host."""
+"""What produced an artefact: package versions, git commit, config hash, host, and the device."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import hashlib
 import json
 import platform
 import subprocess
+import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from medrobust.device import in_use
 
 PACKAGES = ("medrobust", "torch", "torchvision", "numpy", "medmnist", "medmnistc", "pyautoattack", "scikit-learn",
             "scipy", "pandas", "matplotlib", "snakemake")
@@ -54,4 +57,14 @@ def record(config: Any = None) -> dict[str, Any]:
     }
     if config is not None:
         rec["config_hash"] = config_hash(config)
+    if "torch" in sys.modules:  # a light command (no torch) ran on no device; importing torch would cost seconds
+        rec["device"] = device_facts()
     return rec
+
+
+def device_facts() -> dict[str, Any]:
+    """The GPUs, driver, CUDA, cuDNN and float32 settings of this process (medrobust.device.in_use)."""
+    try:
+        return in_use()
+    except Exception as e:  # provenance is written after the work is done: it must never fail the job
+        return {"unknown": f"{type(e).__name__}: {e}"}

@@ -8,13 +8,9 @@ and the scheduler can import this module cheaply.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import json
 import logging
-import os
-import platform
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +18,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from medrobust.errors import DataError
+from medrobust.locks import held
 
 if TYPE_CHECKING:
     import torch
@@ -34,21 +30,9 @@ class Interrupted(RuntimeError):
     """A job stopped on request (SIGTERM) after saving its state."""
 
 
-class StateBusy(DataError):
-    """Another process holds the lock of a resumable state."""
-
-
 def derive_seed(*parts: int) -> int:
     """An independent 32-bit seed for each tuple of integers (seed, purpose, index, ...)."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -58,6 +42,23 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision != "auto":
         return precision
     return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
+EVALUATION_PRECISION = "fp32"
+
+
+def exact_evaluation() -> str:
+    """Every test-time number (clean, corrupted, AutoAttack, the figures' predictions) at one
+    precision: fp32 with TF32 off and cudnn.benchmark off (no autotuned algorithm choice), so a
+    checkpoint's test numbers agree across nodes up to argmax flips of near ties. Returns the
+    precision to pass on. Training keeps bf16."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    torch.set_float32_matmul_precision("highest")
+    return EVALUATION_PRECISION
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
@@ -111,34 +112,18 @@ def sigterm_flag() -> Callable[[], bool]:
     return lambda: requested["stop"]
 
 
-@contextlib.contextmanager
-def state_lock(state: str | Path) -> Iterator[None]:
+def state_lock(state: str | Path) -> contextlib.AbstractContextManager[None]:
     """Hold `<state>.lock` for the block, so that two processes never work on one job's state.
 
-    A second process refuses at once (StateBusy, naming the holder) instead of waiting. POSIX
-    record locks are released by the kernel when a process dies, so a killed job leaves no stale
-    lock; they also work on NFS with a lock daemon, as cluster home and scratch file systems have.
+    A second process refuses at once (StateBusy, naming the holder: host, pid, SLURM job) instead
+    of waiting. The lock is a POSIX record lock, which the kernel (or NFS's lock daemon) releases
+    when its process dies; `<state>.lock` itself stays after the block. Where the file system has
+    no POSIX locks (Lustre without flock, NFS without a lock daemon), an exclusive file
+    `<state>.lock.excl` takes its place, deleted after the block and taken over from a killed
+    holder only when provably stale (medrobust.locks says when). A file system with neither
+    gives LockUnavailable, one line.
     """
-    path = Path(f"{state}.lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        try:
-            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EACCES, errno.EAGAIN):
-                raise
-            f.seek(0)
-            holder = f.read().strip() or "unknown process"
-            raise StateBusy(f"{state}: another process ({holder}) is working on this job's state; "
-                            "wait for it to finish or stop it, then run again") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} on {platform.node()}")
-        f.flush()
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)
+    return held(Path(f"{state}.lock"), str(state))
 
 
 def file_digest(path: str | Path) -> str:
@@ -150,15 +135,20 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()[:16]
 
 
-def fingerprint(command: str, settings: dict[str, Any], *files: str | Path) -> dict[str, str]:
+def fingerprint(command: str, settings: dict[str, Any], *files: str | Path, device: str | None = None,
+                precision: str | None = None) -> dict[str, str]:
     """What a resumable state must match to be continued: the code that `medrobust <command>`
-    runs (every package module it imports), every result-changing setting, and the content
-    of every input file."""
+    runs (every package module it imports), every result-changing setting, the content of every
+    input file, and, when given, the kind of device ("cpu", "cuda") and the resolved precision
+    ("bf16", "fp32"): a state half-trained on a GPU in bf16 is not continued on a CPU in fp32."""
     from medrobust.codedeps import code_digest
 
-    return {"code": code_digest(command),
-            "settings": hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16],
-            "data": hashlib.sha256("".join(file_digest(p) for p in files).encode()).hexdigest()[:16]}
+    tag = {"code": code_digest(command),
+           "settings": hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16],
+           "data": hashlib.sha256("".join(file_digest(p) for p in files).encode()).hexdigest()[:16]}
+    if device is not None or precision is not None:
+        tag["device"] = f"{device}/{precision}"
+    return tag
 
 
 def fingerprint_mismatch(saved: Any, current: dict[str, str]) -> str | None:
@@ -167,4 +157,7 @@ def fingerprint_mismatch(saved: Any, current: dict[str, str]) -> str | None:
         return "it was written by an older medrobust without a code fingerprint"
     what = {"code": "other code", "settings": "other settings", "data": "other input data"}
     differ = [what[k] for k in what if saved.get(k) != current[k]]
+    if "device" in current and saved.get("device") != current["device"]:
+        differ.append(f"another kind of device or precision (was {saved.get('device', 'unrecorded')}, "
+                      f"now {current['device']})")
     return f"it was written by {' and '.join(differ)}" if differ else None

@@ -18,6 +18,8 @@ rule corrupt_test:
         registry=registry_of,
         apply_size=config["evaluation"]["corruptions"]["apply_size"],
         seed=config["seed"],
+        # resumable state (finished corruptions and blocks): beside the outputs, not one of them
+        state="results/{dataset}/data/corrupted_test_state",
     log:
         "logs/{dataset}/data/corrupt_test.log",
     benchmark:
@@ -32,7 +34,7 @@ rule corrupt_test:
         "medrobust corrupt --source {input.raw} {params.medmnist} --n-classes {params.n_classes}"
         " --n-channels {params.n_channels} --source-size {params.source_size} --size {params.size}"
         " --registry {params.registry} --apply-size {params.apply_size} --seed {params.seed}"
-        " --out {output.npz} --stats {output.stats} 2> {log}"
+        " --state {params.state} --out {output.npz} --stats {output.stats} 2> {log}"
 
 
 rule evaluate_clean:
@@ -55,7 +57,7 @@ rule evaluate_clean:
         ENV
     shell:
         "medrobust evaluate --model {input.model} --data {input.data} --split test"
-        " --threads {threads} --out {output} 2> {log}"
+        " --threads {threads} {DEVICE_ARGS} --out {output} 2> {log}"
 
 
 rule evaluate_corrupted:
@@ -80,7 +82,7 @@ rule evaluate_corrupted:
         ENV
     shell:
         "medrobust evaluate-corrupted --model {input.model} --data {input.data}"
-        " --threads {threads} --out {output} 2> {log}"
+        " --threads {threads} {DEVICE_ARGS} --out {output} 2> {log}"
 
 
 rule autoattack:
@@ -96,7 +98,7 @@ rule autoattack:
         seed=config["seed"],
         # pyautoattack reseeds every batch, so the batch layout changes results: a param
         batch_size=config["evaluation"]["autoattack"]["batch_size"],
-        # resumable state (attack by attack): beside the output, not one of them
+        # resumable state (batch by batch, inside each attack): beside the output, not one of them
         state="results/{dataset}/{stage}/eval/autoattack_state.pt",
     log:
         "logs/{dataset}/{stage}/autoattack.log",
@@ -113,4 +115,4 @@ rule autoattack:
     shell:
         "medrobust autoattack --model {input.model} --data {input.data} --split test --eps {params.eps}"
         " --n-images {params.n_images} --seed {params.seed} --batch-size {params.batch_size}"
-        " --state {params.state} --threads {threads} --out {output} 2> {log}"
+        " --state {params.state} --threads {threads} {DEVICE_ARGS} --out {output} 2> {log}"

@@ -66,7 +66,7 @@ rule figure_saliency:
         ENV
     shell:
         "medrobust saliency --standard {input.standard} --robust {input.robust} --data {input.data}"
-        " --eps {params.eps} --steps {params.steps} {params.index} --seed {params.seed} --threads {threads}"
+        " --eps {params.eps} --steps {params.steps} {params.index} --seed {params.seed} --threads {threads} {DEVICE_ARGS}"
         " --out-png {output.png} --out-pdf {output.pdf} --out-json {output.json} 2> {log}"
 
 

@@ -19,11 +19,16 @@ The images are kept in float32: quantising a 4/255 perturbation made of 0.1/255 
 would move it by up to 0.5/255 per pixel.
 
 Work proceeds in chunks of consecutive training images saved beside the output
-(`<out>.parts/`). Each chunk records the source indices, labels and targets it was built from,
-so a resumed job reuses a chunk only where the same images, selected by the same predictions,
-got the same targets (a borderline prediction that flips after a requeue rebuilds that chunk
-alone), and never pairs an image with another sample's label. The parts carry the job's
-fingerprint (code, settings, data) and are discarded, with the reason logged, when it differs.
+(`<out>.parts/`), batch by batch within a chunk: the stop flag (SIGTERM) is read after every
+batch, and on a stop the chunk's finished batches are saved before the job exits, so a requeued
+job loses no finished batch and continues with the next one. The batches of a chunk are the
+same in every run (a resumed chunk is bit-identical to an uninterrupted one: each batch's
+generator is seeded by its first index). Each chunk records the source indices, labels and
+targets it was built from, so a resumed job reuses a chunk only where the same images, selected
+by the same predictions, got the same targets (a borderline prediction that flips after a
+requeue rebuilds that chunk alone), and never pairs an image with another sample's label. The
+parts carry the job's fingerprint (code, settings, data) and are discarded, with the reason
+logged, when it differs.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from medrobust.train.models import predict
 
 log = logging.getLogger(__name__)
 TARGET_MODES = ("uniform", "other", "deterministic")
+RESULTS = ("adv", "hit", "linf")  # per attacked image, kept batch by batch
 
 
 @dataclass(frozen=True)
@@ -96,32 +102,32 @@ def construct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classe
     """The set: adversarial images (M, C, H, W) float32 `adv`, their targets `targets` (M,), the
     training indices they come from `source_index` and original `labels`, and `stats`.
 
-    Finished chunks are kept in `parts` with `fingerprint` (which must identify the code, the
-    model, the data and `cfg`), and reused only when both agree with this run."""
+    The finished batches of every chunk are kept in `parts` with `fingerprint` (which must
+    identify the code, the model, the data, `cfg` and `batch_size`), and reused only when both
+    agree with this run. Raises Interrupted, after saving, when `should_stop()` is true after
+    a batch."""
     t0 = time.perf_counter()
     correct = torch.from_numpy(predict(model, x, batch_size, cfg.precision).argmax(1)).to(y.device) == y
     targets = draw_targets(y, n_classes, cfg.targets, cfg.seed)
     _claim_parts(parts, fingerprint)
-    pieces, attack_seconds, attacked = [], 0.0, 0
-    meter = ProgressLog(log, "construction", int(correct.sum()))
-    for c, start in enumerate(range(0, len(x), chunk)):
-        idx = start + torch.nonzero(correct[start:start + chunk]).squeeze(1)
-        piece = _load_chunk(parts / f"{c:05d}.pt", idx, targets[idx], y[idx])
-        if piece is None:
-            if should_stop():
-                raise Interrupted(f"stopped before chunk {c}; finished chunks are kept in {parts}")
-            t1 = time.perf_counter()
-            piece = {"source_index": idx.cpu(), "target": targets[idx].cpu(), "label": y[idx].cpu(),
-                     **_attack_chunk(model, x, idx, targets, cfg, batch_size, meter)}
-            with atomic_path(parts / f"{c:05d}.pt") as tmp:
-                torch.save(piece, tmp)
-            attack_seconds += time.perf_counter() - t1
-            attacked += len(idx)
-            log.info("chunk %d/%d: %d images attacked (%.0f img/s)", c + 1, -(-len(x) // chunk), len(idx),
-                     attacked / max(attack_seconds, 1e-9))
-        else:
-            meter.advance(len(idx))  # a finished chunk kept from before
-        pieces.append(piece)
+    chunks = [start + torch.nonzero(correct[start:start + chunk]).squeeze(1) for start in range(0, len(x), chunk)]
+    pieces = [_load_chunk(parts / f"{c:05d}.pt", idx, targets[idx], y[idx], x.shape[1:]) for c, idx in enumerate(chunks)]
+    kept = sum(len(p["adv"]) for p in pieces)
+    if kept:
+        log.info("resuming: %d of %d images were attacked before (kept in %s)", kept, int(correct.sum()), parts)
+    meter = ProgressLog(log, "construction", int(correct.sum()) - kept)  # this run's work: a true rate and ETA
+    attack_seconds, attacked = 0.0, 0
+    for c, idx in enumerate(chunks):
+        before = len(pieces[c]["adv"])
+        if before == len(idx):
+            continue
+        t1 = time.perf_counter()
+        pieces[c] = _attack_chunk(model, x, idx, targets, pieces[c], cfg, batch_size, meter,
+                                  parts / f"{c:05d}.pt", should_stop)
+        attack_seconds += time.perf_counter() - t1
+        attacked += len(idx) - before
+        log.info("chunk %d/%d: %d images attacked (%.0f img/s)", c + 1, len(chunks), len(idx) - before,
+                 attacked / max(attack_seconds, 1e-9))
     out = {k: torch.cat([p[k] for p in pieces]) for k in ("adv", "target", "source_index", "label", "hit", "linf")}
     stats = _statistics(out, n_classes, len(x))
     stats.update(seconds=time.perf_counter() - t0, attack_images_per_second=attacked / attack_seconds if attacked else None,
@@ -143,35 +149,54 @@ def _claim_parts(parts: Path, fingerprint: dict[str, str]) -> None:
     write_json(stamp, fingerprint)
 
 
-def _load_chunk(path: Path, idx: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor] | None:
-    """A saved chunk if it was built from exactly these images, labels and targets; else None."""
+def _load_chunk(path: Path, idx: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor,
+                image_shape: torch.Size) -> dict[str, torch.Tensor]:
+    """The chunk of these images, labels and targets: its finished batches as saved if it was
+    built from exactly them, else none."""
+    fresh = {"source_index": idx.cpu(), "target": targets.cpu(), "label": labels.cpu(),
+             "adv": torch.zeros((0, *image_shape)), "hit": torch.zeros(0, dtype=torch.bool), "linf": torch.zeros(0)}
     if not path.exists():
-        return None
+        return fresh
     piece = torch.load(path, weights_only=True)
     for key, want in (("source_index", idx), ("label", labels), ("target", targets)):
         if not torch.equal(piece[key], want.cpu()):
             diff = sorted(set(piece["source_index"].tolist()) ^ set(idx.cpu().tolist()))[:10]
             log.warning("rebuilding %s: its %s differ from this run's (the base model's correct set changed "
                         "at training images %s)", path, key, diff)
-            return None
+            return fresh
     return piece
 
 
 def _attack_chunk(model: torch.nn.Module, x: torch.Tensor, idx: torch.Tensor, targets: torch.Tensor,
-                  cfg: ConstructionConfig, batch_size: int, meter: ProgressLog) -> dict[str, torch.Tensor]:
-    out: dict[str, list[torch.Tensor]] = {"adv": [torch.zeros((0, *x.shape[1:]))], "hit": [torch.zeros(0, dtype=torch.bool)],
-                                          "linf": [torch.zeros(0)]}
-    for i in range(0, len(idx), batch_size):
+                  piece: dict[str, torch.Tensor], cfg: ConstructionConfig, batch_size: int, meter: ProgressLog,
+                  path: Path, should_stop: Callable[[], bool]) -> dict[str, torch.Tensor]:
+    """`piece` with its remaining batches attacked, saved to `path`. The batches are those of an
+    uninterrupted run (each one's generator is seeded by its first index), so a resumed chunk
+    is bit-identical. `should_stop()` is read after every batch: when true, the finished
+    batches are saved and Interrupted raised."""
+    done = {k: [piece[k]] for k in RESULTS}
+    for i in range(len(piece["adv"]), len(idx), batch_size):
         b = idx[i:i + batch_size]
         xb, tb = as_float(x[b]), targets[b]
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 4, int(b[0])))
         adv = pgd(model, xb, cross_entropy(tb, targeted=True), cfg.pgd, precision=cfg.precision, generator=gen)
         pred = torch.from_numpy(predict(model, adv, batch_size, cfg.precision).argmax(1)).to(tb.device)
-        out["adv"].append(adv.cpu())
-        out["hit"].append((pred == tb).cpu())
-        out["linf"].append((adv - xb).abs().amax((1, 2, 3)).cpu())
+        done["adv"].append(adv.cpu())
+        done["hit"].append((pred == tb).cpu())
+        done["linf"].append((adv - xb).abs().amax((1, 2, 3)).cpu())
         meter.advance(len(b))
-    return {k: torch.cat(v) for k, v in out.items()}
+        if should_stop():
+            _save_chunk(path, piece, done)
+            raise Interrupted(f"stopped after {i + len(b)} of {len(idx)} images of chunk {path.stem}; "
+                              f"the finished batches are kept in {path.parent}")
+    return _save_chunk(path, piece, done)
+
+
+def _save_chunk(path: Path, piece: dict[str, torch.Tensor], done: dict[str, list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+    whole = {**piece, **{k: torch.cat(v) for k, v in done.items()}}
+    with atomic_path(path) as tmp:
+        torch.save(whole, tmp)
+    return whole
 
 
 def _statistics(out: dict[str, torch.Tensor], n_classes: int, n_total: int) -> dict[str, Any]:

@@ -74,12 +74,14 @@ def cross_entropy(labels: torch.Tensor, targeted: bool = False) -> Objective:
 
 
 def start_point(x: torch.Tensor, cfg: PGDConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """The first iterate (cfg.start), drawn on the CPU from `generator` and projected."""
+    """The first iterate (cfg.start), projected. The noise is drawn on the generator's device
+    (x's default generator when None); a generator on x's device spares a blocking copy."""
+    device = x.device if generator is None else generator.device
     if cfg.start == "uniform":
-        noise = torch.rand(x.shape, generator=generator, device="cpu").to(x.device)
+        noise = torch.rand(x.shape, generator=generator, device=device).to(x.device)
         return project(x + (2 * noise - 1) * cfg.eps, x, cfg.eps)
     if cfg.start == "trades":
-        return project(x + 0.001 * torch.randn(x.shape, generator=generator, device="cpu").to(x.device), x, cfg.eps)
+        return project(x + 0.001 * torch.randn(x.shape, generator=generator, device=device).to(x.device), x, cfg.eps)
     return x.clone()
 
 
@@ -91,7 +93,7 @@ def pgd(model: nn.Module, x: torch.Tensor, objective: Objective, cfg: PGDConfig,
     with eval_mode(model, freeze=True):
         x = x.detach().float()
         x_adv = start_point(x, cfg, generator)
-        best, best_value = x_adv.clone(), torch.full((len(x),), -torch.inf, device=x.device)
+        best, best_value = x_adv.detach(), torch.full((len(x),), -torch.inf, device=x.device)
         for _ in range(cfg.steps):
             x_adv.requires_grad_(True)
             with autocast(x.device, precision):
@@ -100,16 +102,18 @@ def pgd(model: nn.Module, x: torch.Tensor, objective: Objective, cfg: PGDConfig,
             (grad,) = torch.autograd.grad(value.sum(), x_adv)
             with torch.no_grad():
                 if cfg.keep == "best":
-                    _update_best(best, best_value, x_adv, value)
+                    best, best_value = _kept_best(best, best_value, x_adv, value)
                 x_adv = project(x_adv + cfg.step_size * grad.sign(), x, cfg.eps)
         if cfg.keep == "last":
             return x_adv.detach()
         with torch.no_grad(), autocast(x.device, precision):
-            _update_best(best, best_value, x_adv, objective(model(x_adv)))
-        return best
+            return _kept_best(best, best_value, x_adv, objective(model(x_adv)))[0]
 
 
-def _update_best(best: torch.Tensor, best_value: torch.Tensor, x_adv: torch.Tensor, value: torch.Tensor) -> None:
+def _kept_best(best: torch.Tensor, best_value: torch.Tensor, x_adv: torch.Tensor,
+               value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(iterate, value) per sample: x_adv where its value beats the best so far, else the best.
+    Selected with torch.where, as boolean-mask indexing would wait for the GPU (nonzero)."""
     better = value.detach() > best_value
-    best[better] = x_adv.detach()[better]
-    best_value[better] = value.detach()[better]
+    return (torch.where(better[:, None, None, None], x_adv.detach(), best),
+            torch.where(better, value.detach(), best_value))

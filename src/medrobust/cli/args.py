@@ -27,18 +27,27 @@ def parse_json(text: str, flag: str) -> dict[str, Any]:
 
 
 def add_device_args(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="cuda: stop at once, saying why, when the GPU cannot be used; auto: the GPU when it can "
+                   "be, else the CPU with a warning saying why")
     s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--jobs-per-gpu", type=int, default=1,
+                   help="on a machine with several GPUs, claim one of them, shared by at most this many jobs")
 
 
 def job_device(a: argparse.Namespace) -> torch.device:
-    """Use --threads CPU threads; return the --device (auto: the GPU when there is one)."""
+    """Use --threads CPU threads; return the --device (medrobust.device.require_device: a DeviceError
+    for cuda without a usable GPU). A GPU job first claims one GPU of those it inherited
+    (medrobust.gpus), before anything starts CUDA, which reads CUDA_VISIBLE_DEVICES once."""
     import torch
 
-    from medrobust.runtime import pick_device
+    from medrobust.device import require_device
+    from medrobust.gpus import claim_gpu
 
+    if a.device != "cpu":
+        claim_gpu(a.jobs_per_gpu)
     torch.set_num_threads(a.threads)
-    return pick_device(a.device)
+    return require_device(a.device)
 
 
 def add_figure_outputs(s: argparse.ArgumentParser) -> None:

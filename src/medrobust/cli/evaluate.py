@@ -5,25 +5,41 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medrobust.cli.args import add_device_args, job_device, log
 from medrobust.io import write_json, write_npz
 
+if TYPE_CHECKING:
+    import torch
+
 
 def cmd_corrupt(a: argparse.Namespace) -> None:
+    import shutil
+
     import numpy as np
 
-    from medrobust.data.corrupt import corrupt_all
+    from medrobust.data.corrupt import claim_state, corrupt_all, corruption_names
     from medrobust.data.prepare import Source, load_splits
     from medrobust.provenance import record
+    from medrobust.runtime import fingerprint, sigterm_flag, state_lock
 
+    should_stop = sigterm_flag()  # first, so that a SIGTERM at any time is a request to stop
     src = Source(Path(a.source), a.n_classes, a.n_channels, a.source_size, a.medmnist)
     images, labels = load_splits(src)["test"]
-    sets = corrupt_all(images, a.registry, a.apply_size, a.size, a.seed)
-    write_npz(a.out, {"labels": labels.astype(np.int64), **{f"corruption/{k}": v for k, v in sets.items()}})
-    write_json(a.stats, {"registry": a.registry, "apply_size": a.apply_size, "size": a.size, "n": len(labels),
-                         "corruptions": sorted(sets), "source": a.source, "provenance": record()})
+    settings = {"registry": a.registry, "apply_size": a.apply_size, "size": a.size, "seed": a.seed,
+                "n_classes": a.n_classes, "n_channels": a.n_channels, "source_size": a.source_size,
+                "medmnist": a.medmnist}
+    state = Path(a.state)
+    log.info("corrupting %d test images of %s: %d corruptions x 5 severities at %d px", len(labels), a.source,
+             len(corruption_names(a.registry)), a.apply_size)
+    with state_lock(state):
+        claim_state(state, fingerprint("corrupt", settings, a.source))
+        sets = corrupt_all(images, a.registry, a.apply_size, a.size, a.seed, state, should_stop)
+        write_npz(a.out, {"labels": labels.astype(np.int64), **{f"corruption/{k}": v for k, v in sets.items()}})
+        write_json(a.stats, {"registry": a.registry, "apply_size": a.apply_size, "size": a.size, "n": len(labels),
+                             "corruptions": sorted(sets), "source": a.source, "provenance": record()})
+        shutil.rmtree(state)  # its arrays are in the output now
     log.info("wrote %s: %d corruptions x 5 severities of %d test images (applied at %d px)",
              a.out, len(sets), len(labels), a.apply_size)
 
@@ -47,40 +63,58 @@ def cmd_evaluate_corrupted(a: argparse.Namespace) -> None:
 
 
 def cmd_autoattack(a: argparse.Namespace) -> None:
-    import numpy as np
-
     from medrobust.attacks import autoattack
-    from medrobust.data.splits import load_split
-    from medrobust.evaluate.metrics import classification_metrics
     from medrobust.provenance import record
-    from medrobust.runtime import as_float, fingerprint, sigterm_flag, state_lock
-    from medrobust.train.models import load_model, predict
+    from medrobust.runtime import eval_mode, exact_evaluation, fingerprint, sigterm_flag, state_lock
+    from medrobust.train.models import load_model
 
+    should_stop = sigterm_flag()  # first, so that a SIGTERM at any time is a request to stop
     device = job_device(a)
+    precision = exact_evaluation()  # the attack and both metrics at one precision
     model, ckpt = load_model(a.model, device)
     n_classes = ckpt["model_args"]["n_classes"]
-    x, y = load_split(a.data, a.split, device, n_classes)
-    idx = np.arange(len(y))
-    if 0 < a.n_images < len(y):  # a fixed random subset, the same for every model
-        idx = np.sort(np.random.default_rng(a.seed).choice(len(y), a.n_images, replace=False))
-    x, y = as_float(x[idx]), y[idx]
+    x, y = attacked_images(a, device, n_classes)
     aa = autoattack.build(model, n_classes, a.eps / 255, a.seed, device)
     # pyautoattack reseeds every batch: the batch size changes the random restarts, hence results
     settings = {"eps": a.eps, "seed": a.seed, "n_images": a.n_images, "split": a.split, "batch_size": a.batch_size,
                 "attacks": aa.attacks_to_run}
     log.info("AutoAttack (%s) at eps %d/255 on %d images of %s", ", ".join(aa.attacks_to_run), a.eps, len(y), a.model)
-    with state_lock(a.state):
-        tag = fingerprint("autoattack", settings, a.model, a.data)
-        progress = autoattack.run(aa, x, y, Path(a.state), tag, a.batch_size, sigterm_flag())
-        probs = predict(model, progress.x_adv, a.batch_size, "fp32")
-        metrics = {**classification_metrics(y.cpu().numpy(), probs), "n": len(y)}
+    # frozen: FAB calls backward() and would otherwise compute weight gradients it throws away
+    with state_lock(a.state), eval_mode(model, freeze=True):
+        tag = fingerprint("autoattack", settings, a.model, a.data, device=device.type, precision=precision)
+        progress = autoattack.run(aa, x, y, Path(a.state), tag, a.batch_size, should_stop)
+        clean, metrics = (image_metrics(model, images, y, a.batch_size, precision) for images in (x, progress.x_adv))
         linf = (progress.x_adv - x).abs().amax().item() * 255
-        write_json(a.out, {"model": a.model, "data": a.data, **settings,
+        write_json(a.out, {"model": a.model, "data": a.data, **settings, "precision": precision,
                            "n_target_classes": autoattack.attack_plan(n_classes)[1],
                            "robust_accuracy_after": progress.done, "linf_max_255": linf, "code": tag["code"],
-                           "metrics": metrics, "provenance": record(settings)})
+                           "clean_metrics": clean, "metrics": metrics, "provenance": record(settings)})
         Path(a.state).unlink(missing_ok=True)
-    log.info("under AutoAttack: %s (max L-inf %.4f/255)", metrics, linf)
+    log.info("on the same %d images, clean: %s; under AutoAttack: %s (max L-inf %.4f/255)", len(y), clean, metrics,
+             linf)
+
+
+def attacked_images(a: argparse.Namespace, device: torch.device, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The split's images AutoAttack runs on, as floats in [0, 1]: all, or a seeded subset of
+    --n-images, the same for every model."""
+    import numpy as np
+
+    from medrobust.data.splits import load_split
+    from medrobust.runtime import as_float
+
+    x, y = load_split(a.data, a.split, device, n_classes)
+    idx = np.arange(len(y))
+    if 0 < a.n_images < len(y):
+        idx = np.sort(np.random.default_rng(a.seed).choice(len(y), a.n_images, replace=False))
+    return as_float(x[idx]), y[idx]
+
+
+def image_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                  precision: str) -> dict[str, Any]:
+    from medrobust.evaluate.metrics import classification_metrics
+    from medrobust.train.models import predict
+
+    return {**classification_metrics(y.cpu().numpy(), predict(model, x, batch_size, precision)), "n": len(y)}
 
 
 def add_parsers(sub: Any) -> None:
@@ -94,6 +128,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--registry", required=True, help="medmnistc registry key (a MedMNIST flag, or 'generic')")
     s.add_argument("--apply-size", type=int, required=True, help="resolution the corruptions are applied at")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--state", required=True, help="resumable state: a folder, kept until the output is written")
     s.add_argument("--out", required=True)
     s.add_argument("--stats", required=True)
     s.set_defaults(func=cmd_corrupt)
@@ -114,7 +149,7 @@ def add_parsers(sub: Any) -> None:
     add_device_args(s)
     s.set_defaults(func=cmd_evaluate_corrupted)
 
-    s = sub.add_parser("autoattack", help="AutoAttack (L-inf) metrics; resumes from --state")
+    s = sub.add_parser("autoattack", help="AutoAttack (L-inf) metrics; resumes from --state (batch by batch)")
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
     s.add_argument("--split", default="test", choices=("val", "test"))

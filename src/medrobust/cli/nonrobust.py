@@ -17,9 +17,10 @@ def cmd_construct(a: argparse.Namespace) -> None:
     from medrobust.attacks.construct import ConstructionConfig, construct
     from medrobust.data.splits import load_split
     from medrobust.provenance import record
-    from medrobust.runtime import fingerprint, sigterm_flag, state_lock
+    from medrobust.runtime import fingerprint, resolve_precision, sigterm_flag, state_lock
     from medrobust.train.models import load_model
 
+    should_stop = sigterm_flag()  # first, so that a SIGTERM at any time is a request to stop
     device = job_device(a)
     settings = parse_json(a.settings, "--settings")
     cfg = ConstructionConfig.from_dict(settings)
@@ -29,8 +30,9 @@ def cmd_construct(a: argparse.Namespace) -> None:
     parts = Path(f"{a.out}.parts")
     log.info("constructing %s from %s: %d training images, %s", a.out, a.model, len(y), cfg)
     with state_lock(parts):
-        tag = fingerprint("construct", {**settings, "batch_size": a.batch_size}, a.model, a.data)
-        built = construct(model, x, y, n_classes, cfg, parts, tag, a.batch_size, should_stop=sigterm_flag())
+        tag = fingerprint("construct", {**settings, "batch_size": a.batch_size}, a.model, a.data,
+                          device=device.type, precision=resolve_precision(cfg.precision, device))
+        built = construct(model, x, y, n_classes, cfg, parts, tag, a.batch_size, should_stop=should_stop)
         images = built["adv"].transpose(0, 2, 3, 1)  # MedMNIST layout: (N, H, W) or (N, H, W, 3)
         write_npz(a.out, {"train_images": images[..., 0] if images.shape[-1] == 1 else images,
                           "train_labels": built["targets"].astype(np.int64)[:, None],

@@ -1,5 +1,6 @@
 """Commands of workflow/rules/outputs.smk: saliency (Fig. 1), summarize, checks, figure, table,
-provenance; and estimate (the study's jobs and GPU-hours, for planning; no rule)."""
+provenance; and, run by no rule, estimate (the study's jobs and GPU-hours, for planning) and
+doctor (what this machine offers the GPU jobs, and whether they would run on its GPUs)."""
 
 from __future__ import annotations
 
@@ -100,9 +101,10 @@ def cmd_provenance(a: argparse.Namespace) -> None:
 
 
 def _flat(rec: dict[str, Any]) -> dict[str, Any]:
-    git, versions = rec.get("git", {}), rec.get("versions", {})
+    git, versions, device = rec.get("git", {}), rec.get("versions", {}), rec.get("device", {})
     return {"created": rec.get("created"), "commit": git.get("commit"), "dirty": git.get("dirty"),
-            "host": rec.get("host"), **versions}
+            "host": rec.get("host"), "gpus": ", ".join(device.get("gpus") or []), "driver": device.get("driver"),
+            **versions}
 
 
 def cmd_estimate(a: argparse.Namespace) -> None:
@@ -111,6 +113,24 @@ def cmd_estimate(a: argparse.Namespace) -> None:
 
     config = load(a.config)
     print(render(study(config), config))
+
+
+def cmd_doctor(a: argparse.Namespace) -> None:
+    """What the GPU jobs would find on this machine, and whether they would run on its GPUs."""
+    from medrobust.device import describe, probe, verdict
+
+    report = probe()
+    print("\n".join([*describe(report), f"ImageMagick (MagickWand, for MedMNIST-C): {_magick()}", verdict(report)]))
+
+
+def _magick() -> str:
+    try:
+        import wand.image  # noqa: F401  (loads the MagickWand library, which the corruptions need)
+        import wand.version
+    except (ImportError, OSError) as e:
+        return f"not loadable ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}): " \
+               "medrobust corrupt cannot run here"
+    return f"loadable ({wand.version.MAGICK_VERSION})"
 
 
 def add_parsers(sub: Any) -> None:
@@ -154,6 +174,9 @@ def add_parsers(sub: Any) -> None:
     s = sub.add_parser("estimate", help="jobs and GPU-hours per stage of a configured study (submits nothing)")
     s.add_argument("config", help="a config file, e.g. config.yaml or config.quick.yaml")
     s.set_defaults(func=cmd_estimate)
+
+    s = sub.add_parser("doctor", help="torch, CUDA, driver, GPUs, MagickWand, container: will GPU jobs run here?")
+    s.set_defaults(func=cmd_doctor)
 
     s = sub.add_parser("provenance", help="who made each result: commit, versions, time (for the report)")
     s.add_argument("--files", nargs="+", required=True, help="result JSON files with a provenance block")

@@ -46,16 +46,18 @@ def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
     train_x, train_y = load_split(a.train_data, "train", device, a.n_classes)
     val_x, val_y = load_split(a.val_data, "val", device, a.n_classes)
     data = Data(train_x, train_y, val_x, val_y, a.n_classes)
+    precision = resolve_precision(cfg.precision, device)
     state = Path(a.state)
     log.info("training %s on %s (%d train, %d val images) with %s", a.out_model, device, len(train_y), len(val_y), hparams)
     t0 = time.perf_counter()
     with state_lock(state):
-        tag = fingerprint(command, {**hparams, "n_classes": a.n_classes}, a.train_data, a.val_data)
+        tag = fingerprint(command, {**hparams, "n_classes": a.n_classes}, a.train_data, a.val_data,
+                          device=device.type, precision=precision)
         ema, margs, history, chosen = fit(cfg, data, state, tag, sigterm_flag(), a.checkpoint_every,
                                           a.eval_batch_size, objective(cfg))
         final = {k: v for k, v in chosen.items() if k.startswith("val_") or k == "epoch"}
         meta = {"hparams": hparams, "final": final, "history": history, "train_data": a.train_data,
-                "val_data": a.val_data, "device": str(device), "precision": resolve_precision(cfg.precision, device),
+                "val_data": a.val_data, "device": str(device), "precision": precision,
                 "seconds_this_session": time.perf_counter() - t0, "code": tag["code"], "provenance": record(hparams)}
         with atomic_path(a.out_model) as tmp:
             torch.save({"model_args": margs, "state_dict": ema.state_dict(), **meta}, tmp)

@@ -10,15 +10,17 @@ import torch
 
 from medrobust.data.splits import load_split
 from medrobust.evaluate.metrics import classification_metrics
+from medrobust.runtime import exact_evaluation
 from medrobust.train.models import load_model, predict
 
 
 def evaluate(model_path: str | Path, data_path: str | Path, split: str, device: torch.device,
              batch_size: int = 1024) -> dict[str, Any]:
     """Balanced accuracy, macro AUC and accuracy of a checkpoint on one split of a prepared file,
-    and how many images it assigns to each class (a model predicting one class shows there)."""
+    and how many images it assigns to each class (a model predicting one class shows there); in
+    exact fp32 (runtime.exact_evaluation), whatever precision the model was trained at."""
     model, ckpt = load_model(model_path, device)
     x, y = load_split(data_path, split, device, ckpt["model_args"]["n_classes"])
-    probs = predict(model, x, batch_size, ckpt["hparams"]["precision"])
+    probs = predict(model, x, batch_size, exact_evaluation())
     counts = np.bincount(probs.argmax(1), minlength=probs.shape[1]).tolist()
     return {**classification_metrics(y.cpu().numpy(), probs), "n": len(y), "predicted_class_counts": counts}

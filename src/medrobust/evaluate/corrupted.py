@@ -15,6 +15,7 @@ from medrobust.errors import DataError
 from medrobust.evaluate.metrics import classification_metrics
 from medrobust.io import check_labels, npz_shapes, read_npz
 from medrobust.progress import ProgressLog
+from medrobust.runtime import exact_evaluation
 from medrobust.train.models import load_model, predict
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def evaluate_corrupted(model_path: str | Path, corrupted_path: str | Path, devic
     `corruption/<name>`. The average is the mean over severities, then over corruptions.
     """
     model, ckpt = load_model(model_path, device)
-    precision = ckpt["hparams"]["precision"]
+    precision = exact_evaluation()
     shapes = npz_shapes(corrupted_path)
     names = sorted(k.split("/", 1)[1] for k in shapes if k.startswith("corruption/"))
     if not names:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
+from medrobust.runtime import exact_evaluation
 
 
 def normalise_saliency(grad: np.ndarray) -> np.ndarray:
@@ -91,6 +92,7 @@ def example(models: dict[str, nn.Module], standard: str, robust: str, x: torch.T
     """Saliency of every model on test image `index` (or the one pick_index chooses) and on its
     adversarial version, made by L-inf PGD against the `standard` model."""
     torch.manual_seed(seed)
+    exact_evaluation()  # the attacks and predictions of the figure in exact fp32, as every test number
     cfg = PGDConfig(eps=eps, steps=steps, step_size=default_step_size(eps, steps))
     i, choice = pick_index(models[standard], models[robust], x, y, cfg, index)
     clean = x[i:i + 1]

@@ -27,7 +27,11 @@ def stage_rows(dataset: str, stage: str, n_classes: int, clean: dict[str, Any],
     model, eps = stage_model(stage)
     found = {"clean": clean["metrics"],
              "corrupted": corrupted["mean"] if corrupted else None,
-             "autoattack": autoattack["metrics"] if autoattack else None}
-    return [Row(dataset, model, eps, condition, metric, float(values[metric]), n_classes)
+             "autoattack": autoattack["metrics"] if autoattack else None,
+             "autoattack_clean": autoattack.get("clean_metrics") if autoattack else None}
+    images = {"clean": clean["metrics"].get("n"), "corrupted": corrupted.get("n") if corrupted else None,
+              "autoattack": autoattack["metrics"].get("n") if autoattack else None}
+    images["autoattack_clean"] = images["autoattack"]
+    return [Row(dataset, model, eps, condition, metric, float(values[metric]), n_classes, images[condition])
             for condition, values in found.items() if values
             for metric in METRICS if metric in values]

@@ -23,12 +23,14 @@ import yaml
 from medrobust.errors import DataError
 from medrobust.io import atomic_path, read_csv, write_csv
 
-COLUMNS = ("dataset", "model", "eps", "condition", "metric", "value", "n_classes")
+COLUMNS = ("dataset", "model", "eps", "condition", "metric", "value", "n_classes", "n")
 MODELS = ("base", "robust", "nonrobust")
-CONDITIONS = ("clean", "corrupted", "autoattack")
+# autoattack_clean: the clean images AutoAttack ran on (a seeded subset), at its precision
+CONDITIONS = ("clean", "corrupted", "autoattack", "autoattack_clean")
 METRICS = ("balanced_accuracy", "auc")
 MODEL_LABELS = {"base": "All features", "robust": "Robust features", "nonrobust": "Nonrobust features only"}
-CONDITION_LABELS = {"clean": "In-distribution", "corrupted": "Mean OOD (MedMNIST-C)", "autoattack": "AutoAttack"}
+CONDITION_LABELS = {"clean": "In-distribution", "corrupted": "Mean OOD (MedMNIST-C)", "autoattack": "AutoAttack",
+                    "autoattack_clean": "Clean (AutoAttack's images)"}
 DATASET_LABELS = {"pathmnist": "PathMNIST", "pneumoniamnist": "PneumoniaMNIST", "octmnist": "OctMNIST",
                   "organsmnist": "OrganSMNIST", "breastmnist": "BreastMNIST"}
 GRID_KEYS = {"lr": "Learning rate", "batch_size": "Batch size", "epochs": "Max epochs", "augment": "Augmentation"}
@@ -50,13 +52,14 @@ class Row:
     metric: str
     value: float
     n_classes: int
+    n: int | None = None  # test images behind the value
 
 
 def _parse_row(record: dict[str, str | None], where: str) -> Row:
     cell = {k: (record.get(k) or "").strip() for k in COLUMNS}
     try:
         row = Row(cell["dataset"], cell["model"], int(cell["eps"]) if cell["eps"] else None, cell["condition"],
-                  cell["metric"], float(cell["value"]), int(cell["n_classes"]))
+                  cell["metric"], float(cell["value"]), int(cell["n_classes"]), int(cell["n"]) if cell["n"] else None)
     except ValueError as e:
         raise DataError(f"{where}: {e}") from None
     problems = [f"{name} {got!r} is not one of {allowed}" for name, got, allowed in
@@ -79,7 +82,7 @@ def read_summary(path: str | Path) -> list[Row]:
     """Read and check a summary CSV (columns COLUMNS, in any order)."""
     path = Path(path)
     columns, records = read_csv(path)
-    missing = sorted(set(COLUMNS) - set(columns))
+    missing = sorted(set(COLUMNS) - set(columns) - {"n"})  # n: optional
     if missing:
         raise DataError(f"{path}: missing columns {missing} (has {columns})")
     rows = [_parse_row(record, f"{path}, line {line}") for line, record in enumerate(records, start=2)]
@@ -89,7 +92,7 @@ def read_summary(path: str | Path) -> list[Row]:
 
 def write_summary(rows: Iterable[Row], path: str | Path) -> None:
     # repr: the shortest text that reads back as the same float
-    write_csv(path, COLUMNS, ([r.dataset, r.model, r.eps, r.condition, r.metric, repr(r.value), r.n_classes]
+    write_csv(path, COLUMNS, ([r.dataset, r.model, r.eps, r.condition, r.metric, repr(r.value), r.n_classes, r.n]
                               for r in rows))
 
 
@@ -99,11 +102,13 @@ class Results:
     values: dict[Key, float]
     datasets: tuple[str, ...]
     n_classes: dict[str, int]
+    n: dict[Key, int]  # images behind each value, where the summary says
 
     @classmethod
     def of(cls, rows: Iterable[Row], where: str = "summary") -> Results:
         values: dict[Key, float] = {}
         n_classes: dict[str, int] = {}
+        n: dict[Key, int] = {}
         for r in rows:
             key = (r.dataset, r.model, r.eps, r.condition, r.metric)
             if key in values:
@@ -111,8 +116,10 @@ class Results:
             if n_classes.setdefault(r.dataset, r.n_classes) != r.n_classes:
                 raise DataError(f"{where}: {r.dataset} has rows with n_classes {n_classes[r.dataset]} and {r.n_classes}")
             values[key] = r.value
+            if r.n is not None:
+                n[key] = r.n
         defined = {k: v for k, v in values.items() if not math.isnan(v)}
-        return cls(defined, tuple(n_classes), n_classes)
+        return cls(defined, tuple(n_classes), n_classes, n)
 
     def get(self, dataset: str, model: str, eps: int | None, condition: str, metric: str) -> float | None:
         """The value in [0, 1], or None where missing; eps is ignored for base models."""
@@ -204,17 +211,20 @@ def write_table(table: Table, *, out_csv: str | Path, out_md: str | Path, out_te
 
 
 def robustness_table(summary: Sequence[Row]) -> Table:
-    """Table 1 (App. A.2), for every model type and eps: clean vs AutoAttack balanced accuracy."""
+    """Table 1 (App. A.2), for every model type and eps: clean vs AutoAttack balanced accuracy on
+    the same images (AutoAttack's, at its precision), with their number."""
     res = Results.of(summary)
     rows = []
     for d in res.datasets:
         variants = [("base", None)] + [(m, e) for m in ("robust", "nonrobust") for e in res.eps_values(d)]
         for model, eps in variants:
-            rows.append((dataset_label(d), MODEL_LABELS[model], "" if eps is None else eps,
-                         *(_percent(res.get(d, model, eps, c, "balanced_accuracy")) for c in ("clean", "autoattack"))))
-    return Table("Clean and AutoAttack balanced accuracy (%) of every model (eps of training in 1/255).",
-                 ("Dataset", "Model", "ε (/255)", "Clean balanced accuracy (%)", "AutoAttack balanced accuracy (%)"),
-                 tuple(rows))
+            key = (d, model, eps, "autoattack", "balanced_accuracy")
+            rows.append((dataset_label(d), MODEL_LABELS[model], "" if eps is None else eps, res.n.get(key),
+                         *(_percent(res.get(d, model, eps, c, "balanced_accuracy")) for c in ("autoattack_clean", "autoattack"))))
+    return Table("Clean and AutoAttack balanced accuracy (%) of every model on the same test images (eps of training "
+                 "in 1/255); the clean number on the whole test split is in Fig. 2 and the summary.",
+                 ("Dataset", "Model", "ε (/255)", "Images", "Clean balanced accuracy (%)",
+                  "AutoAttack balanced accuracy (%)"), tuple(rows))
 
 
 def _stage_label(stage: str) -> str:
@@ -323,7 +333,7 @@ def paper_comparison_table(summary: Sequence[Row], paper_values: dict[str, Any])
     for d in res.datasets:
         stated = paper_values["values"].get(d, {})
         for model in MODELS:
-            for condition in CONDITIONS:
+            for condition in CONDITIONS[:3]:  # what the paper states numbers for
                 entry = stated.get(model, {}).get(condition)
                 got = _percent(res.get(d, model, eps, condition, metric))
                 if entry is not None or got is not None:

@@ -6,6 +6,8 @@ objective may add validation metrics and name one of them as the criterion of th
 early after `patience` epochs without improvement (0: the full schedule is always run).
 
 Data live as tensors on the device; a batch is gathered by index and augmented as a whole.
+Random numbers are drawn there too, and a step's loss and accuracy are summed there and read
+once per epoch, so that a training step never makes the host wait for the GPU (tests/test_sync.py).
 Everything random is a pure function of (seed, epoch) or (seed, step), so a run resumed at
 any step from its state file ends bit-identical to an uninterrupted one on a CPU (tested). On a
 GPU, cuDNN's autotuned kernels (`cudnn.benchmark`) are not deterministic, so a resumed run ends
@@ -33,9 +35,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from medrobust.device import gpu_name
 from medrobust.errors import ConfigError
 from medrobust.evaluate.metrics import classification_metrics
 from medrobust.io import atomic_path
+from medrobust.progress import format_duration
 from medrobust.runtime import Interrupted, as_float, autocast, derive_seed, fingerprint_mismatch
 from medrobust.train.models import WideResNet, build, predict
 
@@ -105,18 +109,19 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator, crop_padding: int, hflip: bool) -> torch.Tensor:
-    """Random reflect-padded crops and horizontal flips of a whole batch, on x's device."""
+    """Random reflect-padded crops and horizontal flips of a whole batch, drawn from `gen` (a
+    generator on x's device: offsets drawn on the host would be a blocking copy every step)."""
     b, c, h, w = x.shape
     if crop_padding:
         p = crop_padding
         padded = F.pad(x, (p, p, p, p), mode="reflect")
-        off = torch.randint(0, 2 * p + 1, (2, b), generator=gen).to(x.device)
+        off = torch.randint(0, 2 * p + 1, (2, b), generator=gen, device=x.device)
         rows = (off[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]
         cols = (off[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]
         x = padded[torch.arange(b, device=x.device)[:, None, None, None],
                    torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
     if hflip:
-        flip = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+        flip = torch.rand(b, generator=gen, device=x.device) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     return x
 
@@ -197,18 +202,25 @@ class Run:
         with atomic_path(path) as tmp:
             torch.save({"fingerprint": fingerprint, "step": self.step, "history": self.history,
                         "totals": self.totals, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
-                        "opt": self.opt.state_dict(), "best": self.best, "bad_epochs": self.bad_epochs}, tmp)
+                        "opt": self.opt.state_dict(), "best": self.best, "bad_epochs": self.bad_epochs,
+                        "gpu": gpu_name(next(self.model.parameters()).device)}, tmp)
 
     def load(self, path: Path, fingerprint: dict[str, str]) -> bool:
         """Restore from `path` if it belongs to this very run (code, settings and data); otherwise
         leave everything fresh and say why in the log."""
         if not path.exists():
             return False
-        state = torch.load(path, map_location=next(self.model.parameters()).device, weights_only=False)
+        device = next(self.model.parameters()).device
+        state = torch.load(path, map_location=device, weights_only=False)
         why = fingerprint_mismatch(state.get("fingerprint"), fingerprint)
         if why:
             log.warning("not resuming from %s: %s; starting afresh", path, why)
             return False
+        was, now = state.get("gpu"), gpu_name(device)
+        # a job's pieces may land on different GPU models of a partition: noise, no reason to start over
+        if was != now:
+            log.info("resuming %s on another GPU model (was %s, now %s): the result may differ from an "
+                     "uninterrupted run by floating-point noise", path, was, now)
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["opt"])
@@ -233,7 +245,7 @@ def train_step(run: Run, cfg: TrainConfig, objective: Objective, data: Data, per
     idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
     x, y = as_float(data.train_x[idx]), data.train_y[idx]
     if cfg.augment:
-        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 2, run.step))
+        gen = torch.Generator(device=x.device).manual_seed(derive_seed(cfg.seed, 2, run.step))
         x = augment_batch(x, gen, cfg.crop_padding, cfg.hflip)
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -245,8 +257,9 @@ def train_step(run: Run, cfg: TrainConfig, objective: Objective, data: Data, per
     run.opt.step()
     ema_update(run.ema, run.model, ema_decay_at(cfg.ema_decay, run.step))
     with torch.no_grad():  # accumulated on the device, read once per epoch
+        # torch.full fills on the device; torch.tensor(len(y), device=...) would copy from the host
         run.totals += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum().float(),
-                                   torch.tensor(float(len(y)), device=x.device)])
+                                   torch.full((), float(len(y)), device=x.device)])
     run.step += 1
 
 
@@ -301,8 +314,8 @@ def fit(cfg: TrainConfig, data: Data, state_path: Path, fingerprint: dict[str, s
     while run.step < total and not stop_early:
         epoch = run.step // per_epoch
         if perm is None or run.step % per_epoch == 0:
-            gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 1, epoch))
-            perm = torch.randperm(len(data.train_y), generator=gen).to(device)
+            gen = torch.Generator(device=device).manual_seed(derive_seed(cfg.seed, 1, epoch))
+            perm = torch.randperm(len(data.train_y), generator=gen, device=device)
         train_step(run, cfg, objective, data, perm, total)
         if run.step % per_epoch == 0:
             row = end_epoch(run, cfg, objective, data, total, time.perf_counter() - t_epoch, eval_batch_size)
@@ -329,4 +342,4 @@ def _log_epoch(row: dict[str, float], cfg: TrainConfig, total: int, img_per_s: f
     log.info("epoch %d/%d | step %d/%d | lr %.4f | loss %.4f | train acc %.1f%% | val bacc %.1f%%%s auc %.4f"
              " | %.0f img/s | eta %s", row["epoch"], cfg.epochs, row["step"], total, row["lr"], row["train_loss"],
              100 * row["train_accuracy"], 100 * row["val_balanced_accuracy"], robust, row["val_auc"], img_per_s,
-             time.strftime("%H:%M:%S", time.gmtime(remaining)))
+             format_duration(remaining))

@@ -78,7 +78,7 @@ class Trades:
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
-        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 5, step))
+        gen = torch.Generator(device=x.device).manual_seed(derive_seed(cfg.seed, 5, step))  # start noise drawn there
         x_adv = trades_perturb(model, x, cfg.eps, cfg.attack_steps,
                                default_step_size(cfg.eps, cfg.attack_steps, cfg.step_size_factor), gen, cfg.precision)
         with autocast(x.device, cfg.precision):
