@@ -341,9 +341,6 @@ def all_targets():
 # gets more on its next try; neither ever passes the partition's limit.
 
 GPUS = config["compute"]["gpus_per_job"]
-# What a GPU job requires (cuda: stop, saying why, without a usable GPU) and how many jobs share a
-# GPU of a local multi-GPU machine; on the command line: neither changes a result beyond rounding.
-DEVICE_ARGS = f"--device {config['compute']['device']} --jobs-per-gpu {config['compute']['jobs_per_gpu']}"
 # Wall time (min) of the CPU rules that run on compute nodes (synthesize, prepare, corrupt_test).
 CPU_JOB_MINUTES = 240
 MAX_MINUTES = config["compute"]["max_runtime_minutes"]  # MEDROBUST_MAX_RUNTIME_MINUTES applied (Snakefile)

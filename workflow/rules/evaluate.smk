@@ -57,7 +57,7 @@ rule evaluate_clean:
         ENV
     shell:
         "medrobust evaluate --model {input.model} --data {input.data} --split test"
-        " --threads {threads} {DEVICE_ARGS} --out {output} 2> {log}"
+        " --threads {threads} --device {config[compute][device]} --jobs-per-gpu {config[compute][jobs_per_gpu]} --out {output} 2> {log}"
 
 
 rule evaluate_corrupted:
@@ -82,7 +82,7 @@ rule evaluate_corrupted:
         ENV
     shell:
         "medrobust evaluate-corrupted --model {input.model} --data {input.data}"
-        " --threads {threads} {DEVICE_ARGS} --out {output} 2> {log}"
+        " --threads {threads} --device {config[compute][device]} --jobs-per-gpu {config[compute][jobs_per_gpu]} --out {output} 2> {log}"
 
 
 rule autoattack:
@@ -115,4 +115,4 @@ rule autoattack:
     shell:
         "medrobust autoattack --model {input.model} --data {input.data} --split test --eps {params.eps}"
         " --n-images {params.n_images} --seed {params.seed} --batch-size {params.batch_size}"
-        " --state {params.state} --threads {threads} {DEVICE_ARGS} --out {output} 2> {log}"
+        " --state {params.state} --threads {threads} --device {config[compute][device]} --jobs-per-gpu {config[compute][jobs_per_gpu]} --out {output} 2> {log}"

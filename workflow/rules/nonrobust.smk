@@ -28,5 +28,5 @@ rule construct_nonrobust:
         ENV
     shell:
         "medrobust construct --model {input.model} --data {input.data} --settings {params.settings}"
-        " --batch-size {params.batch_size} --threads {threads} {DEVICE_ARGS}"
+        " --batch-size {params.batch_size} --threads {threads} --device {config[compute][device]} --jobs-per-gpu {config[compute][jobs_per_gpu]}"
         " --out {output.npz} --stats {output.stats} 2> {log}"

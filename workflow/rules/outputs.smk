@@ -66,7 +66,7 @@ rule figure_saliency:
         ENV
     shell:
         "medrobust saliency --standard {input.standard} --robust {input.robust} --data {input.data}"
-        " --eps {params.eps} --steps {params.steps} {params.index} --seed {params.seed} --threads {threads} {DEVICE_ARGS}"
+        " --eps {params.eps} --steps {params.steps} {params.index} --seed {params.seed} --threads {threads} --device {config[compute][device]} --jobs-per-gpu {config[compute][jobs_per_gpu]}"
         " --out-png {output.png} --out-pdf {output.pdf} --out-json {output.json} 2> {log}"
 
 

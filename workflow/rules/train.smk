@@ -33,7 +33,7 @@ rule train:
         " --hparams {params.hparams} --state {params.state}"
         # settings that change no result: read from the config in the command (a param would re-run)
         " --checkpoint-every {config[training][checkpoint_every]}"
-        " --eval-batch-size {config[training][eval_batch_size]} --threads {threads} {DEVICE_ARGS}"
+        " --eval-batch-size {config[training][eval_batch_size]} --threads {threads} --device {config[compute][device]} --jobs-per-gpu {config[compute][jobs_per_gpu]}"
         " --out-model {output.model} --out-metrics {output.metrics}"
         " --out-history {output.history} 2> {log}"
 

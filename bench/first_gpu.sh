@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The checks a first GPU node must pass, in about 10 minutes on one GPU, with no network. Run
+# from the repository root after ./run.sh has made .venv:   bash bench/first_gpu.sh
+# Nothing in this project has run on a GPU before this script; every line it prints is a
+# measurement to put in the README (throughputs under `compute` in config.yaml) or a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+MR=${MR:-.venv/bin/medrobust}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+step() { printf '\n=== %s\n' "$*"; }
+
+step "1. what this node offers (medrobust doctor)"
+"$MR" doctor
+
+step "2. refusal: a GPU job that sees no GPU stops with one line, exit 2"
+"$MR" synthesize --spec '{"n_classes": 2, "n_train": 2048, "n_val": 256, "n_test": 256}' --out "$WORK/s.npz" 2>/dev/null
+"$MR" prepare --source "$WORK/s.npz" --n-classes 2 --n-channels 1 --source-size 64 --size 32 \
+    --out "$WORK/p.npz" --stats "$WORK/p.json" 2>/dev/null
+HP='{"lr": 0.1, "batch_size": 128, "epochs": 3, "augment": true, "depth": 16, "width": 1, "seed": 0}'
+train() {  # train <device> <out dir> [extra env...]
+    mkdir -p "$2"
+    "$MR" train --device "$1" --train-data "$WORK/p.npz" --val-data "$WORK/p.npz" --n-classes 2 --hparams "$HP" \
+        --state "$2/state.pt" --out-model "$2/model.pt" --out-metrics "$2/metrics.json" --out-history "$2/h.csv"
+}
+set +e
+CUDA_VISIBLE_DEVICES= train cuda "$WORK/refused" 2> "$WORK/refused.log"
+rc=$?
+set -e
+echo "exit code $rc (want 2): $(grep ERROR "$WORK/refused.log" | tail -1)"
+[ "$rc" = 2 ] || { echo "FAIL: the refusal"; exit 1; }
+
+step "3. a real training on the GPU (bf16), its provenance"
+train cuda "$WORK/gpu" 2> "$WORK/gpu.log"
+tail -1 "$WORK/gpu.log"
+"$PY" -c 'import json, sys; m = json.load(open(sys.argv[1])); print("device:", m["device"], m["precision"]); print(json.dumps(m["provenance"].get("device"), indent=1))' "$WORK/gpu/metrics.json"
+
+step "4. claiming: one GPU per concurrent job (the GPUs here, or 1)"
+N=$("$PY" -c 'import torch; print(max(1, min(4, torch.cuda.device_count())))')
+for i in $(seq "$N"); do
+    MEDROBUST_GPU_LOCK_DIR="$WORK/locks" "$PY" -c 'import time; from medrobust.gpus import claim_gpu
+c = claim_gpu(1, timeout=60); print(c.device, flush=True); time.sleep(5)' > "$WORK/claim$i.txt" &
+done
+wait
+echo "claimed: $(cat "$WORK"/claim*.txt | sort | tr '\n' ' ') (want $N distinct)"
+[ "$(cat "$WORK"/claim*.txt | sort -u | wc -l)" = "$N" ] || { echo "FAIL: two jobs claimed one GPU"; exit 1; }
+
+step "5. precision: the stem and the logits' response to the construction's perturbations, bf16 vs fp32"
+"$PY" -m pytest -q tests/test_precision.py tests/test_sync.py tests/test_device.py -p no:cacheprovider | tail -2
+(cd bench && "../$PY" precision.py --device cuda --model "$WORK/gpu/model.pt" --data "$WORK/p.npz" --steps 100 --batch-size 512)
+(cd bench && "../$PY" precision.py --device cuda --model "$WORK/gpu/model.pt" --data "$WORK/p.npz" --steps 100 --batch-size 512 --width 8)
+
+step "6. no host synchronisation inside training, TRADES and PGD steps (sync debug mode: error)"
+(cd bench && "../$PY" sync_check.py --device cuda --width 8)
+
+step "7. throughputs (put them under compute: in config.yaml) and their share of the GPU's bf16 peak"
+cd bench
+"../$PY" train_throughput.py --device cuda --width 8 --batch-size 512 --max-batches 50 | tee "$WORK/train.txt"
+"../$PY" pgd_throughput.py --device cuda --model "$WORK/gpu/model.pt" --data "$WORK/p.npz" --width 8 --batch-size 512 \
+    --steps 100 --repeats 2 | tee "$WORK/pgd.txt"
+"../$PY" trades_throughput.py --device cuda --width 8 --batches 10 | tee "$WORK/trades.txt"
+ips=$(awk '/^ours/ {print $(NF-1); exit}' "$WORK/train.txt")
+"../$PY" gpu_peak.py --width 8 --images-per-second "$ips" --passes 3
+steps=$(awk '/^ours/ {print $2; exit}' "$WORK/pgd.txt")
+"../$PY" gpu_peak.py --width 8 --images-per-second "$steps" --passes 2
+echo
+echo "first_gpu.sh: all checks passed; compute.train_images_per_second ~ $ips (WRN-16-8, training)"
