@@ -26,6 +26,29 @@ def attack_parser(doc: str | None, batch_size: int, steps: int) -> argparse.Argu
     return p
 
 
+def model_parser(doc: str | None, batch_size: int, steps: int) -> argparse.ArgumentParser:
+    """`attack_parser` plus a model and its data (the demo's outputs by default), or a WRN-16-W."""
+    p = attack_parser(doc, batch_size, steps)
+    p.add_argument("--model", default="results/synthetic/base/selected/model.pt")
+    p.add_argument("--data", default="results/synthetic/data/prepared.npz")
+    p.add_argument("--width", type=int, help="a randomly initialised WRN-16-W (same input shape) instead of --model")
+    return p
+
+
+def model_and_batch(a: argparse.Namespace, device: torch.device,
+                    split: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """--model (or a random WRN-16-<--width>) and the first --batch-size images of `split` in [0, 1]."""
+    from medrobust.data.splits import load_split
+    from medrobust.runtime import as_float
+    from medrobust.train.models import build, load_model
+
+    model, ckpt = load_model(a.model, device)
+    if a.width:
+        model = build(**{**ckpt["model_args"], "depth": 16, "width": a.width}).to(device, memory_format=torch.channels_last).eval()
+    x, y = load_split(a.data, split, device, ckpt["model_args"]["n_classes"])
+    return model, as_float(x[:a.batch_size]), y[:a.batch_size]
+
+
 def setup(args: argparse.Namespace) -> torch.device:
     torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = True

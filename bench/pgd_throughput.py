@@ -22,11 +22,10 @@ import torchattacks
 
 from medrobust.attacks.construct import draw_targets
 from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
-from medrobust.data.splits import load_split
-from medrobust.runtime import as_float, resolve_precision
-from medrobust.train.models import build, load_model, predict
+from medrobust.runtime import resolve_precision
+from medrobust.train.models import predict
 
-from benchlib import attack_parser, setup, sync
+from benchlib import model_and_batch, model_parser, setup, sync
 
 
 def timed(fn, device: torch.device) -> tuple[float, torch.Tensor]:
@@ -38,17 +37,10 @@ def timed(fn, device: torch.device) -> tuple[float, torch.Tensor]:
 
 
 def main() -> None:
-    p = attack_parser(__doc__, batch_size=256, steps=100)
-    p.add_argument("--model", default="results/synthetic/base/selected/model.pt")
-    p.add_argument("--data", default="results/synthetic/data/prepared.npz")
-    p.add_argument("--width", type=int, help="time a random WRN-16-W instead of --model")
+    p = model_parser(__doc__, batch_size=256, steps=100)
     a = p.parse_args()
     device = setup(a)
-    model, ckpt = load_model(a.model, device)
-    if a.width:
-        model = build(**{**ckpt["model_args"], "depth": 16, "width": a.width}).to(device, memory_format=torch.channels_last).eval()
-    x, y = load_split(a.data, "test", device, ckpt["model_args"]["n_classes"])
-    x, y = as_float(x[:a.batch_size]), y[:a.batch_size]
+    model, x, y = model_and_batch(a, device, "test")
     n_classes = model.fc.out_features
     targets = draw_targets(y, n_classes, "other", seed=0)
     eps = a.eps_255 / 255

@@ -21,11 +21,10 @@ import torch
 
 from medrobust.attacks.construct import draw_targets
 from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
-from medrobust.data.splits import load_split
-from medrobust.runtime import as_float, autocast
-from medrobust.train.models import build, load_model, predict
+from medrobust.runtime import autocast
+from medrobust.train.models import predict
 
-from benchlib import attack_parser, setup
+from benchlib import model_and_batch, model_parser, setup
 
 
 def logits(model: torch.nn.Module, x: torch.Tensor, precision: str) -> torch.Tensor:
@@ -50,17 +49,10 @@ def relative(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def main() -> None:
-    p = attack_parser(__doc__, batch_size=256, steps=20)
-    p.add_argument("--model", default="results/synthetic/base/selected/model.pt")
-    p.add_argument("--data", default="results/synthetic/data/prepared.npz")
-    p.add_argument("--width", type=int, help="a randomly initialised WRN-16-W instead of --model")
+    p = model_parser(__doc__, batch_size=256, steps=20)
     a = p.parse_args()
     device = setup(a)
-    model, ckpt = load_model(a.model, device)
-    if a.width:
-        model = build(**{**ckpt["model_args"], "depth": 16, "width": a.width}).to(device, memory_format=torch.channels_last).eval()
-    x, y = load_split(a.data, "train", device, ckpt["model_args"]["n_classes"])
-    x, y = as_float(x[:a.batch_size]), y[:a.batch_size]
+    model, x, y = model_and_batch(a, device, "train")
     targets = draw_targets(y, model.fc.out_features, "uniform", seed=0)
     eps = a.eps_255 / 255
     cfg = PGDConfig(eps, a.steps, default_step_size(eps, a.steps))

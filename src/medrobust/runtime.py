@@ -161,3 +161,21 @@ def fingerprint_mismatch(saved: Any, current: dict[str, str]) -> str | None:
         differ.append(f"another kind of device or precision (was {saved.get('device', 'unrecorded')}, "
                       f"now {current['device']})")
     return f"it was written by {' and '.join(differ)}" if differ else None
+
+
+def claim_state_dir(directory: Path, fingerprint: dict[str, str], what: str) -> None:
+    """Make `directory` (a job's resumable parts) this job's: keep its `what` if it carries this
+    fingerprint (fingerprint.json), else clear it, saying why in the log."""
+    import shutil
+
+    from medrobust.io import read_json, write_json
+
+    stamp = directory / "fingerprint.json"
+    if stamp.exists():
+        why = fingerprint_mismatch(read_json(stamp), fingerprint)
+        if why is None:
+            return
+        log.warning("discarding the %s in %s: %s", what, directory, why)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    write_json(stamp, fingerprint)

@@ -34,7 +34,6 @@ logged, when it differs.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -45,9 +44,9 @@ import torch
 
 from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.errors import ConfigError
-from medrobust.io import atomic_path, read_json, write_json
+from medrobust.io import atomic_path
 from medrobust.progress import ProgressLog
-from medrobust.runtime import Interrupted, as_float, derive_seed, fingerprint_mismatch
+from medrobust.runtime import Interrupted, as_float, claim_state_dir, derive_seed
 from medrobust.train.models import predict
 
 log = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ def construct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classe
     t0 = time.perf_counter()
     correct = torch.from_numpy(predict(model, x, batch_size, cfg.precision).argmax(1)).to(y.device) == y
     targets = draw_targets(y, n_classes, cfg.targets, cfg.seed)
-    _claim_parts(parts, fingerprint)
+    claim_state_dir(parts, fingerprint, "chunks")
     chunks = [start + torch.nonzero(correct[start:start + chunk]).squeeze(1) for start in range(0, len(x), chunk)]
     pieces = [_load_chunk(parts / f"{c:05d}.pt", idx, targets[idx], y[idx], x.shape[1:]) for c, idx in enumerate(chunks)]
     kept = sum(len(p["adv"]) for p in pieces)
@@ -134,19 +133,6 @@ def construct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classe
                  config={**asdict(cfg), "step_size": cfg.pgd.step_size})
     return {"adv": out["adv"].numpy(), "targets": out["target"].numpy(), "source_index": out["source_index"].numpy(),
             "labels": out["label"].numpy(), "stats": stats}
-
-
-def _claim_parts(parts: Path, fingerprint: dict[str, str]) -> None:
-    """Make `parts` this job's: keep its chunks if they carry this fingerprint, else clear them."""
-    stamp = parts / "fingerprint.json"
-    if stamp.exists():
-        why = fingerprint_mismatch(read_json(stamp), fingerprint)
-        if why is None:
-            return
-        log.warning("discarding the chunks in %s: %s", parts, why)
-    shutil.rmtree(parts, ignore_errors=True)
-    parts.mkdir(parents=True)
-    write_json(stamp, fingerprint)
 
 
 def _load_chunk(path: Path, idx: torch.Tensor, targets: torch.Tensor, labels: torch.Tensor,

@@ -70,7 +70,6 @@ from __future__ import annotations
 import copy
 import logging
 import random
-import shutil
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -87,9 +86,9 @@ from medmnistc.corruptions.registry import CORRUPTIONS_DS, DATASET_RGB
 from PIL import Image
 
 from medrobust.data.prepare import resize
-from medrobust.io import atomic_path, read_json, write_json
+from medrobust.io import atomic_path
 from medrobust.progress import ProgressLog
-from medrobust.runtime import Interrupted, fingerprint_mismatch
+from medrobust.runtime import Interrupted, claim_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -251,17 +250,9 @@ def corrupt_all(images: np.ndarray, registry_key: str, apply_size: int, out_size
     return {name: np.stack(arrays) for name, arrays in done.items()}
 
 
-def claim_state(state: Path, fingerprint: dict[str, str]) -> None:
-    """Make `state` this job's: keep its parts if they carry this fingerprint, else clear them."""
-    stamp = state / "fingerprint.json"
-    if stamp.exists():
-        why = fingerprint_mismatch(read_json(stamp), fingerprint)
-        if why is None:
-            return
-        log.warning("discarding the corrupted images in %s: %s", state, why)
-    shutil.rmtree(state, ignore_errors=True)
-    state.mkdir(parents=True)
-    write_json(stamp, fingerprint)
+def claim_state(directory: Path, fingerprint: dict[str, str]) -> None:
+    """Keep `directory`'s finished corrupted images if they carry this fingerprint, else clear them."""
+    claim_state_dir(directory, fingerprint, "corrupted images")
 
 
 def _part_path(state: Path, name: str, severity: int) -> Path:
