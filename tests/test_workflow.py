@@ -151,6 +151,7 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     assert dry(cfg, "c0.yaml") == {}
     # a setting that does not change results re-runs no job but the snapshot of the config
     cfg["training"]["checkpoint_every"] = 3
+    cfg["compute"]["jobs_per_gpu"] = 2
     assert dry(cfg, "c1.yaml") == {"provenance": 1, "all": 1}
     # editing a figure's code: the figure jobs only
     figures = repo / "src" / "medrobust" / "report" / "figures.py"

@@ -341,6 +341,23 @@ def all_targets():
 # gets more on its next try; neither ever passes the partition's limit.
 
 GPUS = config["compute"]["gpus_per_job"]
+
+
+class Untracked:
+    """A param that changes no result (only speed, rounding or where a job runs): Snakemake's
+    params trigger records builtin values only, so changing it re-runs nothing (tested), while
+    the command line still gets its text."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
+# What a GPU job requires (cuda: stop, saying why, without a usable GPU), and how many jobs share
+# one GPU of a local multi-GPU machine.
+DEVICE = Untracked(f"--device {config['compute']['device']} --jobs-per-gpu {config['compute']['jobs_per_gpu']}")
 # Wall time (min) of the CPU rules that run on compute nodes (synthesize, prepare, corrupt_test).
 CPU_JOB_MINUTES = 240
 MAX_MINUTES = config["compute"]["max_runtime_minutes"]  # MEDROBUST_MAX_RUNTIME_MINUTES applied (Snakefile)

@@ -44,6 +44,7 @@ rule evaluate_clean:
     output:
         "results/{dataset}/{stage}/eval/clean_test.json",
     params:
+        device=DEVICE,
         code=code("evaluate"),
     log:
         "logs/{dataset}/{stage}/evaluate_clean.log",
@@ -57,7 +58,7 @@ rule evaluate_clean:
         ENV
     shell:
         "medrobust evaluate --model {input.model} --data {input.data} --split test"
-        " --threads {threads} --device {config[compute][device]} --jobs-per-gpu {config[compute][jobs_per_gpu]} --out {output} 2> {log}"
+        " --threads {threads} {params.device} --out {output} 2> {log}"
 
 
 rule evaluate_corrupted:
@@ -67,6 +68,7 @@ rule evaluate_corrupted:
     output:
         "results/{dataset}/{stage}/eval/corrupted_test.json",
     params:
+        device=DEVICE,
         code=code("evaluate-corrupted"),
     log:
         "logs/{dataset}/{stage}/evaluate_corrupted.log",
@@ -82,7 +84,7 @@ rule evaluate_corrupted:
         ENV
     shell:
         "medrobust evaluate-corrupted --model {input.model} --data {input.data}"
-        " --threads {threads} --device {config[compute][device]} --jobs-per-gpu {config[compute][jobs_per_gpu]} --out {output} 2> {log}"
+        " --threads {threads} {params.device} --out {output} 2> {log}"
 
 
 rule autoattack:
@@ -92,6 +94,7 @@ rule autoattack:
     output:
         "results/{dataset}/{stage}/eval/autoattack_test.json",
     params:
+        device=DEVICE,
         code=code("autoattack"),
         eps=config["evaluation"]["autoattack"]["eps"],
         n_images=config["evaluation"]["autoattack"]["n_images"],
@@ -115,4 +118,4 @@ rule autoattack:
     shell:
         "medrobust autoattack --model {input.model} --data {input.data} --split test --eps {params.eps}"
         " --n-images {params.n_images} --seed {params.seed} --batch-size {params.batch_size}"
-        " --state {params.state} --threads {threads} --device {config[compute][device]} --jobs-per-gpu {config[compute][jobs_per_gpu]} --out {output} 2> {log}"
+        " --state {params.state} --threads {threads} {params.device} --out {output} 2> {log}"

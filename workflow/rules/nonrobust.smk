@@ -10,6 +10,7 @@ rule construct_nonrobust:
         npz="results/{dataset}/data/nonrobust_eps{eps}.npz",
         stats="results/{dataset}/data/nonrobust_eps{eps}.json",
     params:
+        device=DEVICE,
         code=code("construct"),
         settings=construction_settings,
         # the PGD start of each image is seeded per batch, and bf16 rounding depends on the batch
@@ -28,5 +29,5 @@ rule construct_nonrobust:
         ENV
     shell:
         "medrobust construct --model {input.model} --data {input.data} --settings {params.settings}"
-        " --batch-size {params.batch_size} --threads {threads} --device {config[compute][device]} --jobs-per-gpu {config[compute][jobs_per_gpu]}"
+        " --batch-size {params.batch_size} --threads {threads} {params.device}"
         " --out {output.npz} --stats {output.stats} 2> {log}"

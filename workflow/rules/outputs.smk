@@ -45,6 +45,7 @@ rule figure_saliency:
         pdf="results/figures/fig1_saliency.pdf",
         json="results/figures/fig1_saliency.json",
     params:
+        device=DEVICE,
         code=code("saliency"),
         eps=config["evaluation"]["main_eps"],
         steps=config["evaluation"]["saliency"]["steps"],
@@ -66,7 +67,7 @@ rule figure_saliency:
         ENV
     shell:
         "medrobust saliency --standard {input.standard} --robust {input.robust} --data {input.data}"
-        " --eps {params.eps} --steps {params.steps} {params.index} --seed {params.seed} --threads {threads} --device {config[compute][device]} --jobs-per-gpu {config[compute][jobs_per_gpu]}"
+        " --eps {params.eps} --steps {params.steps} {params.index} --seed {params.seed} --threads {threads} {params.device}"
         " --out-png {output.png} --out-pdf {output.pdf} --out-json {output.json} 2> {log}"
 
 

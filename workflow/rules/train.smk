@@ -10,6 +10,11 @@ rule train:
         metrics="results/{dataset}/{stage}/{variant}/metrics.json",
         history="results/{dataset}/{stage}/{variant}/history.csv",
     params:
+        device=DEVICE,
+        speed=Untracked(
+            f"--checkpoint-every {config['training']['checkpoint_every']}"
+            f" --eval-batch-size {config['training']['eval_batch_size']}"
+        ),
         code=train_code,
         command=train_command,
         hparams=train_hparams,
@@ -31,9 +36,7 @@ rule train:
     shell:
         "medrobust {params.command} --train-data {input.train} --val-data {input.val} --n-classes {params.n_classes}"
         " --hparams {params.hparams} --state {params.state}"
-        # settings that change no result: read from the config in the command (a param would re-run)
-        " --checkpoint-every {config[training][checkpoint_every]}"
-        " --eval-batch-size {config[training][eval_batch_size]} --threads {threads} --device {config[compute][device]} --jobs-per-gpu {config[compute][jobs_per_gpu]}"
+        " {params.speed} --threads {threads} {params.device}"
         " --out-model {output.model} --out-metrics {output.metrics}"
         " --out-history {output.history} 2> {log}"
 
