@@ -170,7 +170,7 @@ def start_munge(d: Path) -> None:
     key.chmod(0o400)
     for path in (m, key):
         os.chown(path, user.pw_uid, user.pw_gid)
-    run(["runuser", "-u", "munge", "--", sbin("munged"), "--force", f"--key-file={key}",
+    run([sbin("runuser"), "-u", "munge", "--", sbin("munged"), "--force", f"--key-file={key}",
          f"--socket={m / 'munge.socket'}", f"--pid-file={m / 'munged.pid'}",
          f"--log-file={m / 'munged.log'}", f"--seed-file={m / 'munged.seed'}"])
     wait_for("munged", lambda: (m / "munge.socket").exists() and pid_of(m / "munged.pid", "munged") is not None,

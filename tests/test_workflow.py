@@ -23,7 +23,10 @@ from conftest import REPO, env_with_venv
 def snakemake(workdir: Path, *args: str, check: bool = True, repo: Path = REPO) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir), *args]
     # its own process group, so that a time-out also stops the jobs it started (no orphans)
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_with_venv(),
+    # a copy of the repository runs its own package, as its own .venv's editable install would
+    # (the Snakefile refuses another medrobust than its own)
+    env = env_with_venv() | ({} if repo == REPO else {"PYTHONPATH": str(repo / "src")})
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                           start_new_session=True) as proc:
         try:
             out, err = proc.communicate(timeout=1800)
@@ -80,8 +83,8 @@ NOT_BY_AUTOATTACK = ("table_hyperparameters", "corruption_table", "figure_corrup
 def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     """The first README command's study: every figure and table, the paper's claims on the
     synthetic data, then what a change re-runs (dry runs)."""
-    # the workflow runs from a copy of its files, so that the test can edit code (the package
-    # that runs is the installed one; the copied modules are the jobs' code inputs)
+    # the workflow runs from a copy of its files, so that the test can edit code (the copy's
+    # package is the one that runs, and its modules are the jobs' code)
     repo = tmp_path / "repo"
     repo.mkdir()
     for part in ("Snakefile", "config.demo.yaml"):
@@ -223,6 +226,7 @@ def test_bring_your_own_dataset_from_a_url(tmp_path: Path, http_dir) -> None:
         "threads": {"train": 1},
         "eps": [8],
         "evaluation": {"main_eps": 8, "autoattack": {"n_images": 10}},
+        "compute": {"device": "cpu"},  # a GPU job would otherwise require a GPU and stop here
         "nonrobust": {"steps": 5, "targets": "deterministic"},
         "robust": {"steps": 2, "val_attack_steps": 2},
         "grids": {"base": {"tiny": {"lr": [0.1], "batch_size": [50], "epochs": [2]}},
