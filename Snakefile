@@ -93,6 +93,7 @@ wildcard_constraints:
     stage=r"base|(nonrobust|robust)_eps\d+",
     eps=one_of(str(e) for e in config["eps"]),
     variant=r"lr[0-9.e+-]+_bs\d+_ep\d+_aug[01]",
+    rep=r"[1-9]\d*",
 
 
 include: "workflow/rules/data.smk"

@@ -87,6 +87,10 @@ def test_readme_opens_with_the_two_commands() -> None:
     text = (REPO / "README.md").read_text()
     blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", text, re.S)
     assert blocks[0].strip().splitlines() == ["./run.sh demo", "./run.sh test"]
+    # on the first screen, with what they give right after them
+    first_screen = "\n".join(text.splitlines()[:30])
+    assert "```bash\n./run.sh demo\n./run.sh test\n```" in first_screen, first_screen
+    assert "results/report.html" in first_screen and "minutes" in first_screen
     assert "./run.sh test" in (REPO / ".ci" / "run").read_text()
 
 

@@ -216,13 +216,26 @@ def test_the_warning_signal_is_appended_to_the_sites_own_flags(tmp_path: Path) -
     assert proc.returncode != 0 and "put those flags in MEDROBUST_SLURM_EXTRA" in log.read_text()
 
 
-def readme_cluster_command() -> str:
-    """The README's command for the full study on a cluster, as written there (comment and the
-    example's site variables aside): `.venv/bin/snakemake --profile slurm`."""
-    section = (REPO / "README.md").read_text().split("## Running on a cluster", 1)[1]
+def cluster_command(page: Path) -> str:
+    """A page's command for the full study on a cluster, as written there (comment and the
+    example's site variables aside): the first `--profile slurm` line of the first bash block
+    under its "## Running on a cluster"."""
+    section = re.split(r"^## Running on a cluster[ \t]*$", page.read_text(), maxsplit=1, flags=re.M)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S)[1]
     line = next(s for s in block.splitlines() if "--profile slurm" in s)
     return line.split("#", 1)[0].strip()
+
+
+def readme_cluster_command() -> str:
+    """The README's command for the full study on a cluster: `.venv/bin/snakemake --profile slurm`."""
+    return cluster_command(REPO / "README.md")
+
+
+def test_the_readme_and_the_cluster_page_give_the_tested_command() -> None:
+    """What test_workflow_on_a_real_slurm_cluster runs is what the README tells a user to copy,
+    and docs/clusters.md, which explains it, shows the same command."""
+    assert readme_cluster_command() == ".venv/bin/snakemake --profile slurm"
+    assert cluster_command(REPO / "docs" / "clusters.md") == readme_cluster_command()
 
 
 def env_without_venv() -> dict[str, str]:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from medrobust.data.splits import load_split
-from medrobust.errors import DataError
+from medrobust.errors import ConfigError, DataError
 from medrobust.runtime import Interrupted
 from medrobust.train.history import COLUMNS, TIMING, read_history, write_history
 from medrobust.train.loop import Data, TrainConfig, augment_batch, cosine_lr, ema_decay_at, ema_update, fit
@@ -53,10 +53,32 @@ def test_training_learns_the_synthetic_task(prepared_small: Path, tmp_path: Path
     tx, ty = load_split(prepared_small, "train", dev, 4)
     vx, vy = load_split(prepared_small, "val", dev, 4)
     cfg = TrainConfig(lr=0.1, batch_size=50, epochs=6, augment=True, **TINY)
-    _, margs, history, chosen = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path / "s.pt", tag("x"))
+    _, margs, history, chosen, last = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path / "s.pt", tag("x"))
     assert margs["n_channels"] == 1 and 0.2 < margs["mean"][0] < 0.6
     assert [h["epoch"] for h in history] == list(range(1, 7))
     assert history[-1]["val_balanced_accuracy"] > 0.6  # chance is 0.25
+    assert chosen == history[-1] and last is None  # keep="last": the last epoch, nothing else saved
+
+
+def test_keep_best_returns_the_best_validation_epoch_and_the_last(prepared_small: Path, tmp_path: Path) -> None:
+    """keep="best" (nonrobust-only models): the epoch of best clean validation balanced accuracy
+    is returned, and the last epoch's weights beside it."""
+    dev = torch.device("cpu")
+    tx, ty = load_split(prepared_small, "train", dev, 4)
+    vx, vy = load_split(prepared_small, "val", dev, 4)
+    # labels shuffled against the images: validation accuracy wanders, and its best is early
+    perm = torch.randperm(len(ty), generator=torch.Generator().manual_seed(0))
+    cfg = TrainConfig(lr=0.1, batch_size=50, epochs=5, augment=False, keep="best", **TINY)
+    model, _, history, chosen, last = fit(cfg, Data(tx, ty[perm], vx, vy, 4), tmp_path / "s.pt", tag("b"))
+    scores = [h["val_balanced_accuracy"] for h in history]
+    assert chosen == history[scores.index(max(scores))]
+    if chosen["step"] != history[-1]["step"]:
+        assert last is not None
+        assert any(not torch.equal(last[k], v) for k, v in model.state_dict().items())
+    else:
+        assert last is None
+    with pytest.raises(ConfigError, match="keep"):
+        TrainConfig.from_dict({"lr": 0.1, "batch_size": 50, "epochs": 1, "augment": False, "keep": "first"})
 
 
 def _train_cmd(data: Path, out: Path, epochs: int) -> list[str]:
@@ -108,7 +130,7 @@ def test_state_from_other_settings_is_ignored(prepared_small: Path, tmp_path: Pa
     with pytest.raises(Interrupted):
         fit(cfg, data, state, tag("old"), should_stop=lambda: True)
     assert state.exists()
-    _, _, history, _ = fit(cfg, data, state, tag("new"))
+    _, _, history, _, _ = fit(cfg, data, state, tag("new"))
     assert len(history) == 2 and history[0]["step"] == 4  # started over, not resumed
 
 

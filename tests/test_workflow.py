@@ -120,7 +120,7 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     report = (tmp_path / "report.html").read_text()
     assert all(f"{name}.png" in report for name in ["fig2_balanced_accuracy", *reviewed])
     assert "selection_synthetic.csv" in report and "checks_synthetic.csv" in report
-    assert "4. Dataset: synthetic" in report
+    assert "5. Dataset: synthetic" in report
 
     choice = json.loads((res / "base" / "selected.json").read_text())
     vals = {c["variant"]: c["val"]["val_balanced_accuracy"] for c in choice["candidates"]}

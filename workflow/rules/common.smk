@@ -19,11 +19,14 @@ from medrobust.config import (
 from medrobust.io import write_json
 from medrobust.provenance import record
 from medrobust.report.estimate import pieces
+from medrobust.report.verdicts import PAPER_DATASETS
+from medrobust.runtime import derive_seed
 from snakemake.iocontainers import Wildcards
 
 ENV = "../../envs/medrobust.yaml"
 PACKAGE = WORKFLOW_DIR / "src" / "medrobust"
 DATASETS = config["datasets"]
+REPLICATES = range(config["replicates"])
 
 
 def one_of(names):
@@ -127,8 +130,44 @@ def training_set(wildcards):
     return prepared(wildcards.dataset)
 
 
-def nonrobust_set(dataset, eps):
-    return f"results/{dataset}/data/nonrobust_eps{eps}.npz"
+def nonrobust_set(dataset, eps, rep=0):
+    return f"{chain_dir(dataset, rep)}/data/nonrobust_eps{eps}.npz"
+
+
+# ---- seed replicates (config replicates; rule train_replicate) ----------------------------
+
+
+def chain_dir(dataset, rep):
+    """Where replicate `rep` of a dataset's chain lives: replicate 0 (the grid search and its
+    selected models) at results/<dataset>, replicate r >= 1 under results/<dataset>/rep<r>."""
+    return f"results/{dataset}" if rep == 0 else f"results/{dataset}/rep{rep}"
+
+
+def replicate_seed(rep):
+    """The master seed of replicate `rep`: the configured seed for replicate 0."""
+    return config["seed"] if rep == 0 else derive_seed(config["seed"], rep)
+
+
+def rep_of(wildcards):
+    return int(getattr(wildcards, "rep", 0))
+
+
+def replicate_training_set(wildcards):
+    if wildcards.stage.startswith("nonrobust"):
+        return nonrobust_set(wildcards.dataset, stage_eps(wildcards.stage), rep_of(wildcards))
+    return prepared(wildcards.dataset)
+
+
+def replicate_hparams(wildcards, input):
+    """Replicate 0's selected hyperparameters (read by the job from selected.json) and this
+    replicate's seed."""
+    return f"--selected {input.selected} --seed {replicate_seed(rep_of(wildcards))}"
+
+
+def model_file(dataset, stage, rep):
+    if rep == 0:
+        return f"results/{dataset}/{stage}/selected/model.pt"
+    return f"{chain_dir(dataset, rep)}/{stage}/model.pt"
 
 
 def construction_settings(wildcards):
@@ -140,7 +179,7 @@ def construction_settings(wildcards):
         "step_size_factor": nr["step_size_factor"],
         "targets": nr["targets"],
         "random_start": nr["random_start"],
-        "seed": config["seed"],
+        "seed": replicate_seed(rep_of(wildcards)),
         "precision": nr["precision"],
     }
     return shlex.quote(json.dumps(settings, sort_keys=True))
@@ -169,6 +208,8 @@ def train_hparams(wildcards):
         "width": m["width"],
         "activation": m["activation"],
     }
+    if wildcards.stage.startswith("nonrobust"):
+        hp["keep"] = config["nonrobust"]["keep_epoch"]
     if wildcards.stage.startswith("robust"):
         r = config["robust"]
         hp |= {
@@ -181,7 +222,7 @@ def train_hparams(wildcards):
             "val_max_images": r["val_max_images"],
             "patience": r["patience"],
         }
-    return shlex.quote(json.dumps(hp, sort_keys=True))
+    return "--hparams " + shlex.quote(json.dumps(hp, sort_keys=True))
 
 
 def train_command(wildcards):
@@ -218,17 +259,47 @@ def registry_of(wildcards):
     return corruption_registry(config, wildcards.dataset)
 
 
-def evaluations(dataset, stage):
-    files = {kind: f"results/{dataset}/{stage}/eval/{kind}_test.json" for kind in ("clean", "corrupted")}
-    if attacked(config, stage):
-        files["autoattack"] = f"results/{dataset}/{stage}/eval/autoattack_test.json"
+def evaluations(dataset, stage, rep=0):
+    """The evaluation files of one model (replicate `rep` of a stage), by kind."""
+    kinds = ["clean", "corrupted"] + ["autoattack"] * attacked(config, stage)
+    files = {kind: f"{chain_dir(dataset, rep)}/{stage}/eval/{kind}_test.json" for kind in kinds}
+    if stage.startswith("nonrobust"):
+        files["clean_last"] = f"{chain_dir(dataset, rep)}/{stage}/eval/clean_test_last.json"
     return files
 
 
+def probabilities(files):
+    """The per-image probabilities beside each evaluation file."""
+    return {kind: path.removesuffix(".json") + "_probs.npz" for kind, path in files.items()}
+
+
+def bootstrap_file(dataset, stage):
+    return f"results/{dataset}/{stage}/bootstrap.npz"
+
+
+def bootstrap_layout(wildcards):
+    """Each replicate's probability files of one stage (a param of bootstrap)."""
+    reps = [probabilities(evaluations(wildcards.dataset, wildcards.stage, r)) for r in REPLICATES]
+    return shlex.quote(json.dumps(reps, sort_keys=True))
+
+
+def bootstrap_inputs(wildcards):
+    return [
+        f for r in REPLICATES for f in probabilities(evaluations(wildcards.dataset, wildcards.stage, r)).values()
+    ]
+
+
 def summary_layout():
-    """Which evaluation files make which rows of the summary table (a param of summarize)."""
+    """Which evaluation files (every replicate's) and bootstrap draws make which rows of the
+    summary table (a param of summarize)."""
     layout = [
-        {"dataset": d, "stage": s, "n_classes": classes_of(d), **evaluations(d, s)}
+        {
+            "dataset": d,
+            "stage": s,
+            "n_classes": classes_of(d),
+            "replicates": [evaluations(d, s, r) for r in REPLICATES],
+            "bootstrap": bootstrap_file(d, s),
+        }
         for d in DATASETS
         for s in stages(config)
     ]
@@ -236,7 +307,8 @@ def summary_layout():
 
 
 def summary_inputs(wildcards):
-    return [f for d in DATASETS for s in stages(config) for f in evaluations(d, s).values()]
+    files = [f for d in DATASETS for s in stages(config) for r in REPLICATES for f in evaluations(d, s, r).values()]
+    return files + [bootstrap_file(d, s) for d in DATASETS for s in stages(config)]
 
 
 def selections():
@@ -309,6 +381,22 @@ def saliency_model(stage):
 
 FIGURES = ["fig1_saliency", "fig2_balanced_accuracy", "fig3_auc", "fig4_eps"]
 TABLES = ["table1_robustness", "table2_hyperparameters", "table_paper_comparison"]
+def verdict_layout():
+    """Per dataset, its stages' bootstrap draws and whether it is one of the paper's (a param of verdicts)."""
+    layout = [
+        {
+            "dataset": d,
+            "n_classes": classes_of(d),
+            "paper": DATASETS[d]["source"] == "medmnist" and d in PAPER_DATASETS,
+            "stages": {s: bootstrap_file(d, s) for s in stages(config)},
+        }
+        for d in DATASETS
+    ]
+    return shlex.quote(json.dumps(layout, sort_keys=True))
+
+
+def verdict_inputs(wildcards):
+    return [bootstrap_file(d, s) for d in DATASETS for s in stages(config)]
 
 
 def eps_compared():
@@ -323,7 +411,7 @@ def all_targets():
     tables = [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
     construction = [f"results/{d}/data/nonrobust_eps{e}.json" for d in DATASETS for e in config["eps"]]
     provenance = ["results/report/provenance.csv", "results/report/config.yaml"]
-    summary = ["results/summary/metrics.csv", "results/summary/checks.csv"]
+    summary = ["results/summary/metrics.csv", "results/summary/checks.csv", "results/summary/verdicts.md"]
     return [
         *summary,
         *figures,
@@ -386,7 +474,9 @@ def requested_minutes(kind, wildcards):
     if kind == "cpu":
         return CPU_JOB_MINUTES
     if kind == "train":
-        seconds = estimate.train_seconds(config, wildcards.dataset, wildcards.stage, wildcards.variant)
+        # a replicate (no variant wildcard) trains at a selection made at run time: the longest point
+        variants = [wildcards.variant] if hasattr(wildcards, "variant") else grid_points(config, wildcards.dataset, wildcards.stage)
+        seconds = max(estimate.train_seconds(config, wildcards.dataset, wildcards.stage, v) for v in variants)
     elif kind == "construct":
         seconds = estimate.construct_seconds(config, wildcards.dataset)
     elif kind == "saliency":

@@ -42,10 +42,12 @@ rule evaluate_clean:
         model="results/{dataset}/{stage}/selected/model.pt",
         data=prepared_npz,
     output:
-        "results/{dataset}/{stage}/eval/clean_test.json",
+        json="results/{dataset}/{stage}/eval/clean_test.json",
+        probs="results/{dataset}/{stage}/eval/clean_test_probs.npz",
     params:
         device=DEVICE,
         code=code("evaluate"),
+        weights="kept",
     log:
         "logs/{dataset}/{stage}/evaluate_clean.log",
     threads: config["threads"]["evaluate"]
@@ -57,8 +59,23 @@ rule evaluate_clean:
     conda:
         ENV
     shell:
-        "medrobust evaluate --model {input.model} --data {input.data} --split test"
-        " --threads {threads} {params.device} --out {output} 2> {log}"
+        "medrobust evaluate --model {input.model} --data {input.data} --split test --weights {params.weights}"
+        " --threads {threads} {params.device} --out {output.json} --out-probs {output.probs} 2> {log}"
+
+
+# A nonrobust-only model keeps its best validation epoch (nonrobust.keep_epoch); its last epoch,
+# saved in the same checkpoint, is evaluated beside it.
+use rule evaluate_clean as evaluate_clean_last with:
+    input:
+        model="results/{dataset}/nonrobust_eps{eps}/selected/model.pt",
+        data=prepared_npz,
+    output:
+        json="results/{dataset}/nonrobust_eps{eps}/eval/clean_test_last.json",
+        probs="results/{dataset}/nonrobust_eps{eps}/eval/clean_test_last_probs.npz",
+    params:
+        weights="last",
+    log:
+        "logs/{dataset}/nonrobust_eps{eps}/evaluate_clean_last.log",
 
 
 rule evaluate_corrupted:
@@ -66,7 +83,8 @@ rule evaluate_corrupted:
         model="results/{dataset}/{stage}/selected/model.pt",
         data="results/{dataset}/data/corrupted_test.npz",
     output:
-        "results/{dataset}/{stage}/eval/corrupted_test.json",
+        json="results/{dataset}/{stage}/eval/corrupted_test.json",
+        probs="results/{dataset}/{stage}/eval/corrupted_test_probs.npz",
     params:
         device=DEVICE,
         code=code("evaluate-corrupted"),
@@ -84,7 +102,7 @@ rule evaluate_corrupted:
         ENV
     shell:
         "medrobust evaluate-corrupted --model {input.model} --data {input.data}"
-        " --threads {threads} {params.device} --out {output} 2> {log}"
+        " --threads {threads} {params.device} --out {output.json} --out-probs {output.probs} 2> {log}"
 
 
 rule autoattack:
@@ -92,7 +110,8 @@ rule autoattack:
         model="results/{dataset}/{stage}/selected/model.pt",
         data=prepared_npz,
     output:
-        "results/{dataset}/{stage}/eval/autoattack_test.json",
+        json="results/{dataset}/{stage}/eval/autoattack_test.json",
+        probs="results/{dataset}/{stage}/eval/autoattack_test_probs.npz",
     params:
         device=DEVICE,
         code=code("autoattack"),
@@ -118,4 +137,56 @@ rule autoattack:
     shell:
         "medrobust autoattack --model {input.model} --data {input.data} --split test --eps {params.eps}"
         " --n-images {params.n_images} --seed {params.seed} --batch-size {params.batch_size}"
-        " --state {params.state} --threads {threads} {params.device} --out {output} 2> {log}"
+        " --state {params.state} --threads {threads} {params.device} --out {output.json}"
+        " --out-probs {output.probs} 2> {log}"
+
+
+# Seed replicates r >= 1 (config replicates): the same evaluations of each replicate's models.
+use rule evaluate_clean as evaluate_clean_replicate with:
+    input:
+        model="results/{dataset}/rep{rep}/{stage}/model.pt",
+        data=prepared_npz,
+    output:
+        json="results/{dataset}/rep{rep}/{stage}/eval/clean_test.json",
+        probs="results/{dataset}/rep{rep}/{stage}/eval/clean_test_probs.npz",
+    log:
+        "logs/{dataset}/rep{rep}/{stage}/evaluate_clean.log",
+
+
+use rule evaluate_clean_last as evaluate_clean_last_replicate with:
+    input:
+        model="results/{dataset}/rep{rep}/nonrobust_eps{eps}/model.pt",
+        data=prepared_npz,
+    output:
+        json="results/{dataset}/rep{rep}/nonrobust_eps{eps}/eval/clean_test_last.json",
+        probs="results/{dataset}/rep{rep}/nonrobust_eps{eps}/eval/clean_test_last_probs.npz",
+    log:
+        "logs/{dataset}/rep{rep}/nonrobust_eps{eps}/evaluate_clean_last.log",
+
+
+use rule evaluate_corrupted as evaluate_corrupted_replicate with:
+    input:
+        model="results/{dataset}/rep{rep}/{stage}/model.pt",
+        data="results/{dataset}/data/corrupted_test.npz",
+    output:
+        json="results/{dataset}/rep{rep}/{stage}/eval/corrupted_test.json",
+        probs="results/{dataset}/rep{rep}/{stage}/eval/corrupted_test_probs.npz",
+    log:
+        "logs/{dataset}/rep{rep}/{stage}/evaluate_corrupted.log",
+    benchmark:
+        "benchmarks/{dataset}/rep{rep}/{stage}/evaluate_corrupted.tsv"
+
+
+use rule autoattack as autoattack_replicate with:
+    input:
+        model="results/{dataset}/rep{rep}/{stage}/model.pt",
+        data=prepared_npz,
+    output:
+        json="results/{dataset}/rep{rep}/{stage}/eval/autoattack_test.json",
+        probs="results/{dataset}/rep{rep}/{stage}/eval/autoattack_test_probs.npz",
+    params:
+        state="results/{dataset}/rep{rep}/{stage}/eval/autoattack_state.pt",
+    log:
+        "logs/{dataset}/rep{rep}/{stage}/autoattack.log",
+    benchmark:
+        "benchmarks/{dataset}/rep{rep}/{stage}/autoattack.tsv"

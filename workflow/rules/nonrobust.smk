@@ -31,3 +31,18 @@ rule construct_nonrobust:
         "medrobust construct --model {input.model} --data {input.data} --settings {params.settings}"
         " --batch-size {params.batch_size} --threads {threads} {params.device}"
         " --out {output.npz} --stats {output.stats} 2> {log}"
+
+
+# Seed replicates r >= 1: each builds its own sets from its own base model, with its own seed
+# (the targets and PGD starts; construction_settings).
+use rule construct_nonrobust as construct_nonrobust_replicate with:
+    input:
+        model="results/{dataset}/rep{rep}/base/model.pt",
+        data=prepared_npz,
+    output:
+        npz="results/{dataset}/rep{rep}/data/nonrobust_eps{eps}.npz",
+        stats="results/{dataset}/rep{rep}/data/nonrobust_eps{eps}.json",
+    log:
+        "logs/{dataset}/rep{rep}/data/nonrobust_eps{eps}.log",
+    benchmark:
+        "benchmarks/{dataset}/rep{rep}/data/nonrobust_eps{eps}.tsv"

@@ -2,20 +2,50 @@
 # the HTML report (snakemake --report) with a caption under workflow/report/.
 
 
+# Bootstrap draws of every test metric of one stage, over its replicates (a CPU job of minutes for
+# the largest test sets: every corruption and severity is evaluated under each draw).
+rule bootstrap:
+    input:
+        bootstrap_inputs,
+    output:
+        "results/{dataset}/{stage}/bootstrap.npz",
+    params:
+        code=code("bootstrap"),
+        layout=bootstrap_layout,
+        draws=config["evaluation"]["bootstrap"]["draws"],
+        seed=config["seed"],
+    log:
+        "logs/{dataset}/{stage}/bootstrap.log",
+    benchmark:
+        "benchmarks/{dataset}/{stage}/bootstrap.tsv"
+    resources:
+        mem_mb=mem_mb,
+        runtime=runtime("cpu"),
+    retries: retries("cpu")
+    conda:
+        ENV
+    shell:
+        "medrobust bootstrap --layout {params.layout} --draws {params.draws} --seed {params.seed}"
+        " --out {output} 2> {log}"
+
+
 rule summarize:
     input:
         summary_inputs,
     output:
-        report("results/summary/metrics.csv", caption="../report/summary.rst", category="2. Tables"),
+        report("results/summary/metrics.csv", caption="../report/summary.rst", category="3. Tables"),
     params:
         code=code("summarize"),
         layout=summary_layout(),
+        seed=config["seed"],
+        level=config["evaluation"]["bootstrap"]["level"],
     log:
         "logs/outputs/summarize.log",
     conda:
         ENV
     shell:
-        "medrobust summarize --layout {params.layout} --out {output} 2> {log}"
+        "medrobust summarize --layout {params.layout} --seed {params.seed} --level {params.level}"
+        " --out {output} 2> {log}"
 
 
 rule checks:
@@ -23,7 +53,7 @@ rule checks:
         check_inputs,
         summary="results/summary/metrics.csv",
     output:
-        report("results/summary/checks.csv", caption="../report/checks.rst", category="3. Checks"),
+        report("results/summary/checks.csv", caption="../report/checks.rst", category="4. Checks"),
     params:
         code=code("checks"),
         layout=check_layout(),
@@ -41,7 +71,7 @@ rule figure_saliency:
         robust=saliency_model(f"robust_eps{config['evaluation']['main_eps']}"),
         data=prepared(saliency_dataset(config)),
     output:
-        png=report("results/figures/fig1_saliency.png", caption="../report/fig1.rst", category="1. Figures"),
+        png=report("results/figures/fig1_saliency.png", caption="../report/fig1.rst", category="2. Figures"),
         pdf="results/figures/fig1_saliency.pdf",
         json="results/figures/fig1_saliency.json",
     params:
@@ -75,7 +105,7 @@ rule figure_bars:
     input:
         summary="results/summary/metrics.csv",
     output:
-        png=report("results/figures/fig{n}_{metric}.png", caption="../report/fig_bars.rst", category="1. Figures"),
+        png=report("results/figures/fig{n}_{metric}.png", caption="../report/fig_bars.rst", category="2. Figures"),
         pdf="results/figures/fig{n}_{metric}.pdf",
     wildcard_constraints:
         n="2|3",
@@ -96,7 +126,7 @@ rule figure_eps:
     input:
         summary="results/summary/metrics.csv",
     output:
-        png=report("results/figures/fig4_eps.png", caption="../report/fig4.rst", category="1. Figures"),
+        png=report("results/figures/fig4_eps.png", caption="../report/fig4.rst", category="2. Figures"),
         pdf="results/figures/fig4_eps.pdf",
     params:
         code=code("figure"),
@@ -113,23 +143,55 @@ rule figure_eps:
 rule table_results:
     input:
         summary="results/summary/metrics.csv",
-        paper=str(PACKAGE / "paper_values.yaml"),
     output:
-        csv=report("results/tables/{table}.csv", caption="../report/tables.rst", category="2. Tables"),
-        md="results/tables/{table}.md",
-        tex="results/tables/{table}.tex",
-    wildcard_constraints:
-        table="table1_robustness|table_paper_comparison",
+        csv=report("results/tables/table1_robustness.csv", caption="../report/tables.rst", category="3. Tables"),
+        md="results/tables/table1_robustness.md",
+        tex="results/tables/table1_robustness.tex",
     params:
         code=code("table"),
-        kind=lambda wildcards: "robustness" if wildcards.table == "table1_robustness" else "paper",
     log:
-        "logs/outputs/{table}.log",
+        "logs/outputs/table1_robustness.log",
     conda:
         ENV
     shell:
-        "medrobust table --kind {params.kind} --summary {input.summary}"
+        "medrobust table --kind robustness --summary {input.summary}"
         " --out-csv {output.csv} --out-md {output.md} --out-tex {output.tex} 2> {log}"
+
+
+# The paper's claims (src/medrobust/claims.yaml) and stated numbers (paper_values.yaml), judged on
+# the bootstrap draws of every stage: the first thing the report shows.
+rule verdicts:
+    input:
+        verdict_inputs,
+        claims=str(PACKAGE / "claims.yaml"),
+        paper=str(PACKAGE / "paper_values.yaml"),
+    output:
+        overview=report(
+            "results/summary/verdicts_overview.csv", caption="../report/verdicts.rst", category="1. Verdicts"
+        ),
+        stated=report(
+            "results/tables/table_paper_comparison.csv", caption="../report/stated.rst", category="1. Verdicts"
+        ),
+        csv=report("results/summary/verdicts.csv", caption="../report/verdicts_all.rst", category="1. Verdicts"),
+        md="results/summary/verdicts.md",
+        stated_md="results/tables/table_paper_comparison.md",
+        stated_tex="results/tables/table_paper_comparison.tex",
+    params:
+        code=code("verdicts"),
+        layout=verdict_layout(),
+        main_eps=config["evaluation"]["main_eps"],
+        eps=" ".join(str(e) for e in config["eps"]),
+        seed=config["seed"],
+        level=config["evaluation"]["bootstrap"]["level"],
+    log:
+        "logs/outputs/verdicts.log",
+    conda:
+        ENV
+    shell:
+        "medrobust verdicts --layout {params.layout} --main-eps {params.main_eps} --eps {params.eps}"
+        " --seed {params.seed} --level {params.level} --out-csv {output.csv} --out-md {output.md}"
+        " --out-overview {output.overview} --out-stated-csv {output.stated} --out-stated-md {output.stated_md}"
+        " --out-stated-tex {output.stated_tex} 2> {log}"
 
 
 rule table_hyperparameters:
@@ -139,7 +201,7 @@ rule table_hyperparameters:
         csv=report(
             "results/tables/table2_hyperparameters.csv",
             caption="../report/table2_hyperparameters.rst",
-            category="2. Tables",
+            category="3. Tables",
         ),
         md="results/tables/table2_hyperparameters.md",
         tex="results/tables/table2_hyperparameters.tex",
@@ -160,8 +222,8 @@ rule provenance:
         summary_inputs,
         [s["path"] for s in selections()],
     output:
-        csv=report("results/report/provenance.csv", caption="../report/provenance.rst", category="5. Provenance"),
-        config=report("results/report/config.yaml", caption="../report/config.rst", category="5. Provenance"),
+        csv=report("results/report/provenance.csv", caption="../report/provenance.rst", category="6. Provenance"),
+        config=report("results/report/config.yaml", caption="../report/config.rst", category="6. Provenance"),
     params:
         code=code("provenance"),
         files=lambda wildcards, input: [f for f in input if f.endswith(".json")],

@@ -10,7 +10,7 @@ rule figure_curves:
         png=report(
             "results/figures/curves_{dataset}_{stage}.png",
             caption="../report/curves.rst",
-            category="4. Dataset: {dataset}",
+            category="5. Dataset: {dataset}",
             subcategory="1. Learning curves",
         ),
         pdf="results/figures/curves_{dataset}_{stage}.pdf",
@@ -35,7 +35,7 @@ rule figure_examples:
         png=report(
             "results/figures/examples_{dataset}_eps{eps}.png",
             caption="../report/examples.rst",
-            category="4. Dataset: {dataset}",
+            category="5. Dataset: {dataset}",
             subcategory="2. Nonrobust-feature set",
         ),
         pdf="results/figures/examples_{dataset}_eps{eps}.pdf",
@@ -58,7 +58,7 @@ rule corruption_table:
         report(
             "results/summary/corruptions.csv",
             caption="../report/corruptions_table.rst",
-            category="2. Tables",
+            category="3. Tables",
         ),
     log:
         "logs/outputs/corruption_table.log",
@@ -78,7 +78,7 @@ rule figure_corruptions:
         png=report(
             "results/figures/corruptions_{dataset}.png",
             caption="../report/corruptions.rst",
-            category="4. Dataset: {dataset}",
+            category="5. Dataset: {dataset}",
             subcategory="3. Corruptions",
         ),
         pdf="results/figures/corruptions_{dataset}.pdf",
@@ -103,13 +103,13 @@ rule dataset_tables:
         selection=report(
             "results/tables/selection_{dataset}.csv",
             caption="../report/selection.rst",
-            category="4. Dataset: {dataset}",
+            category="5. Dataset: {dataset}",
             subcategory="4. Selection",
         ),
         checks=report(
             "results/tables/checks_{dataset}.csv",
             caption="../report/checks.rst",
-            category="4. Dataset: {dataset}",
+            category="5. Dataset: {dataset}",
             subcategory="5. Checks",
         ),
     log:

@@ -35,10 +35,32 @@ rule train:
         ENV
     shell:
         "medrobust {params.command} --train-data {input.train} --val-data {input.val} --n-classes {params.n_classes}"
-        " --hparams {params.hparams} --state {params.state}"
+        " {params.hparams} --state {params.state}"
         " {params.speed} --threads {threads} {params.device}"
         " --out-model {output.model} --out-metrics {output.metrics}"
         " --out-history {output.history} 2> {log}"
+
+
+# Seed replicates r >= 1 (config replicates): each stage again at the hyperparameters selected
+# in replicate 0, read from its selected.json when the job runs (so the DAG needs no checkpoint;
+# the wall-time request is the grid's longest point), with the seed derive_seed(seed, r), on the
+# replicate's own training set (a nonrobust-only stage: built from the replicate's base model).
+use rule train as train_replicate with:
+    input:
+        train=replicate_training_set,
+        val=prepared_npz,
+        selected="results/{dataset}/{stage}/selected.json",
+    output:
+        model="results/{dataset}/rep{rep}/{stage}/model.pt",
+        metrics="results/{dataset}/rep{rep}/{stage}/metrics.json",
+        history="results/{dataset}/rep{rep}/{stage}/history.csv",
+    params:
+        hparams=replicate_hparams,
+        state="results/{dataset}/rep{rep}/{stage}/state.pt",
+    log:
+        "logs/{dataset}/rep{rep}/{stage}/train.log",
+    benchmark:
+        "benchmarks/{dataset}/rep{rep}/{stage}/train.tsv"
 
 
 rule select:

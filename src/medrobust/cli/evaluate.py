@@ -11,6 +11,7 @@ from medrobust.cli.args import add_device_args, job_device, log
 from medrobust.io import write_json, write_npz
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
 
@@ -48,17 +49,20 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from medrobust.evaluate.clean import evaluate
     from medrobust.provenance import record
 
-    metrics = evaluate(a.model, a.data, a.split, job_device(a))
-    write_json(a.out, {"split": a.split, "model": a.model, "data": a.data, "metrics": metrics, "provenance": record()})
-    log.info("%s on %s [%s]: %s", a.model, a.data, a.split, metrics)
+    metrics, probs = evaluate(a.model, a.data, a.split, job_device(a), weights=a.weights)
+    write_npz(a.out_probs, probs)
+    write_json(a.out, {"split": a.split, "model": a.model, "weights": a.weights, "data": a.data, "metrics": metrics,
+                       "probs": a.out_probs, "provenance": record()})
+    log.info("%s (%s epoch) on %s [%s]: %s", a.model, a.weights, a.data, a.split, metrics)
 
 
 def cmd_evaluate_corrupted(a: argparse.Namespace) -> None:
     from medrobust.evaluate.corrupted import evaluate_corrupted
     from medrobust.provenance import record
 
-    result = evaluate_corrupted(a.model, a.data, job_device(a), a.batch_size)
-    write_json(a.out, {"model": a.model, "data": a.data, **result, "provenance": record()})
+    result, probs = evaluate_corrupted(a.model, a.data, job_device(a), a.batch_size)
+    write_npz(a.out_probs, probs)
+    write_json(a.out, {"model": a.model, "data": a.data, **result, "probs": a.out_probs, "provenance": record()})
     log.info("%s on %s: mean %s", a.model, a.data, result["mean"])
 
 
@@ -73,7 +77,7 @@ def cmd_autoattack(a: argparse.Namespace) -> None:
     precision = exact_evaluation()  # the attack and both metrics at one precision
     model, ckpt = load_model(a.model, device)
     n_classes = ckpt["model_args"]["n_classes"]
-    x, y = attacked_images(a, device, n_classes)
+    idx, x, y = attacked_images(a, device, n_classes)
     aa = autoattack.build(model, n_classes, a.eps / 255, a.seed, device)
     # pyautoattack reseeds every batch: the batch size changes the random restarts, hence results
     settings = {"eps": a.eps, "seed": a.seed, "n_images": a.n_images, "split": a.split, "batch_size": a.batch_size,
@@ -83,20 +87,25 @@ def cmd_autoattack(a: argparse.Namespace) -> None:
     with state_lock(a.state), eval_mode(model, freeze=True):
         tag = fingerprint("autoattack", settings, a.model, a.data, device=device.type, precision=precision)
         progress = autoattack.run(aa, x, y, Path(a.state), tag, a.batch_size, should_stop)
-        clean, metrics = (image_metrics(model, images, y, a.batch_size, precision) for images in (x, progress.x_adv))
+        (clean, clean_probs), (metrics, adv_probs) = (image_metrics(model, images, y, a.batch_size, precision)
+                                                      for images in (x, progress.x_adv))
         linf = (progress.x_adv - x).abs().amax().item() * 255
+        write_npz(a.out_probs, {"labels": y.cpu().numpy(), "index": idx, "clean_probs": clean_probs,
+                                "probs": adv_probs})
         write_json(a.out, {"model": a.model, "data": a.data, **settings, "precision": precision,
                            "n_target_classes": autoattack.attack_plan(n_classes)[1],
                            "robust_accuracy_after": progress.done, "linf_max_255": linf, "code": tag["code"],
-                           "clean_metrics": clean, "metrics": metrics, "provenance": record(settings)})
+                           "clean_metrics": clean, "metrics": metrics, "probs": a.out_probs,
+                           "provenance": record(settings)})
         Path(a.state).unlink(missing_ok=True)
     log.info("on the same %d images, clean: %s; under AutoAttack: %s (max L-inf %.4f/255)", len(y), clean, metrics,
              linf)
 
 
-def attacked_images(a: argparse.Namespace, device: torch.device, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The split's images AutoAttack runs on, as floats in [0, 1]: all, or a seeded subset of
-    --n-images, the same for every model."""
+def attacked_images(a: argparse.Namespace, device: torch.device,
+                    n_classes: int) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """The split's images AutoAttack runs on (their indices, and the images as floats in [0, 1]):
+    all, or a seeded subset of --n-images, the same for every model."""
     import numpy as np
 
     from medrobust.data.splits import load_split
@@ -106,15 +115,19 @@ def attacked_images(a: argparse.Namespace, device: torch.device, n_classes: int)
     idx = np.arange(len(y))
     if 0 < a.n_images < len(y):
         idx = np.sort(np.random.default_rng(a.seed).choice(len(y), a.n_images, replace=False))
-    return as_float(x[idx]), y[idx]
+    return idx, as_float(x[idx]), y[idx]
 
 
 def image_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                  precision: str) -> dict[str, Any]:
+                  precision: str) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics of the model on these images, and its class probabilities (float32)."""
+    import numpy as np
+
     from medrobust.evaluate.metrics import classification_metrics
     from medrobust.train.models import predict
 
-    return {**classification_metrics(y.cpu().numpy(), predict(model, x, batch_size, precision)), "n": len(y)}
+    probs = predict(model, x, batch_size, precision)
+    return {**classification_metrics(y.cpu().numpy(), probs), "n": len(y)}, probs.astype(np.float32)
 
 
 def add_parsers(sub: Any) -> None:
@@ -137,7 +150,10 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--model", required=True)
     s.add_argument("--data", required=True)
     s.add_argument("--split", default="test", choices=("train", "val", "test"))
+    s.add_argument("--weights", default="kept", choices=("kept", "last"),
+                   help="the checkpoint's kept epoch, or its last one (if it kept another)")
     s.add_argument("--out", required=True)
+    s.add_argument("--out-probs", required=True, help="npz of the labels and per-image class probabilities")
     add_device_args(s)
     s.set_defaults(func=cmd_evaluate)
 
@@ -146,6 +162,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--data", required=True, help="the corrupted test set (medrobust corrupt)")
     s.add_argument("--batch-size", type=int, default=1024)
     s.add_argument("--out", required=True)
+    s.add_argument("--out-probs", required=True, help="npz of the labels and per-image class probabilities")
     add_device_args(s)
     s.set_defaults(func=cmd_evaluate_corrupted)
 
@@ -159,5 +176,6 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--batch-size", type=int, default=500)
     s.add_argument("--state", required=True)
     s.add_argument("--out", required=True)
+    s.add_argument("--out-probs", required=True, help="npz: image indices, labels, clean and attacked probabilities")
     add_device_args(s)
     s.set_defaults(func=cmd_autoattack)

@@ -32,15 +32,26 @@ def cmd_saliency(a: argparse.Namespace) -> None:
     log.info("saliency of test image %d (label %d; %s): %s", ex.index, ex.label, ex.choice, ex.predictions)
 
 
+def cmd_bootstrap(a: argparse.Namespace) -> None:
+    from medrobust.report.intervals import stage_draws, write_draws
+
+    replicates = json.loads(a.layout)
+    arrays = stage_draws(replicates, a.draws, a.seed)
+    write_draws(arrays, a.out)
+    log.info("wrote %s: %d draws of %s over %d replicates", a.out, a.draws,
+             ", ".join(sorted(k for k in arrays if not k.endswith("/point"))), len(replicates))
+
+
 def cmd_summarize(a: argparse.Namespace) -> None:
+    from medrobust.io import npz_shapes, read_npz
     from medrobust.report.summary import stage_rows
     from medrobust.report.tables import write_summary
 
     rows = []
     for entry in json.loads(a.layout):
-        files = {k: read_json(entry[k]) if entry.get(k) else None for k in ("clean", "corrupted", "autoattack")}
-        rows += stage_rows(entry["dataset"], entry["stage"], entry["n_classes"], files["clean"],
-                           files["corrupted"], files["autoattack"])
+        replicates = [{k: read_json(path) for k, path in files.items()} for files in entry["replicates"]]
+        draws = read_npz(entry["bootstrap"], tuple(npz_shapes(entry["bootstrap"])))
+        rows += stage_rows(entry["dataset"], entry["stage"], entry["n_classes"], replicates, draws, a.seed, a.level)
     write_summary(rows, a.out)
     log.info("wrote %s (%d rows)", a.out, len(rows))
 
@@ -76,12 +87,32 @@ def cmd_table(a: argparse.Namespace) -> None:
         selections = [{**read_json(e["path"]), "dataset": e["dataset"], "stage": e["stage"]}
                       for e in json.loads(a.selections)]
         table = tables.hyperparameter_table(selections)
-    elif a.kind == "robustness":
-        table = tables.robustness_table(tables.read_summary(a.summary))
     else:
-        table = tables.paper_comparison_table(tables.read_summary(a.summary), tables.load_paper_values())
+        table = tables.robustness_table(tables.read_summary(a.summary))
     tables.write_table(table, out_csv=a.out_csv, out_md=a.out_md, out_tex=a.out_tex)
     log.info("wrote %s (%d rows)", a.out_md, len(table.rows))
+
+
+def cmd_verdicts(a: argparse.Namespace) -> None:
+    from medrobust.io import atomic_path, npz_shapes, read_npz
+    from medrobust.report import verdict_tables as vt
+    from medrobust.report.tables import load_paper_values, to_csv, write_table
+    from medrobust.report.verdicts import RunResults, judge, load_claims, write_verdicts
+
+    claims, paper, verdicts = load_claims(), load_paper_values(), []
+    for entry in json.loads(a.layout):
+        draws = {st: read_npz(path, tuple(npz_shapes(path))) for st, path in entry["stages"].items()}
+        run = RunResults(entry["dataset"], entry["n_classes"], entry["paper"], draws, a.main_eps, tuple(a.eps),
+                         a.seed, a.level)
+        verdicts += judge(run, claims, paper)
+    write_verdicts(verdicts, a.out_csv)
+    with atomic_path(a.out_md) as tmp:
+        tmp.write_text(vt.markdown(verdicts, claims))
+    to_csv(vt.overview_table(verdicts, claims), a.out_overview)
+    write_table(vt.stated_table(verdicts), out_csv=a.out_stated_csv, out_md=a.out_stated_md,
+                out_tex=a.out_stated_tex)
+    for line in vt.readings(verdicts):
+        log.info("%s", line)
 
 
 def cmd_provenance(a: argparse.Namespace) -> None:
@@ -149,12 +180,43 @@ def add_parsers(sub: Any) -> None:
     add_device_args(s)
     s.set_defaults(func=cmd_saliency)
 
-    s = sub.add_parser("summarize", help="the summary table (CSV) from the evaluation files")
+    _add_result_parsers(sub)
+
+
+def _add_result_parsers(sub: Any) -> None:
+    """The summary, its intervals and the verdicts."""
+    s = sub.add_parser("bootstrap", help="bootstrap draws of one stage's test metrics (every replicate)")
     s.add_argument("--layout", required=True,
-                   help="JSON list of {dataset, stage, n_classes, clean, corrupted, autoattack} (file paths)")
+                   help="JSON list, one per replicate, of {kind: probability file} (clean, clean_last, corrupted, autoattack)")
+    s.add_argument("--draws", type=int, default=1000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_bootstrap)
+
+    s = sub.add_parser("summarize", help="the summary table (CSV) from the evaluation files and bootstrap draws")
+    s.add_argument("--layout", required=True,
+                   help="JSON list of {dataset, stage, n_classes, replicates: [{kind: evaluation file}], bootstrap}")
+    s.add_argument("--seed", type=int, default=0, help="of the replicate resampling (as the verdicts')")
+    s.add_argument("--level", type=float, default=0.95)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_summarize)
 
+    s = sub.add_parser("verdicts", help="every claim and stated number of the paper judged on the results")
+    s.add_argument("--layout", required=True,
+                   help="JSON list of {dataset, n_classes, paper, stages: {stage: bootstrap draws file}}")
+    s.add_argument("--main-eps", type=int, required=True)
+    s.add_argument("--eps", type=int, nargs="+", required=True)
+    s.add_argument("--seed", type=int, default=0, help="of the replicate resampling (as the summary's)")
+    s.add_argument("--level", type=float, default=0.95)
+    for name in ("csv", "md", "overview", "stated-csv", "stated-md", "stated-tex"):
+        s.add_argument(f"--out-{name}", required=True)
+    s.set_defaults(func=cmd_verdicts)
+
+    _add_report_parsers(sub)
+
+
+def _add_report_parsers(sub: Any) -> None:
+    """Checks, figures, tables, provenance, and the commands no rule runs."""
     s = sub.add_parser("checks", help="sanity checks of every selected model and construction (flags, not failures)")
     s.add_argument("--layout", required=True,
                    help="JSON list of {dataset, stage, n_classes, clean, selection[, construction]} (file paths)")
@@ -185,9 +247,9 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--out-config", required=True)
     s.set_defaults(func=cmd_provenance)
 
-    s = sub.add_parser("table", help="Table 1, Table 2 or the paper-vs-reproduction table")
-    s.add_argument("--kind", choices=("robustness", "hyperparameters", "paper"), required=True)
-    s.add_argument("--summary", help="the summary table (robustness, paper)")
+    s = sub.add_parser("table", help="Table 1 or Table 2")
+    s.add_argument("--kind", choices=("robustness", "hyperparameters"), required=True)
+    s.add_argument("--summary", help="the summary table (robustness)")
     s.add_argument("--selections", help="JSON list of {dataset, stage, path} (hyperparameters)")
     for ext in ("csv", "md", "tex"):
         s.add_argument(f"--out-{ext}", required=True)

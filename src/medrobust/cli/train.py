@@ -34,9 +34,9 @@ def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
     from medrobust.provenance import record
     from medrobust.runtime import fingerprint, resolve_precision, sigterm_flag, state_lock
     from medrobust.train.history import write_history
-    from medrobust.train.loop import Data, TrainConfig, fit
+    from medrobust.train.loop import Data, TrainConfig, fit, kept_by
 
-    hparams = parse_json(a.hparams, "--hparams")
+    hparams = parse_json(a.hparams, "--hparams") if a.hparams else selected_hparams(a.selected, a.seed)
     cfg = TrainConfig.from_dict(hparams)
     if (cfg.method == "trades") != (command == "train-trades"):
         raise ConfigError(f"--hparams: method {cfg.method!r} is trained by 'medrobust "
@@ -53,18 +53,50 @@ def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
     with state_lock(state):
         tag = fingerprint(command, {**hparams, "n_classes": a.n_classes}, a.train_data, a.val_data,
                           device=device.type, precision=precision)
-        ema, margs, history, chosen = fit(cfg, data, state, tag, sigterm_flag(), a.checkpoint_every,
-                                          a.eval_batch_size, objective(cfg))
-        final = {k: v for k, v in chosen.items() if k.startswith("val_") or k == "epoch"}
-        meta = {"hparams": hparams, "final": final, "history": history, "train_data": a.train_data,
-                "val_data": a.val_data, "device": str(device), "precision": precision,
-                "seconds_this_session": time.perf_counter() - t0, "code": tag["code"], "provenance": record(hparams)}
+        method = objective(cfg)
+        run = fit(cfg, data, state, tag, sigterm_flag(), a.checkpoint_every, a.eval_batch_size, method)
+        meta = {"hparams": hparams, "final": val_row(run.kept), "last": val_row(run.history[-1]),
+                "epochs": epochs_record(run.history, run.kept, kept_by(cfg, method)),
+                "history": run.history, "train_data": a.train_data, "val_data": a.val_data, "device": str(device),
+                "precision": precision, "seconds_this_session": time.perf_counter() - t0, "code": tag["code"],
+                "provenance": record(hparams)}
+        weights = {"state_dict": run.model.state_dict()}
+        if run.last_state is not None:  # the last epoch's too, so that it is evaluated without retraining
+            weights["last_state_dict"] = run.last_state
         with atomic_path(a.out_model) as tmp:
-            torch.save({"model_args": margs, "state_dict": ema.state_dict(), **meta}, tmp)
+            torch.save({"model_args": run.model_args, **weights, **meta}, tmp)
         write_json(a.out_metrics, meta)
-        write_history(history, cfg.batch_size, a.out_history)
+        write_history(run.history, cfg.batch_size, a.out_history)
         state.unlink(missing_ok=True)
-    log.info("done: val balanced accuracy %.4f, AUC %.4f", final["val_balanced_accuracy"], final["val_auc"])
+    log.info("done: kept epoch %d (%s): val balanced accuracy %.4f, AUC %.4f", meta["epochs"]["kept"],
+             meta["epochs"]["kept_by"], meta["final"]["val_balanced_accuracy"], meta["final"]["val_auc"])
+
+
+def selected_hparams(path: str, seed: int | None) -> dict[str, Any]:
+    """A seed replicate's settings: the selected grid point's (medrobust select), another seed."""
+    from medrobust.errors import DataError
+    from medrobust.io import read_json
+
+    if seed is None:
+        raise ConfigError("--selected needs --seed (the replicate's seed)")
+    choice = read_json(path)
+    try:
+        hparams = dict(choice["candidates"][0]["hparams"])
+    except (KeyError, IndexError, TypeError):
+        raise DataError(f"{path}: not a selection (medrobust select) with a selected grid point") from None
+    return {**hparams, "seed": seed}
+
+
+def val_row(row: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in row.items() if k.startswith("val_") or k == "epoch"}
+
+
+def epochs_record(history: list[dict[str, float]], kept: dict[str, float], criterion: str | None) -> dict[str, Any]:
+    """Which epoch was kept and why, the last one, and the best by clean validation balanced
+    accuracy (recorded for every model, also those that keep their last epoch)."""
+    best = max(history, key=lambda h: h["val_balanced_accuracy"])
+    return {"kept": int(kept["epoch"]), "kept_by": criterion or "last epoch", "last": int(history[-1]["epoch"]),
+            "best_val_balanced_accuracy": int(best["epoch"]), "of": len(history)}
 
 
 def cmd_select(a: argparse.Namespace) -> None:
@@ -86,7 +118,10 @@ def add_parsers(sub: Any) -> None:
         s.add_argument("--train-data", required=True, help="npz whose train_* arrays are trained on")
         s.add_argument("--val-data", required=True, help="npz whose val_* arrays are validated on")
         s.add_argument("--n-classes", type=int, required=True)
-        s.add_argument("--hparams", required=True, help="JSON of TrainConfig fields")
+        given = s.add_mutually_exclusive_group(required=True)
+        given.add_argument("--hparams", help="JSON of TrainConfig fields")
+        given.add_argument("--selected", help="a selection (selected.json): train its grid point again, with --seed")
+        s.add_argument("--seed", type=int, help="with --selected: the seed replicate's seed")
         s.add_argument("--state", required=True, help="resumable state file (kept beside the outputs)")
         s.add_argument("--out-model", required=True)
         s.add_argument("--out-metrics", required=True)

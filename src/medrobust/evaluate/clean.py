@@ -15,12 +15,15 @@ from medrobust.train.models import load_model, predict
 
 
 def evaluate(model_path: str | Path, data_path: str | Path, split: str, device: torch.device,
-             batch_size: int = 1024) -> dict[str, Any]:
+             batch_size: int = 1024, weights: str = "kept") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Balanced accuracy, macro AUC and accuracy of a checkpoint on one split of a prepared file,
     and how many images it assigns to each class (a model predicting one class shows there); in
-    exact fp32 (runtime.exact_evaluation), whatever precision the model was trained at."""
-    model, ckpt = load_model(model_path, device)
+    exact fp32 (runtime.exact_evaluation), whatever precision the model was trained at. Also the
+    per-image labels and class probabilities (the bootstrap's input, medrobust.report.bootstrap)."""
+    model, ckpt = load_model(model_path, device, weights)
     x, y = load_split(data_path, split, device, ckpt["model_args"]["n_classes"])
     probs = predict(model, x, batch_size, exact_evaluation())
+    labels = y.cpu().numpy()
     counts = np.bincount(probs.argmax(1), minlength=probs.shape[1]).tolist()
-    return {**classification_metrics(y.cpu().numpy(), probs), "n": len(y), "predicted_class_counts": counts}
+    metrics = {**classification_metrics(labels, probs), "n": len(y), "predicted_class_counts": counts}
+    return metrics, {"labels": labels, "probs": probs.astype(np.float32)}

@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_corrupted(model_path: str | Path, corrupted_path: str | Path, device: torch.device,
-                       batch_size: int = 1024) -> dict[str, Any]:
-    """Metrics of a checkpoint on every corruption and severity of a corrupted test set.
+                       batch_size: int = 1024) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Metrics of a checkpoint on every corruption and severity of a corrupted test set, and the
+    per-image class probabilities behind them: `probs` (corruptions, S, N, C) in the order of
+    `corruptions` (sorted names), with `labels` (N,).
 
     The file holds `labels` (N,) and one uint8 array (S, N, H, W[, C]) per corruption, named
     `corruption/<name>`. The average is the mean over severities, then over corruptions.
@@ -36,6 +38,7 @@ def evaluate_corrupted(model_path: str | Path, corrupted_path: str | Path, devic
         raise DataError(f"{corrupted_path}: not a corrupted test set (no corruption/<name> arrays)")
     y = read_npz(corrupted_path, ("labels",))["labels"]
     per: dict[str, list[dict[str, float]]] = {}
+    all_probs: list[list[np.ndarray]] = []
     meter = ProgressLog(log, "corrupted test images", sum(int(np.prod(shapes[f"corruption/{n}"][:2])) for n in names))
     for name in names:
         stack = read_npz(corrupted_path, (f"corruption/{name}",))[f"corruption/{name}"]
@@ -43,12 +46,15 @@ def evaluate_corrupted(model_path: str | Path, corrupted_path: str | Path, devic
         if stack.ndim not in (4, 5):
             raise DataError(f"{where}: shape {stack.shape}, expected (severities, N, H, W[, C])")
         labels = check_labels(where, y, stack.shape[1], ckpt["model_args"]["n_classes"])
-        per[name] = []
+        per[name], severities = [], []
         for images in stack:
             probs = predict(model, as_nchw(images).to(device), batch_size, precision)
             per[name].append(classification_metrics(labels, probs))
+            severities.append(probs.astype(np.float32))
             meter.advance(len(labels))
+        all_probs.append(severities)
     keys = ("balanced_accuracy", "auc", "accuracy")
     by_corruption = {n: {k: float(np.mean([m[k] for m in per[n]])) for k in keys} for n in names}
     mean = {k: float(np.mean([by_corruption[n][k] for n in names])) for k in keys}
-    return {"mean": mean, "by_corruption": by_corruption, "by_severity": per, "n": len(labels)}
+    result = {"mean": mean, "by_corruption": by_corruption, "by_severity": per, "n": len(labels)}
+    return result, {"labels": labels, "probs": np.array(all_probs), "corruptions": np.array(names)}

@@ -1,11 +1,19 @@
-"""The study's summary table: every test metric of every selected model, one row each, read
-from the evaluation files (clean, MedMNIST-C, AutoAttack) of one dataset and stage."""
+"""The study's summary table: every test metric of every selected model, one row each, from the
+evaluation files of every seed replicate of one dataset and stage (clean, MedMNIST-C, AutoAttack,
+and a nonrobust-only model's last epoch), with its bootstrap interval and spread over replicates
+(medrobust.report.intervals)."""
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
+from medrobust.errors import DataError
+from medrobust.report.intervals import estimate
 from medrobust.report.tables import Row
 
 METRICS = ("balanced_accuracy", "auc")
@@ -21,17 +29,51 @@ def stage_model(stage: str) -> tuple[str, int | None]:
     return m[1], int(m[2])
 
 
-def stage_rows(dataset: str, stage: str, n_classes: int, clean: dict[str, Any],
-               corrupted: dict[str, Any] | None = None, autoattack: dict[str, Any] | None = None) -> list[Row]:
-    """Rows of one selected model from its evaluation files' contents (missing ones: no rows)."""
+def _values(files: Mapping[str, dict[str, Any]]) -> dict[str, tuple[dict[str, Any], int | None]]:
+    """condition -> (metrics, images) of one replicate's evaluation files' contents."""
+    found: dict[str, tuple[dict[str, Any], int | None]] = {}
+    if "clean" in files:
+        found["clean"] = (files["clean"]["metrics"], files["clean"]["metrics"].get("n"))
+    if "clean_last" in files:
+        found["clean_last_epoch"] = (files["clean_last"]["metrics"], files["clean_last"]["metrics"].get("n"))
+    if "corrupted" in files:
+        found["corrupted"] = (files["corrupted"]["mean"], files["corrupted"].get("n"))
+    if "autoattack" in files:
+        aa = files["autoattack"]
+        found["autoattack"] = (aa["metrics"], aa["metrics"].get("n"))
+        if aa.get("clean_metrics"):
+            found["autoattack_clean"] = (aa["clean_metrics"], aa["metrics"].get("n"))
+    return found
+
+
+def _check_point(where: str, reported: float, point: float) -> None:
+    """The bootstrap's unit-weight value must be the evaluation's own: else the probabilities
+    belong to another evaluation (a stale or foreign file)."""
+    if not (math.isnan(reported) and math.isnan(point)) and abs(reported - point) > 1e-9:
+        raise DataError(f"{where}: the evaluation says {reported!r}, its saved probabilities give {point!r}")
+
+
+def stage_rows(dataset: str, stage: str, n_classes: int, replicates: Sequence[Mapping[str, dict[str, Any]]],
+               draws: Mapping[str, np.ndarray], seed: int, level: float) -> list[Row]:
+    """Rows of one stage: per condition and metric, the mean over replicates of the evaluation
+    files' values, with the interval and spread of the bootstrap draws (`draws`, one stage's
+    medrobust bootstrap output)."""
     model, eps = stage_model(stage)
-    found = {"clean": clean["metrics"],
-             "corrupted": corrupted["mean"] if corrupted else None,
-             "autoattack": autoattack["metrics"] if autoattack else None,
-             "autoattack_clean": autoattack.get("clean_metrics") if autoattack else None}
-    images = {"clean": clean["metrics"].get("n"), "corrupted": corrupted.get("n") if corrupted else None,
-              "autoattack": autoattack["metrics"].get("n") if autoattack else None}
-    images["autoattack_clean"] = images["autoattack"]
-    return [Row(dataset, model, eps, condition, metric, float(values[metric]), n_classes, images[condition])
-            for condition, values in found.items() if values
-            for metric in METRICS if metric in values]
+    per = [_values(files) for files in replicates]
+    rows = []
+    for condition, (metrics, images) in per[0].items():
+        for metric in METRICS:
+            if metric not in metrics:
+                continue
+            key = f"{condition}/{metric}"
+            if key not in draws:
+                raise DataError(f"{dataset} {stage}: no bootstrap draws for {key}")
+            e = estimate(draws, key, seed, level)
+            if e.k != len(per):
+                raise DataError(f"{dataset} {stage}: {e.k} replicates in the bootstrap draws, {len(per)} evaluated")
+            for r, values in enumerate(per):
+                _check_point(f"{dataset} {stage} replicate {r} {key}", float(values[condition][0][metric]),
+                             float(draws[f"{key}/point"][r]))
+            rows.append(Row(dataset, model, eps, condition, metric, e.mean, n_classes, images, e.low, e.high,
+                            e.sd, e.k))
+    return rows

@@ -9,6 +9,7 @@ is missing, and every table and figure shows it as missing, never as zero. Each 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -23,14 +24,17 @@ import yaml
 from medrobust.errors import DataError
 from medrobust.io import atomic_path, read_csv, write_csv
 
-COLUMNS = ("dataset", "model", "eps", "condition", "metric", "value", "n_classes", "n")
+COLUMNS = ("dataset", "model", "eps", "condition", "metric", "value", "n_classes", "n", "ci_low", "ci_high", "sd",
+           "n_replicates")
+OPTIONAL = ("n", "ci_low", "ci_high", "sd", "n_replicates")
 MODELS = ("base", "robust", "nonrobust")
 # autoattack_clean: the clean images AutoAttack ran on (a seeded subset), at its precision
-CONDITIONS = ("clean", "corrupted", "autoattack", "autoattack_clean")
+# clean_last_epoch: a model that kept another epoch (nonrobust-only: the best on validation), at its last
+CONDITIONS = ("clean", "corrupted", "autoattack", "autoattack_clean", "clean_last_epoch")
 METRICS = ("balanced_accuracy", "auc")
 MODEL_LABELS = {"base": "All features", "robust": "Robust features", "nonrobust": "Nonrobust features only"}
 CONDITION_LABELS = {"clean": "In-distribution", "corrupted": "Mean OOD (MedMNIST-C)", "autoattack": "AutoAttack",
-                    "autoattack_clean": "Clean (AutoAttack's images)"}
+                    "autoattack_clean": "Clean (AutoAttack's images)", "clean_last_epoch": "In-distribution, last epoch"}
 DATASET_LABELS = {"pathmnist": "PathMNIST", "pneumoniamnist": "PneumoniaMNIST", "octmnist": "OctMNIST",
                   "organsmnist": "OrganSMNIST", "breastmnist": "BreastMNIST"}
 GRID_KEYS = {"lr": "Learning rate", "batch_size": "Batch size", "epochs": "Max epochs", "augment": "Augmentation"}
@@ -53,13 +57,19 @@ class Row:
     value: float
     n_classes: int
     n: int | None = None  # test images behind the value
+    ci_low: float | None = None  # bootstrap interval over test images and replicates (report.intervals)
+    ci_high: float | None = None
+    sd: float | None = None  # spread over seed replicates (None or NaN for one replicate)
+    n_replicates: int | None = None
 
 
 def _parse_row(record: dict[str, str | None], where: str) -> Row:
     cell = {k: (record.get(k) or "").strip() for k in COLUMNS}
     try:
         row = Row(cell["dataset"], cell["model"], int(cell["eps"]) if cell["eps"] else None, cell["condition"],
-                  cell["metric"], float(cell["value"]), int(cell["n_classes"]), int(cell["n"]) if cell["n"] else None)
+                  cell["metric"], float(cell["value"]), int(cell["n_classes"]), int(cell["n"]) if cell["n"] else None,
+                  *(float(cell[k]) if cell[k] else None for k in ("ci_low", "ci_high", "sd")),
+                  int(cell["n_replicates"]) if cell["n_replicates"] else None)
     except ValueError as e:
         raise DataError(f"{where}: {e}") from None
     problems = [f"{name} {got!r} is not one of {allowed}" for name, got, allowed in
@@ -82,7 +92,7 @@ def read_summary(path: str | Path) -> list[Row]:
     """Read and check a summary CSV (columns COLUMNS, in any order)."""
     path = Path(path)
     columns, records = read_csv(path)
-    missing = sorted(set(COLUMNS) - set(columns) - {"n"})  # n: optional
+    missing = sorted(set(COLUMNS) - set(columns) - set(OPTIONAL))
     if missing:
         raise DataError(f"{path}: missing columns {missing} (has {columns})")
     rows = [_parse_row(record, f"{path}, line {line}") for line, record in enumerate(records, start=2)]
@@ -92,8 +102,11 @@ def read_summary(path: str | Path) -> list[Row]:
 
 def write_summary(rows: Iterable[Row], path: str | Path) -> None:
     # repr: the shortest text that reads back as the same float
-    write_csv(path, COLUMNS, ([r.dataset, r.model, r.eps, r.condition, r.metric, repr(r.value), r.n_classes, r.n]
-                              for r in rows))
+    def number(x: float | None) -> str | None:
+        return None if x is None else repr(x)
+
+    write_csv(path, COLUMNS, ([r.dataset, r.model, r.eps, r.condition, r.metric, repr(r.value), r.n_classes, r.n,
+                               number(r.ci_low), number(r.ci_high), number(r.sd), r.n_replicates] for r in rows))
 
 
 @dataclass(frozen=True)
@@ -103,12 +116,18 @@ class Results:
     datasets: tuple[str, ...]
     n_classes: dict[str, int]
     n: dict[Key, int]  # images behind each value, where the summary says
+    ci: dict[Key, tuple[float, float]] = dataclasses.field(default_factory=dict)  # where the summary has them
+    sd: dict[Key, float] = dataclasses.field(default_factory=dict)
+    n_replicates: dict[Key, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, rows: Iterable[Row], where: str = "summary") -> Results:
         values: dict[Key, float] = {}
         n_classes: dict[str, int] = {}
         n: dict[Key, int] = {}
+        ci: dict[Key, tuple[float, float]] = {}
+        sd: dict[Key, float] = {}
+        k: dict[Key, int] = {}
         for r in rows:
             key = (r.dataset, r.model, r.eps, r.condition, r.metric)
             if key in values:
@@ -118,8 +137,18 @@ class Results:
             values[key] = r.value
             if r.n is not None:
                 n[key] = r.n
-        defined = {k: v for k, v in values.items() if not math.isnan(v)}
-        return cls(defined, tuple(n_classes), n_classes, n)
+            if r.ci_low is not None and r.ci_high is not None and not math.isnan(r.ci_low):
+                ci[key] = (r.ci_low, r.ci_high)
+            if r.sd is not None and not math.isnan(r.sd):
+                sd[key] = r.sd
+            if r.n_replicates is not None:
+                k[key] = r.n_replicates
+        defined = {key: v for key, v in values.items() if not math.isnan(v)}
+        return cls(defined, tuple(n_classes), n_classes, n, ci, sd, k)
+
+    def interval(self, dataset: str, model: str, eps: int | None, condition: str,
+                 metric: str) -> tuple[float, float] | None:
+        return self.ci.get((dataset, model, None if model == "base" else eps, condition, metric))
 
     def get(self, dataset: str, model: str, eps: int | None, condition: str, metric: str) -> float | None:
         """The value in [0, 1], or None where missing; eps is ignored for base models."""
@@ -304,41 +333,3 @@ def load_paper_values(path: str | Path | None = None) -> dict[str, Any]:
                     raise ValueError(f"paper values: {where} needs a source and exactly one of value, at_most")
     return pv
 
-
-def _comparison_row(dataset: str, model: str, condition: str, entry: dict[str, Any] | None,
-                    got: float | None) -> tuple[Cell, ...]:
-    paper: Cell = None
-    delta: Cell = None
-    bound = ""
-    if entry is not None and "at_most" in entry:
-        paper, delta = f"≤{entry['at_most']:.2f}", ""
-        if got is not None:  # the paper reports two decimals, so compare at that precision
-            bound = "within" if round(got, 2) <= entry["at_most"] else "exceeds"
-    elif entry is not None:
-        paper = float(entry["value"])
-        delta = None if got is None else f"{round(got - paper, 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"
-    return (dataset_label(dataset), MODEL_LABELS[model], CONDITION_LABELS[condition], paper, got, delta, bound,
-            "" if entry is None else entry["source"])
-
-
-def paper_comparison_table(summary: Sequence[Row], paper_values: dict[str, Any]) -> Table:
-    """The paper's stated numbers beside the reproduced ones, for the datasets in the summary.
-
-    Robust and nonrobust-only models are taken at the paper's eps; a row appears where either side
-    has a number. Datasets the paper does not report (e.g. synthetic) have an all-missing paper column.
-    """
-    res = Results.of(summary)
-    eps, metric = paper_values["eps"], paper_values["metric"]
-    rows = []
-    for d in res.datasets:
-        stated = paper_values["values"].get(d, {})
-        for model in MODELS:
-            for condition in CONDITIONS[:3]:  # what the paper states numbers for
-                entry = stated.get(model, {}).get(condition)
-                got = _percent(res.get(d, model, eps, condition, metric))
-                if entry is not None or got is not None:
-                    rows.append(_comparison_row(d, model, condition, entry, got))
-    caption = (f"{metric.replace('_', ' ').capitalize()} (%) stated in the paper beside this reproduction "
-               f"(robust and nonrobust-only models at ε={eps}/255); Δ = reproduced − paper, in percentage points.")
-    return Table(caption, ("Dataset", "Model", "Condition", "Paper (%)", "Reproduced (%)", "Δ (pp)",
-                           "Paper bound", "Paper source"), tuple(rows))

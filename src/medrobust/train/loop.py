@@ -3,7 +3,9 @@
 The loss is an `Objective`: `Standard` (cross-entropy) here, TRADES in medrobust.train.trades. An
 objective may add validation metrics and name one of them as the criterion of the best epoch
 (TRADES: balanced accuracy under PGD), whose weights are then kept and returned; training stops
-early after `patience` epochs without improvement (0: the full schedule is always run).
+early after `patience` epochs without improvement (0: the full schedule is always run). Standard
+training keeps the last epoch, or with `keep="best"` (the nonrobust-only models) the epoch of
+best clean validation balanced accuracy; the last epoch's weights are returned beside the kept ones.
 
 Data live as tensors on the device; a batch is gathered by index and augmented as a whole.
 Random numbers are drawn there too, and a step's loss and accuracy are summed there and read
@@ -29,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 import torch.nn as nn
@@ -74,6 +76,7 @@ class TrainConfig:
     depth: int = 16
     width: int = 8
     activation: str = "swish"
+    keep: str = "last"  # "best": the epoch of best clean validation balanced accuracy (nonrobust-only)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -85,6 +88,8 @@ class TrainConfig:
                    and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         if missing:
             raise ConfigError(f"missing training setting(s): {', '.join(missing)}")
+        if d.get("keep", "last") not in ("last", "best"):
+            raise ConfigError(f"training setting keep must be 'last' or 'best', got {d['keep']!r}")
         return cls(**d)
 
 
@@ -172,7 +177,7 @@ class Objective(Protocol):
 
 @dataclass(frozen=True)
 class Standard:
-    """Cross-entropy with label smoothing; the last epoch's weights are returned."""
+    """Cross-entropy with label smoothing (which epoch is kept: TrainConfig.keep)."""
 
     cfg: TrainConfig
     best_by: str | None = None
@@ -276,11 +281,17 @@ def end_epoch(run: Run, cfg: TrainConfig, objective: Objective, data: Data, tota
     return row
 
 
-def track_best(run: Run, cfg: TrainConfig, objective: Objective, row: dict[str, float]) -> bool:
-    """Keep the best epoch by the objective's criterion (if any); True when patience ran out."""
-    if objective.best_by is None:
+def kept_by(cfg: TrainConfig, objective: Objective) -> str | None:
+    """The validation metric whose best epoch is kept: the objective's (TRADES: under attack),
+    else clean balanced accuracy when cfg.keep is 'best'; None keeps the last epoch."""
+    return objective.best_by or ("val_balanced_accuracy" if cfg.keep == "best" else None)
+
+
+def track_best(run: Run, cfg: TrainConfig, criterion: str | None, row: dict[str, float]) -> bool:
+    """Keep the best epoch by `criterion` (if any); True when patience ran out."""
+    if criterion is None:
         return False
-    if run.best is None or row[objective.best_by] > run.best["row"][objective.best_by]:
+    if run.best is None or row[criterion] > run.best["row"][criterion]:
         run.best = {"row": row, "ema": copy.deepcopy(run.ema.state_dict())}
         run.bad_epochs = 0
     else:
@@ -292,15 +303,24 @@ def steps_per_epoch(cfg: TrainConfig, data: Data) -> int:
     return max(1, len(data.train_y) // cfg.batch_size)
 
 
+class Fitted(NamedTuple):
+    """A finished run: the kept EMA model, its model_args, the per-epoch history, the history
+    row of the kept weights, and the last epoch's EMA weights when another epoch was kept."""
+    model: WideResNet
+    model_args: dict[str, Any]
+    history: list[dict[str, float]]
+    kept: dict[str, float]
+    last_state: dict[str, torch.Tensor] | None
+
+
 def fit(cfg: TrainConfig, data: Data, state_path: Path, fingerprint: dict[str, str],
         should_stop: Callable[[], bool] = lambda: False, checkpoint_every: int = 5,
-        eval_batch_size: int = 1024, objective: Objective | None = None,
-        ) -> tuple[WideResNet, dict[str, Any], list[dict[str, float]], dict[str, float]]:
-    """Train (resuming from `state_path` when it matches `fingerprint`); return the EMA model,
-    its model_args, the per-epoch history, and the history row of the returned weights (the
-    last epoch, or the best by the objective's criterion). State is saved every
-    `checkpoint_every` epochs, and before raising Interrupted when `should_stop()` turns true."""
+        eval_batch_size: int = 1024, objective: Objective | None = None) -> Fitted:
+    """Train (resuming from `state_path` when it matches `fingerprint`) and return the kept
+    weights (the last epoch, or the best by `kept_by`) with the last epoch's. State is saved
+    every `checkpoint_every` epochs, and before raising Interrupted when `should_stop()` turns true."""
     objective = objective or Standard(cfg)
+    criterion = kept_by(cfg, objective)
     device = data.train_x.device
     margs = model_args(cfg, data.n_classes, data.train_x)
     run = new_run(cfg, margs, device)
@@ -322,18 +342,20 @@ def fit(cfg: TrainConfig, data: Data, state_path: Path, fingerprint: dict[str, s
             run.model.train()
             t_epoch = time.perf_counter()
             _log_epoch(row, cfg, total, (run.step - seen0) * cfg.batch_size / (time.perf_counter() - t0))
-            stop_early = track_best(run, cfg, objective, row)
+            stop_early = track_best(run, cfg, criterion, row)
             if stop_early:
-                log.info("early stop: no better %s for %d epochs", objective.best_by, cfg.patience)
+                log.info("early stop: no better %s for %d epochs", criterion, cfg.patience)
             elif (epoch + 1) % checkpoint_every == 0 and run.step < total:
                 run.save(state_path, fingerprint)
         if should_stop() and run.step < total and not stop_early:
             run.save(state_path, fingerprint)
             raise Interrupted(f"stopped at step {run.step}/{total}; state saved to {state_path}")
-    if run.best is None:
-        return run.ema, margs, run.history, run.history[-1]
+    last = run.history[-1]
+    if run.best is None or run.best["row"]["step"] == last["step"]:
+        return Fitted(run.ema, margs, run.history, last, None)
+    last_state = copy.deepcopy(run.ema.state_dict())
     run.ema.load_state_dict(run.best["ema"])
-    return run.ema, margs, run.history, run.best["row"]
+    return Fitted(run.ema, margs, run.history, run.best["row"], last_state)
 
 
 def _log_epoch(row: dict[str, float], cfg: TrainConfig, total: int, img_per_s: float) -> None:

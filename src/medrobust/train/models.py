@@ -77,15 +77,18 @@ def build(**model_args: Any) -> WideResNet:
     return WideResNet(**model_args)
 
 
-def load_model(path: str | Path, device: torch.device) -> tuple[WideResNet, dict[str, Any]]:
-    """Rebuild a model from a self-describing checkpoint; return it (eval mode) and the checkpoint."""
+def load_model(path: str | Path, device: torch.device, weights: str = "kept") -> tuple[WideResNet, dict[str, Any]]:
+    """Rebuild a model from a self-describing checkpoint; return it (eval mode) and the checkpoint.
+    weights="last": the last epoch's weights, which a checkpoint that kept another epoch carries
+    as `last_state_dict` (without it, the kept epoch was the last)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: checkpoint not found")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
         model = build(**ckpt["model_args"])
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(ckpt["last_state_dict" if weights == "last" and "last_state_dict" in ckpt
+                                   else "state_dict"])
     except Exception as e:  # torch raises many types for a bad file; all mean the same here
         raise DataError(f"{path}: not a medrobust checkpoint ({type(e).__name__}: {e})") from None
     return model.to(device, memory_format=torch.channels_last).eval(), ckpt
