@@ -122,6 +122,7 @@ localrules:
     corruption_table,
     dataset_tables,
     provenance,
+    verdicts,
 
 
 onstart:

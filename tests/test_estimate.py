@@ -12,7 +12,8 @@ from medrobust.report import estimate
 
 from test_workflow import planned
 
-GPU_RULES = ("train", "construct_nonrobust", "evaluate_clean", "evaluate_corrupted", "autoattack")
+GPU_RULES = tuple(f"{rule}{suffix}" for rule in ("train", "construct_nonrobust", "evaluate_clean", "evaluate_clean_last",
+                                                  "evaluate_corrupted", "autoattack") for suffix in ("", "_replicate"))
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "config.quick.yaml"])
@@ -23,6 +24,7 @@ def test_estimated_jobs_are_the_dags_gpu_jobs(name: str, tmp_path: Path) -> None
     rows = estimate.study(cfg_mod.load(REPO / name))
     assert sum(r["gpu_jobs"] for r in rows) == sum(jobs.get(rule, 0) for rule in GPU_RULES)
     assert all(r["gpu_hours"] > 0 for r in rows)
+    assert jobs.get("train_replicate", 0) == len(rows) * (cfg_mod.load(REPO / name)["replicates"] - 1)
 
 
 def test_estimate_scales_with_the_grid_and_the_epochs() -> None:
@@ -43,7 +45,7 @@ def test_estimate_command_prints_a_table(capsys: pytest.CaptureFixture[str]) -> 
 
     assert main(["estimate", str(REPO / "config.quick.yaml")]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split() == ["dataset", "stage", "GPU", "jobs", "GPU-hours"]
+    assert out.splitlines()[0].split() == ["dataset", "stage", "GPU", "jobs", "GPU-hours", "of", "which", "replicates"]
     assert "pathmnist" in out and out.count("\n") > 25
 
 

@@ -26,8 +26,12 @@ def test_corruption_metrics_on_a_known_case(checkpoint: Path, prepared_medium: P
                                    "corruption/identity": np.stack([images] * 5),
                                    "corruption/blank": np.stack([blank] * 5),
                                    "corruption/mixed": np.stack([images] * 4 + [half])})
-    clean = evaluate(checkpoint, prepared_medium, "test", torch.device("cpu"))
-    out = evaluate_corrupted(checkpoint, tmp_path / "c.npz", torch.device("cpu"))
+    clean, clean_probs = evaluate(checkpoint, prepared_medium, "test", torch.device("cpu"))
+    out, probs = evaluate_corrupted(checkpoint, tmp_path / "c.npz", torch.device("cpu"))
+    # the per-image probabilities behind every number: (corruptions, severities, N, C), sorted names
+    assert probs["probs"].shape == (3, 5, len(labels), 4) and probs["probs"].dtype == np.float32
+    assert list(probs["corruptions"]) == ["blank", "identity", "mixed"]
+    assert np.array_equal(probs["probs"][1, 0], clean_probs["probs"]) and np.array_equal(probs["labels"], labels)
     assert out["n"] == len(labels) and set(out["by_corruption"]) == {"identity", "blank", "mixed"}
     for key in ("balanced_accuracy", "auc", "accuracy"):
         assert out["by_corruption"]["identity"][key] == pytest.approx(clean[key])
@@ -57,7 +61,8 @@ def test_clean_evaluation_counts_the_predicted_classes(prepared_small: Path, tmp
         model.fc.bias.copy_(torch.tensor([0.0, 0.0, 1.0, 0.0]))
     torch.save({"model_args": args, "state_dict": model.state_dict(), "hparams": {"precision": "fp32"}},
                tmp_path / "one_class.pt")
-    out = evaluate(tmp_path / "one_class.pt", prepared_small, "test", torch.device("cpu"))
+    out, probs = evaluate(tmp_path / "one_class.pt", prepared_small, "test", torch.device("cpu"))
+    assert probs["probs"].shape == (100, 4) and (probs["probs"].argmax(1) == 2).all()
     assert out["predicted_class_counts"] == [0, 0, out["n"], 0] and out["n"] == 100
     assert out["balanced_accuracy"] == pytest.approx(0.25) and out["auc"] == pytest.approx(0.5)
     assert set(out) == {"balanced_accuracy", "auc", "accuracy", "n", "predicted_class_counts"}

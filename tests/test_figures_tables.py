@@ -16,7 +16,6 @@ from medrobust.report.tables import (
     Table,
     hyperparameter_table,
     load_paper_values,
-    paper_comparison_table,
     read_summary,
     robustness_table,
     write_summary,
@@ -167,47 +166,26 @@ def test_saliency_figure_checks_its_inputs() -> None:
 
 
 def test_robustness_table_values_and_missing(tmp_path: Path) -> None:
-    table = robustness_table(_rows())
+    rows_in = _rows()
+    # one row with an interval and replicates: the table shows them
+    rows_in = [Row(r.dataset, r.model, r.eps, r.condition, r.metric, r.value, r.n_classes, r.n, 0.70, 0.78, 0.01, 3)
+               if (r.dataset, r.model, r.eps, r.condition) == ("pathmnist", "robust", 4, "autoattack_clean")
+               and r.metric == "balanced_accuracy" else r for r in rows_in]
+    table = robustness_table(rows_in)
     rows = _by_key(table, 3)
     # clean and attacked on the same images (the attack's), with their number
-    assert rows[("PathMNIST", "All features", "")] == (100, pytest.approx(87.55), pytest.approx(0.03))
-    assert rows[("PathMNIST", "Robust features", 4)] == (100, pytest.approx(74.08), pytest.approx(58.45))
-    assert rows[("PathMNIST", "Nonrobust features only", 4)][2] is None  # NaN in the summary
+    assert rows[("PathMNIST", "All features", "")] == (100, None, pytest.approx(87.55), "", pytest.approx(0.03), "")
+    assert rows[("PathMNIST", "Robust features", 4)][:3] == (100, None, pytest.approx(74.08))
+    assert rows[("PathMNIST", "Robust features", 4)][3] == "[70.00, 78.00]"
+    assert rows[("PathMNIST", "Nonrobust features only", 4)][4] is None  # NaN in the summary
     # the robust eps-8 model was not attacked: its full-test clean number is not Table 1's
-    assert rows[("PathMNIST", "Robust features", 8)] == (None, None, None)
+    assert rows[("PathMNIST", "Robust features", 8)] == (None, None, None, "", None, "")
     parsed, md, tex = _written(table, tmp_path)
     assert parsed[0] == list(table.columns) and len(parsed) == 1 + 10
     pm_rob4 = next(r for r in parsed if r[:3] == ["PathMNIST", "Robust features", "4"])
-    assert pm_rob4[3:] == ["100", "74.08", "58.45"]
-    assert ("| Dataset | Model | ε (/255) | Images | Clean balanced accuracy (%) | AutoAttack balanced accuracy (%) |"
-            in md)
-    assert "| PathMNIST | Robust features | 8 | — | — | — |" in md
-    assert r"\begin{tabular}{llrrrr}" in tex and r"$\varepsilon$ (/255)" in tex and r"100 & 74.08 & 58.45 \\" in tex
-
-
-def test_paper_comparison_deltas_and_bounds(tmp_path: Path) -> None:
-    table = paper_comparison_table(_rows(), load_paper_values())
-    rows = _by_key(table, 3)
-    assert rows[("PathMNIST", "All features", "In-distribution")][:3] == (88.55, pytest.approx(88.55), "+0.00")
-    assert rows[("PathMNIST", "Robust features", "In-distribution")][:3] == (76.08, pytest.approx(75.08), "-1.00")
-    assert rows[("PathMNIST", "Robust features", "AutoAttack")][2] == "+1.00"
-    assert rows[("PathMNIST", "All features", "Mean OOD (MedMNIST-C)")][2] == f"{44.275 - 24.89:+.2f}"
-    assert rows[("PathMNIST", "All features", "AutoAttack")][:4] == ("≤0.04", pytest.approx(0.03), "", "within")
-    assert rows[("PathMNIST", "Nonrobust features only", "AutoAttack")][:4] == ("≤0.04", None, "", "")
-    assert rows[("PathMNIST", "Nonrobust features only", "Mean OOD (MedMNIST-C)")][:3] == (None, pytest.approx(29.62), None)
-    assert rows[("BreastMNIST", "Robust features", "In-distribution")][2] == "+0.00"
-    assert ("BreastMNIST", "Robust features", "Mean OOD (MedMNIST-C)") not in rows  # neither side has it
-    parsed, md, tex = _written(table, tmp_path)
-    assert len(parsed) == 1 + len(table.rows)
-    assert "| PathMNIST | Nonrobust features only | AutoAttack | ≤0.04 | — |  |  |" in md
-    assert r"\begin{tabular}" in tex and r"$\leq$0.04" in tex
-
-
-def test_paper_comparison_for_a_dataset_the_paper_lacks(tmp_path: Path) -> None:
-    table = paper_comparison_table(_synthetic(), load_paper_values())
-    assert len(table.rows) == 9 and all(r[3] is None and r[4] == pytest.approx(70.0) for r in table.rows)
-    parsed, md, _ = _written(table, tmp_path)
-    assert {r[3] for r in parsed[1:]} == {""} and "| synthetic | All features | In-distribution | — | 70.00 | — |" in md
+    assert pm_rob4[3:] == ["100", "", "74.08", "[70.00, 78.00]", "58.45", ""]
+    assert "| Dataset | Model | ε (/255) | Images | Replicates | Clean balanced accuracy (%) |" in md
+    assert r"\begin{tabular}" in tex and r"$\varepsilon$ (/255)" in tex and r"100 & -- & 74.08 & [70.00, 78.00]" in tex
 
 
 def test_packaged_paper_values_are_the_papers() -> None:

@@ -164,12 +164,6 @@ def replicate_hparams(wildcards, input):
     return f"--selected {input.selected} --seed {replicate_seed(rep_of(wildcards))}"
 
 
-def model_file(dataset, stage, rep):
-    if rep == 0:
-        return f"results/{dataset}/{stage}/selected/model.pt"
-    return f"{chain_dir(dataset, rep)}/{stage}/model.pt"
-
-
 def construction_settings(wildcards):
     """Every setting that changes the nonrobust-feature set, as one shell-quoted JSON (a param)."""
     nr = config["nonrobust"]
@@ -222,7 +216,7 @@ def train_hparams(wildcards):
             "val_max_images": r["val_max_images"],
             "patience": r["patience"],
         }
-    return "--hparams " + shlex.quote(json.dumps(hp, sort_keys=True))
+    return f"--hparams {shlex.quote(json.dumps(hp, sort_keys=True))}"
 
 
 def train_command(wildcards):
@@ -270,7 +264,7 @@ def evaluations(dataset, stage, rep=0):
 
 def probabilities(files):
     """The per-image probabilities beside each evaluation file."""
-    return {kind: path.removesuffix(".json") + "_probs.npz" for kind, path in files.items()}
+    return {kind: f"{path.removesuffix('.json')}_probs.npz" for kind, path in files.items()}
 
 
 def bootstrap_file(dataset, stage):
@@ -284,9 +278,7 @@ def bootstrap_layout(wildcards):
 
 
 def bootstrap_inputs(wildcards):
-    return [
-        f for r in REPLICATES for f in probabilities(evaluations(wildcards.dataset, wildcards.stage, r)).values()
-    ]
+    return [f for r in REPLICATES for f in probabilities(evaluations(wildcards.dataset, wildcards.stage, r)).values()]
 
 
 def summary_layout():
@@ -381,6 +373,8 @@ def saliency_model(stage):
 
 FIGURES = ["fig1_saliency", "fig2_balanced_accuracy", "fig3_auc", "fig4_eps"]
 TABLES = ["table1_robustness", "table2_hyperparameters", "table_paper_comparison"]
+
+
 def verdict_layout():
     """Per dataset, its stages' bootstrap draws and whether it is one of the paper's (a param of verdicts)."""
     layout = [
@@ -475,7 +469,11 @@ def requested_minutes(kind, wildcards):
         return CPU_JOB_MINUTES
     if kind == "train":
         # a replicate (no variant wildcard) trains at a selection made at run time: the longest point
-        variants = [wildcards.variant] if hasattr(wildcards, "variant") else grid_points(config, wildcards.dataset, wildcards.stage)
+        variants = (
+            [wildcards.variant]
+            if hasattr(wildcards, "variant")
+            else grid_points(config, wildcards.dataset, wildcards.stage)
+        )
         seconds = max(estimate.train_seconds(config, wildcards.dataset, wildcards.stage, v) for v in variants)
     elif kind == "construct":
         seconds = estimate.construct_seconds(config, wildcards.dataset)

@@ -49,6 +49,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from medrobust.evaluate.clean import evaluate
     from medrobust.provenance import record
 
+    a.out_probs = probs_path(a)
     metrics, probs = evaluate(a.model, a.data, a.split, job_device(a), weights=a.weights)
     write_npz(a.out_probs, probs)
     write_json(a.out, {"split": a.split, "model": a.model, "weights": a.weights, "data": a.data, "metrics": metrics,
@@ -60,6 +61,7 @@ def cmd_evaluate_corrupted(a: argparse.Namespace) -> None:
     from medrobust.evaluate.corrupted import evaluate_corrupted
     from medrobust.provenance import record
 
+    a.out_probs = probs_path(a)
     result, probs = evaluate_corrupted(a.model, a.data, job_device(a), a.batch_size)
     write_npz(a.out_probs, probs)
     write_json(a.out, {"model": a.model, "data": a.data, **result, "probs": a.out_probs, "provenance": record()})
@@ -73,6 +75,7 @@ def cmd_autoattack(a: argparse.Namespace) -> None:
     from medrobust.train.models import load_model
 
     should_stop = sigterm_flag()  # first, so that a SIGTERM at any time is a request to stop
+    a.out_probs = probs_path(a)
     device = job_device(a)
     precision = exact_evaluation()  # the attack and both metrics at one precision
     model, ckpt = load_model(a.model, device)
@@ -100,6 +103,11 @@ def cmd_autoattack(a: argparse.Namespace) -> None:
         Path(a.state).unlink(missing_ok=True)
     log.info("on the same %d images, clean: %s; under AutoAttack: %s (max L-inf %.4f/255)", len(y), clean, metrics,
              linf)
+
+
+def probs_path(a: argparse.Namespace) -> str:
+    """Where an evaluation's per-image probabilities go: --out-probs, else beside --out."""
+    return a.out_probs or str(Path(a.out).with_name(Path(a.out).stem + "_probs.npz"))
 
 
 def attacked_images(a: argparse.Namespace, device: torch.device,
@@ -153,7 +161,8 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--weights", default="kept", choices=("kept", "last"),
                    help="the checkpoint's kept epoch, or its last one (if it kept another)")
     s.add_argument("--out", required=True)
-    s.add_argument("--out-probs", required=True, help="npz of the labels and per-image class probabilities")
+    s.add_argument("--out-probs", help="npz of the labels and per-image class probabilities "
+                   "(default: beside --out, <name>_probs.npz)")
     add_device_args(s)
     s.set_defaults(func=cmd_evaluate)
 
@@ -162,7 +171,8 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--data", required=True, help="the corrupted test set (medrobust corrupt)")
     s.add_argument("--batch-size", type=int, default=1024)
     s.add_argument("--out", required=True)
-    s.add_argument("--out-probs", required=True, help="npz of the labels and per-image class probabilities")
+    s.add_argument("--out-probs", help="npz of the labels and per-image class probabilities "
+                   "(default: beside --out, <name>_probs.npz)")
     add_device_args(s)
     s.set_defaults(func=cmd_evaluate_corrupted)
 
@@ -176,6 +186,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--batch-size", type=int, default=500)
     s.add_argument("--state", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--out-probs", required=True, help="npz: image indices, labels, clean and attacked probabilities")
+    s.add_argument("--out-probs", help="npz: image indices, labels, clean and attacked probabilities "
+                   "(default: beside --out, <name>_probs.npz)")
     add_device_args(s)
     s.set_defaults(func=cmd_autoattack)

@@ -51,7 +51,10 @@ def curves_plot(histories: dict[str, list[dict[str, float]]], selection: dict, n
     """Validation balanced accuracy (and, where measured, robust validation balanced accuracy)
     per epoch of every grid point; the selected one thick, its kept epoch marked."""
     criterion, chosen = selection["criterion"], selection["selected"]
-    value = next(c for c in selection["candidates"] if c["variant"] == chosen)["val"][criterion]
+    picked = next(c for c in selection["candidates"] if c["variant"] == chosen)
+    value = picked["val"][criterion]
+    epochs = picked.get("epochs") or {}  # recorded by the training run (older selections: inferred)
+    why = "" if not epochs else "last epoch" if epochs["kept_by"] == "last epoch" else f"best {epochs['kept_by']}"
     panels = ["val_balanced_accuracy"] + [ROBUST] * any(
         not math.isnan(r.get(ROBUST, math.nan)) for h in histories.values() for r in h)
     fig = Figure(figsize=(5.2 * len(panels), 3.6), layout="constrained")
@@ -65,10 +68,10 @@ def curves_plot(histories: dict[str, list[dict[str, float]]], selection: dict, n
         h = histories[chosen]
         ax.plot([r["epoch"] for r in h], [100 * r[key] for r in h], color="black", linewidth=2.4,
                 label=f"{chosen} (selected)")
-        epoch = kept_epoch(h)
+        epoch = epochs.get("kept", kept_epoch(h))
         kept = next(r for r in h if r["epoch"] == epoch)
         ax.plot([epoch], [100 * kept[key]], "o", markersize=8, markerfacecolor="none", markeredgecolor="black",
-                markeredgewidth=1.5, label=f"kept weights (epoch {epoch:.0f})")
+                markeredgewidth=1.5, label=f"kept weights (epoch {epoch:.0f}{'; ' + why if why else ''})")
         ax.axhline(100 / n_classes, color="0.3", linestyle="--", linewidth=1, label="chance")
         ax.set_xlabel("epoch", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

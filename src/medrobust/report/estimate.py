@@ -100,20 +100,31 @@ def saliency_seconds(config: dict[str, Any]) -> float:
     return z.n_test * (2 / c["forward_images_per_second"] + (steps + 1) / c["train_images_per_second"])
 
 
+def _chain_seconds(config: dict[str, Any], name: str, stage: str) -> tuple[int, float]:
+    """Jobs and GPU-seconds of one stage's evaluations (and, for a nonrobust-only stage, its
+    construction and its last epoch's evaluation), without training."""
+    jobs, seconds = 2, evaluate_seconds(config, name, "clean") + evaluate_seconds(config, name, "corrupted")
+    if stage.startswith("nonrobust"):
+        jobs, seconds = jobs + 2, seconds + construct_seconds(config, name) + evaluate_seconds(config, name, "clean")
+    if attacked(config, stage):
+        jobs, seconds = jobs + 1, seconds + evaluate_seconds(config, name, "autoattack")
+    return jobs, seconds
+
+
 def study(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per dataset and stage: jobs and GPU-hours of training, construction, evaluation."""
-    rows = []
+    """One row per dataset and stage: jobs and GPU-hours of training, construction, evaluation,
+    seed replicates included (each replicate r >= 1: one training run at the selected point,
+    counted at the grid's longest, and the same construction and evaluations)."""
+    rows, extra = [], config["replicates"] - 1
     for name in config["datasets"]:
         for stage in stages(config):
             variants = grid_points(config, name, stage)
-            train = sum(train_seconds(config, name, stage, v) for v in variants)
-            jobs, seconds = len(variants) + 2, train + evaluate_seconds(config, name, "clean") + \
-                evaluate_seconds(config, name, "corrupted")
-            if stage.startswith("nonrobust"):
-                jobs, seconds = jobs + 1, seconds + construct_seconds(config, name)
-            if attacked(config, stage):
-                jobs, seconds = jobs + 1, seconds + evaluate_seconds(config, name, "autoattack")
-            rows.append({"dataset": name, "stage": stage, "gpu_jobs": jobs, "gpu_hours": seconds / 3600})
+            train = [train_seconds(config, name, stage, v) for v in variants]
+            jobs, seconds = _chain_seconds(config, name, stage)
+            rep_jobs, rep_seconds = extra * (jobs + 1), extra * (seconds + max(train))
+            rows.append({"dataset": name, "stage": stage, "gpu_jobs": len(variants) + jobs + rep_jobs,
+                         "gpu_hours": (sum(train) + seconds + rep_seconds) / 3600,
+                         "replicate_gpu_hours": rep_seconds / 3600})
     return rows
 
 
@@ -130,10 +141,14 @@ def pieces(minutes: int, cap: int) -> int:
 
 def render(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
     c = config["compute"]
-    lines = [f"{'dataset':<16}{'stage':<18}{'GPU jobs':>9}{'GPU-hours':>11}"]
-    lines += [f"{r['dataset']:<16}{r['stage']:<18}{r['gpu_jobs']:>9}{r['gpu_hours']:>11.2f}" for r in rows]
+    lines = [f"{'dataset':<16}{'stage':<18}{'GPU jobs':>9}{'GPU-hours':>11}{'of which replicates':>21}"]
+    lines += [f"{r['dataset']:<16}{r['stage']:<18}{r['gpu_jobs']:>9}{r['gpu_hours']:>11.2f}"
+              f"{r['replicate_gpu_hours']:>21.2f}" for r in rows]
     total_jobs, total_hours = sum(r["gpu_jobs"] for r in rows), sum(r["gpu_hours"] for r in rows)
-    lines.append(f"{'total':<34}{total_jobs:>9}{total_hours:>11.2f}")
+    replicates = sum(r["replicate_gpu_hours"] for r in rows)
+    lines.append(f"{'total':<34}{total_jobs:>9}{total_hours:>11.2f}{replicates:>21.2f}")
+    lines.append(f"({config['replicates']} seed replicate(s) of the whole chain: config key replicates; each one "
+                 "beyond the first trains every stage once more at its selected point, counted at the grid's longest)")
     lines.append(f"(at {c['train_images_per_second']:g} training and {c['forward_images_per_second']:g} forward "
                  "images/s per GPU: config key compute; plus a few CPU jobs per dataset: download, prepare, "
                  "corruptions, selection, figures and tables)")

@@ -2,6 +2,7 @@
 
 Matplotlib's object API (no pyplot, so no global figure state or GUI backend). Each `*_plot`
 builds a Figure from data; its `*_figure` twin writes it as PNG and PDF, each atomically. A missing value is drawn as a grey "n/a", not a bar.
+Each bar is the mean over seed replicates, with its 95% interval as an error bar where the summary has one.
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ class Bar:
     dashed: bool
 
 
-def _draw_bar(ax: Axes, x: float, value: float | None, width: float, color: str, dashed: bool) -> None:
+def _draw_bar(ax: Axes, x: float, value: float | None, width: float, color: str, dashed: bool,
+              interval: tuple[float, float] | None = None) -> None:
+    """A bar, with its 95% interval (bootstrap over test images and replicates) as an error bar."""
+    if value is not None and interval is not None:
+        low, high = interval
+        ax.errorbar(x, 100 * value, yerr=[[100 * max(value - low, 0)], [100 * max(high - value, 0)]], fmt="none",
+                    ecolor="black", elinewidth=0.8, capsize=1.5, zorder=3)
     if value is None:
         ax.text(x, 1.5, "n/a", rotation=90, ha="center", va="bottom", fontsize=6, color="0.4")
     elif dashed:
@@ -55,7 +62,7 @@ def _draw_groups(ax: Axes, res: Results, metric: str, pairs: Sequence[tuple[Bar,
             for j, bar in enumerate(pair):
                 x = i - GROUP_WIDTH / 2 + width * (p * (2 + gap) + j + 0.5)
                 _draw_bar(ax, x, res.get(d, bar.model, bar.eps, bar.condition, metric), width,
-                          COLORS[bar.model], bar.dashed)
+                          COLORS[bar.model], bar.dashed, res.interval(d, bar.model, bar.eps, bar.condition, metric))
         half = GROUP_WIDTH / 2 + 0.03
         ax.hlines(100 * res.chance(d, metric), i - half, i + half, colors="black", linestyles="--", linewidth=1)
     ax.set_xticks(range(len(res.datasets)), [dataset_label(d) for d in res.datasets])

@@ -239,21 +239,30 @@ def write_table(table: Table, *, out_csv: str | Path, out_md: str | Path, out_te
             tmp.write_text(text)
 
 
+def interval_text(res: Results, key: Key) -> str:
+    """'[71.20, 80.05]' (percent), or '' where the summary has no interval."""
+    ci = res.ci.get(key)
+    return "" if ci is None or math.isnan(ci[0]) else f"[{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
+
+
 def robustness_table(summary: Sequence[Row]) -> Table:
     """Table 1 (App. A.2), for every model type and eps: clean vs AutoAttack balanced accuracy on
-    the same images (AutoAttack's, at its precision), with their number."""
+    the same images (AutoAttack's, at its precision), with their number, 95% intervals and the
+    seed replicates behind each mean."""
     res = Results.of(summary)
     rows = []
     for d in res.datasets:
         variants = [("base", None)] + [(m, e) for m in ("robust", "nonrobust") for e in res.eps_values(d)]
         for model, eps in variants:
-            key = (d, model, eps, "autoattack", "balanced_accuracy")
-            rows.append((dataset_label(d), MODEL_LABELS[model], "" if eps is None else eps, res.n.get(key),
-                         *(_percent(res.get(d, model, eps, c, "balanced_accuracy")) for c in ("autoattack_clean", "autoattack"))))
+            keys = [(d, model, eps, c, "balanced_accuracy") for c in ("autoattack_clean", "autoattack")]
+            cells = [c for k in keys for c in (_percent(res.values.get(k)), interval_text(res, k))]
+            rows.append((dataset_label(d), MODEL_LABELS[model], "" if eps is None else eps, res.n.get(keys[1]),
+                         res.n_replicates.get(keys[1]), *cells))
     return Table("Clean and AutoAttack balanced accuracy (%) of every model on the same test images (eps of training "
-                 "in 1/255); the clean number on the whole test split is in Fig. 2 and the summary.",
-                 ("Dataset", "Model", "ε (/255)", "Images", "Clean balanced accuracy (%)",
-                  "AutoAttack balanced accuracy (%)"), tuple(rows))
+                 "in 1/255): the mean over seed replicates and its 95% interval; the clean number on the whole "
+                 "test split is in Fig. 2 and the summary.",
+                 ("Dataset", "Model", "ε (/255)", "Images", "Replicates", "Clean balanced accuracy (%)",
+                  "Clean 95% interval", "AutoAttack balanced accuracy (%)", "AutoAttack 95% interval"), tuple(rows))
 
 
 def _stage_label(stage: str) -> str:
@@ -289,6 +298,14 @@ def _setting_text(key: str, values: list[Any]) -> str:
     return f"{key}={_hparam_text(key, distinct[0])}" if len(distinct) == 1 else f"{key}∈{_values_text(key, distinct)}"
 
 
+def _kept_text(epochs: dict[str, Any] | None) -> str | None:
+    """'3 of 10 (best val_balanced_accuracy; best clean validation: 3)'; None for older selections."""
+    if not epochs:
+        return None
+    how = "last" if epochs["kept_by"] == "last epoch" else f"best {epochs['kept_by']}"
+    return f"{epochs['kept']} of {epochs['of']} ({how}; best clean validation: {epochs['best_val_balanced_accuracy']})"
+
+
 def _selection_row(sel: dict[str, Any]) -> tuple[Cell, ...]:
     where = f"selection {sel.get('dataset')}/{sel.get('stage')}"
     try:
@@ -303,7 +320,8 @@ def _selection_row(sel: dict[str, Any]) -> tuple[Cell, ...]:
         other = [_setting_text(k, [h.get(k) for h in hparams]) for k in keys if any(k in h for h in hparams)]
         val = chosen["val"].get(criterion)
         return (dataset_label(sel["dataset"]), _stage_label(sel["stage"]), len(candidates), *grid, *picked,
-                criterion, None if val is None or math.isnan(val) else 100.0 * val, "; ".join(other))
+                criterion, None if val is None or math.isnan(val) else 100.0 * val, _kept_text(chosen.get("epochs")),
+                "; ".join(other))
     except KeyError as e:
         raise ValueError(f"{where}: missing key {e}") from None
 
@@ -312,7 +330,7 @@ def hyperparameter_table(selections: Sequence[dict[str, Any]]) -> Table:
     """Table 2 (App. B), as run: the grid searched per dataset and stage, and what validation chose."""
     columns = ("Dataset", "Stage", "Runs", *(f"{v} grid" for v in GRID_KEYS.values()),
                *(f"Selected {v.lower()}" for v in GRID_KEYS.values()), "Criterion", "Validation (%)",
-               "Other settings")
+               "Kept epoch", "Other settings")
     return Table("Hyperparameter grids searched and the configuration selected on the validation split.",
                  columns, tuple(_selection_row(s) for s in selections))
 

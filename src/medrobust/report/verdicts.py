@@ -251,20 +251,23 @@ def combined(verdicts: Sequence[Verdict]) -> str:
 
 
 def reading(dataset: str, verdicts: Sequence[Verdict]) -> str:
-    """The line of one dataset: reproduced, partly reproduced (naming what does not hold and
-    what is inconclusive) or not reproduced."""
-    mine = [v for v in verdicts if v.dataset == dataset and v.verdict not in (NOT_JUDGED, NOT_RUN)]
-    if not mine:
-        return f"{dataset}: not run"
+    """The line of one dataset: reproduced, partly reproduced (naming what does not hold and what
+    is inconclusive) or not reproduced, and which checks were not run."""
     groups: dict[tuple[str, str], list[Verdict]] = {}
-    for v in mine:
-        groups.setdefault((v.claim, v.metric), []).append(v)
+    for v in verdicts:
+        if v.dataset == dataset and v.verdict != NOT_JUDGED:
+            groups.setdefault((v.claim, v.metric), []).append(v)
     judged = {key: combined(vs) for key, vs in groups.items()}
-    if all(v == HOLDS for v in judged.values()):
-        return f"{dataset}: reproduced (all {len(judged)} checks hold)"
-    bad = [f"{c} {'(' + METRIC_LABELS[m] + ')'} {v}" for (c, m), v in judged.items() if v != HOLDS]
-    word = "not reproduced" if not any(v == HOLDS for v in judged.values()) else "partly reproduced"
-    return f"{dataset}: {word}: " + "; ".join(bad)
+    missing = [f"{c} ({METRIC_LABELS[m]})" for (c, m), v in judged.items() if v == NOT_RUN]
+    ran = {key: v for key, v in judged.items() if v != NOT_RUN}
+    tail = f"; not run: {', '.join(missing)}" if missing else ""
+    if not ran:
+        return f"{dataset}: not run"
+    if all(v == HOLDS for v in ran.values()):
+        return f"{dataset}: reproduced (all {len(ran)} checks hold){tail}"
+    bad = [f"{c} ({METRIC_LABELS[m]}) {v}" for (c, m), v in ran.items() if v != HOLDS]
+    word = "not reproduced" if not any(v == HOLDS for v in ran.values()) else "partly reproduced"
+    return f"{dataset}: {word}: " + "; ".join(bad) + tail
 
 
 COLUMNS = ("dataset", "claim", "metric", "subject", "verdict", "value", "ci_low", "ci_high", "reference", "rule",

@@ -35,7 +35,8 @@ def select(metrics_paths: list[str | Path], criterion: str = "val_balanced_accur
         if "final" not in m or criterion not in m["final"]:
             raise DataError(f"{path}: no final validation metrics (is it a medrobust training metrics file?)")
         candidates.append({"variant": path.parent.name, "path": str(path), "hparams": m["hparams"],
-                           "val": {k: v for k, v in m["final"].items() if k.startswith("val_")}})
+                           "val": {k: v for k, v in m["final"].items() if k.startswith("val_")},
+                           "epochs": m.get("epochs")})
     if not candidates:
         raise DataError("no candidates to select from")
     ranked = rank(candidates, criterion)
