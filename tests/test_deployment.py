@@ -87,7 +87,7 @@ def test_workflow_as_a_snakemake_module(tmp_path: Path) -> None:
     direct = run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "direct"),
                   "--configfile", str(REPO / "config.demo.yaml"), "-n"], cwd=tmp_path)
     via_module = run([sys.executable, "-m", "snakemake", "-n"], cwd=outer)
-    assert job_counts(via_module) == job_counts(direct) and job_counts(direct)["train"] == 8
+    assert job_counts(via_module) == job_counts(direct) and job_counts(direct)["train"] == 4
     run([sys.executable, "-m", "snakemake", "--cores", "2", *PREPARED], cwd=outer)
     stats = json.loads((outer / PREPARED[1]).read_text())
     assert stats["image_size"] == 32 and (outer / "logs" / "synthetic" / "data" / "prepare.log").exists()

@@ -27,7 +27,7 @@ from slurm_cluster import ACCOUNT, GPU_TYPE, PARTITIONS, local_slurm, sacct, slu
 CLUSTER_DIR = Path(tempfile.gettempdir()) / "medrobust-slurm"
 TARGETS = ["results/synthetic/base/eval/clean_test.json", "results/synthetic/data/nonrobust_eps4.npz"]
 # The profile's GPU rules (they get MEDROBUST_GPU_MODEL; the same as the rules declaring `gpu=`).
-GPU_RULES = ast.literal_eval(re.search(r"GPU_RULES = (\[.*?\])", (REPO / "slurm/config.yaml").read_text())[1])
+GPU_RULES = ast.literal_eval(re.search(r"GPU_RULES = (\[.*?\])", (REPO / "slurm/config.yaml").read_text(), re.S)[1])
 # --verbose logs each sbatch call. Poll within seconds, not the profile's 30 s+; the 10 attempts stay 10 s apart at worst.
 FAST_POLLING = ["--verbose", "--slurm-init-seconds-before-status-checks", "2", "--max-status-checks-per-second", "1",
                 "--slurm-status-attempts", "10", "--slurm-keep-successful-logs"]
@@ -59,11 +59,15 @@ def finish(proc: subprocess.Popen[str], log: Path, timeout: float) -> str:
 
 def rules_with_gpus() -> set[str]:
     """Rules whose resources include `gpu=` (the workflow's GPU rules)."""
-    found = set()
+    found, derived = set(), []
     for f in (REPO / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"^rule ", f.read_text(), flags=re.M)[1:]:
+        text = f.read_text()
+        for block in re.split(r"^rule ", text, flags=re.M)[1:]:
             if re.search(r"^\s+gpu=", block, re.M):
                 found.add(block.split(":", 1)[0])
+        derived += re.findall(r"^use rule (\w+) as (\w+) with:", text, re.M)  # inherits the resources
+    for _ in derived:  # a derived rule may derive from a derived one
+        found |= {new for old, new in derived if old in found}
     return found
 
 
@@ -259,10 +263,14 @@ HEAVY_MODULES = ("train.models", "train.loop", "train.trades", "attacks", "evalu
 
 def rule_commands() -> dict[str, list[str]]:
     """Each rule's `medrobust <command>`s, from its shell command."""
-    found = {}
+    found, derived = {}, []
     for f in (REPO / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"^rule ", f.read_text(), flags=re.M)[1:]:
+        text = f.read_text()
+        for block in re.split(r"^rule ", text, flags=re.M)[1:]:
             found[block.split(":", 1)[0]] = re.findall(r'"medrobust ([\w-]+)', block)
+        derived += re.findall(r"^use rule (\w+) as (\w+) with:", text, re.M)  # the same shell command
+    for _ in derived:
+        found |= {new: found[old] for old, new in derived if old in found}
     return found
 
 
