@@ -160,6 +160,7 @@ def test_tables_and_readings() -> None:
     rows = {r[0]: r for r in table.rows}
     assert rows["C1"][2] == "✓ / ✓" and rows["C2"][2] == "✓ / ✓" and rows["C7a"][2] == "· / ·"
     assert "C6" not in rows  # the paper's datasets only
+    assert rows["Reading"][2].startswith("reproduced (all 4 checks hold); not run: C3")
     line = reading("synthetic", verdicts)
     assert line.startswith("synthetic: reproduced (all 4 checks hold); not run: C3 (balanced accuracy)")
     assert combined([v for v in verdicts if v.claim == "C2"]) == HOLDS

@@ -63,6 +63,8 @@ def overview_table(verdicts: Sequence[Verdict], claims: dict[str, dict[str, Any]
     texts = {**{n: c["text"] for n, c in claims.items()}, "stated": "the numbers the paper states (paper_values.yaml)"}
     rows = [(n, texts[n], *(_cell(verdicts, n, d) for d in datasets)) for n in names
             if any(v.claim == n for v in verdicts)]
+    # the one-line reading of each dataset, last (what does not hold, what is inconclusive)
+    rows.append(("Reading", "the dataset's verdict", *(reading(d, verdicts).split(": ", 1)[1] for d in datasets)))
     return Table("The paper's claims on this run: balanced accuracy / AUC; ✓ holds, ✗ does not hold, "
                  "? inconclusive, · not run, – not judged (the paper's own exception), n/a not stated for "
                  "that metric, empty: not applicable to the dataset.",
