@@ -105,7 +105,7 @@ def test_autoattack_stops_within_an_attack_and_resumes(checkpoint: Path, prepare
                 "--eps", "1", "--n-images", "30", "--batch-size", "5", "--threads", "1", "--device", "cpu",
                 "--state", str(d / "state.pt"), "--out", str(d / "aa.json")]
 
-    _stop_then_resume(command, "AutoAttack (", "state.pt", ["aa.json"], tmp_path)
+    _stop_then_resume(command, "AutoAttack (", "state.pt", ["aa.json", "aa_probs.npz"], tmp_path)
 
 
 def test_corrupt_stops_within_a_block_and_resumes(small_npz: Path, tmp_path: Path) -> None:

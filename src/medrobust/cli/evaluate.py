@@ -53,7 +53,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     metrics, probs = evaluate(a.model, a.data, a.split, job_device(a), weights=a.weights)
     write_npz(a.out_probs, probs)
     write_json(a.out, {"split": a.split, "model": a.model, "weights": a.weights, "data": a.data, "metrics": metrics,
-                       "probs": a.out_probs, "provenance": record()})
+                       "probs": Path(a.out_probs).name, "provenance": record()})
     log.info("%s (%s epoch) on %s [%s]: %s", a.model, a.weights, a.data, a.split, metrics)
 
 
@@ -64,7 +64,8 @@ def cmd_evaluate_corrupted(a: argparse.Namespace) -> None:
     a.out_probs = probs_path(a)
     result, probs = evaluate_corrupted(a.model, a.data, job_device(a), a.batch_size)
     write_npz(a.out_probs, probs)
-    write_json(a.out, {"model": a.model, "data": a.data, **result, "probs": a.out_probs, "provenance": record()})
+    write_json(a.out, {"model": a.model, "data": a.data, **result, "probs": Path(a.out_probs).name,
+                       "provenance": record()})
     log.info("%s on %s: mean %s", a.model, a.data, result["mean"])
 
 
@@ -98,7 +99,7 @@ def cmd_autoattack(a: argparse.Namespace) -> None:
         write_json(a.out, {"model": a.model, "data": a.data, **settings, "precision": precision,
                            "n_target_classes": autoattack.attack_plan(n_classes)[1],
                            "robust_accuracy_after": progress.done, "linf_max_255": linf, "code": tag["code"],
-                           "clean_metrics": clean, "metrics": metrics, "probs": a.out_probs,
+                           "clean_metrics": clean, "metrics": metrics, "probs": Path(a.out_probs).name,
                            "provenance": record(settings)})
         Path(a.state).unlink(missing_ok=True)
     log.info("on the same %d images, clean: %s; under AutoAttack: %s (max L-inf %.4f/255)", len(y), clean, metrics,
