@@ -62,7 +62,7 @@ def test_demo_slice_in_the_container_image_equals_a_local_run(tmp_path: Path) ->
     assert "5 of 5 steps (100%) done" in out, out[-4000:]
     files = assert_same_results(tmp_path / "local", tmp_path / "container", TARGETS)
     assert {f.name for f in files} == {"prepared.json", "prepared.npz", "metrics.json", "selected.json",
-                                       "clean_test.json"}
+                                       "clean_test.json", "clean_test_probs.npz"}
     for rel in ("resources/synthetic/synthetic_64.npz", f"results/synthetic/base/{VARIANT}/model.pt"):
         assert same_file_content(tmp_path / "local" / rel, tmp_path / "container" / rel), rel
 
