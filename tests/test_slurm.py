@@ -65,10 +65,15 @@ def rules_with_gpus() -> set[str]:
         for block in re.split(r"^rule ", text, flags=re.M)[1:]:
             if re.search(r"^\s+gpu=", block, re.M):
                 found.add(block.split(":", 1)[0])
-        derived += re.findall(r"^use rule (\w+) as (\w+) with:", text, re.M)  # inherits the resources
+        derived += _derived(text)  # inherits the resources
     for _ in derived:  # a derived rule may derive from a derived one
         found |= {new for old, new in derived if old in found}
     return found
+
+
+def _derived(text: str) -> list[tuple[str, str]]:
+    """(rule, derived rule) of each `use rule ... as ... with:` of a rule file."""
+    return re.findall(r"^use rule (\w+) as (\w+) with:", text, re.M)
 
 
 def test_profile_gpu_rules_are_the_workflows() -> None:
@@ -268,7 +273,7 @@ def rule_commands() -> dict[str, list[str]]:
         text = f.read_text()
         for block in re.split(r"^rule ", text, flags=re.M)[1:]:
             found[block.split(":", 1)[0]] = re.findall(r'"medrobust ([\w-]+)', block)
-        derived += re.findall(r"^use rule (\w+) as (\w+) with:", text, re.M)  # the same shell command
+        derived += _derived(text)  # the same shell command
     for _ in derived:
         found |= {new: found[old] for old, new in derived if old in found}
     return found

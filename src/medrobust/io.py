@@ -55,6 +55,11 @@ def read_json(path: str | Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({e})") from None
 
 
+def float_cell(x: float | None) -> str | None:
+    """A float as the shortest text that reads back as the same float (repr); None stays empty."""
+    return None if x is None else repr(float(x))
+
+
 def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """A CSV file, header then rows (None written as empty), replaced atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:

@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 
 from medrobust.errors import DataError
-from medrobust.io import atomic_path, read_csv, write_csv
+from medrobust.io import atomic_path, float_cell, read_csv, write_csv
 
 COLUMNS = ("dataset", "model", "eps", "condition", "metric", "value", "n_classes", "n", "ci_low", "ci_high", "sd",
            "n_replicates")
@@ -102,11 +102,8 @@ def read_summary(path: str | Path) -> list[Row]:
 
 def write_summary(rows: Iterable[Row], path: str | Path) -> None:
     # repr: the shortest text that reads back as the same float
-    def number(x: float | None) -> str | None:
-        return None if x is None else repr(x)
-
     write_csv(path, COLUMNS, ([r.dataset, r.model, r.eps, r.condition, r.metric, repr(r.value), r.n_classes, r.n,
-                               number(r.ci_low), number(r.ci_high), number(r.sd), r.n_replicates] for r in rows))
+                               float_cell(r.ci_low), float_cell(r.ci_high), float_cell(r.sd), r.n_replicates] for r in rows))
 
 
 @dataclass(frozen=True)

@@ -276,10 +276,8 @@ COLUMNS = ("dataset", "claim", "metric", "subject", "verdict", "value", "ci_low"
 
 def write_verdicts(verdicts: Sequence[Verdict], path: str) -> None:
     """results/summary/verdicts.csv: one row per verdict, values as fractions (repr)."""
+    from medrobust.io import float_cell as number
     from medrobust.io import write_csv
-
-    def number(x: float | None) -> str | None:
-        return None if x is None else repr(float(x))
 
     write_csv(path, COLUMNS, ([v.dataset, v.claim, v.metric, v.subject, v.verdict, number(v.value), number(v.low),
                                number(v.high), v.reference, v.rule, number(v.detectable), v.n_replicates]
