@@ -1,5 +1,6 @@
 """The stratified bootstrap: weighted metrics equal the exact metrics (unit weights and explicit
-resampling), the weights keep class counts and are seeded, replicates combine as specified."""
+resampling), the weights keep class counts and are seeded, stacks of probability sets give each
+member's draws."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import numpy as np
 import pytest
 
 from medrobust.evaluate import metrics
-from medrobust.report.bootstrap import (auc_draws, balanced_accuracy_draws, combine, metric_draws,
-                                        percentile_interval, replicate_index, stratified_weights)
+from medrobust.report.bootstrap import auc_draws, balanced_accuracy_draws, metric_draws, stratified_weights
 
 
 def _data(n: int, n_classes: int, seed: int, decimals: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -106,34 +106,21 @@ def test_balanced_accuracy_interval_has_the_textbook_width() -> None:
     predicted = np.where(right, labels, 1 - labels)
     probs = np.stack([predicted == 0, predicted == 1], axis=1).astype(np.float64)
     draws = balanced_accuracy_draws(labels, probs, stratified_weights(labels, 2000, seed=0))
-    low, high = percentile_interval(draws)
+    low, high = np.percentile(draws, [2.5, 97.5])
     assert 0.04 < (high - low) / 2 < 0.09
     assert low < 62 / 78 < high
 
 
-def test_replicate_index() -> None:
-    np.testing.assert_array_equal(replicate_index(1, 10, seed=0), np.zeros((10, 1)))
-    index = replicate_index(3, 400, seed=0)
-    assert index.shape == (400, 3) and set(np.unique(index)) == {0, 1, 2}
-    np.testing.assert_array_equal(index, replicate_index(3, 400, seed=0))
-    with pytest.raises(ValueError):
-        replicate_index(0, 10, seed=0)
-
-
-def test_combine_single_replicate_is_the_identity() -> None:
-    per_replicate = np.random.default_rng(0).random((1, 25))
-    np.testing.assert_array_equal(combine(per_replicate, replicate_index(1, 25, seed=3)), per_replicate[0])
-
-
-def test_combine_hand_built_index() -> None:
-    per_replicate = np.array([[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8], [0.9, 1.0, 1.1, 1.2]])
-    index = np.array([[0, 1, 2], [2, 2, 2], [0, 0, 1], [1, 2, 1]])
-    want = [(0.1 + 0.5 + 0.9) / 3, 1.0, (0.3 + 0.3 + 0.7) / 3, (0.8 + 1.2 + 0.8) / 3]
-    np.testing.assert_allclose(combine(per_replicate, index), want, rtol=0, atol=1e-15)
-
-
-def test_percentile_interval() -> None:
-    assert percentile_interval(np.arange(101.0)) == pytest.approx((2.5, 97.5))
-    assert percentile_interval(np.arange(101.0), level=0.5) == pytest.approx((25.0, 75.0))
-    assert all(np.isnan(percentile_interval(np.array([0.5, np.nan, 0.7]))))
-    assert all(np.isnan(percentile_interval(np.array([]))))
+def test_stacks_give_each_members_draws() -> None:
+    """A stack of probability sets (corruptions x severities) gives the same draws as one at a time."""
+    labels, probs = _data(200, 4, seed=5)
+    rng = np.random.default_rng(2)
+    stack = np.stack([np.stack([np.roll(probs, s, axis=1) * rng.random((200, 4)) for s in range(3)]) for _ in range(2)])
+    weights = stratified_weights(labels, 50, seed=1)
+    got = metric_draws(labels, stack, weights)
+    assert got["balanced_accuracy"].shape == got["auc"].shape == (2, 3, 50)
+    for i in range(2):
+        for j in range(3):
+            one = metric_draws(labels, stack[i, j], weights)
+            np.testing.assert_array_equal(got["balanced_accuracy"][i, j], one["balanced_accuracy"])
+            np.testing.assert_array_equal(got["auc"][i, j], one["auc"])

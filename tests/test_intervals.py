@@ -8,11 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import chi2, t
 
 from medrobust.errors import DataError
 from medrobust.evaluate.metrics import classification_metrics
 from medrobust.io import write_npz
-from medrobust.report.intervals import difference, estimate, stage_draws
+from medrobust.report.bootstrap import metric_draws, stratified_weights
+from medrobust.report.intervals import WEIGHTS, combine, difference, estimate, stage_draws
+from medrobust.runtime import derive_seed
 from medrobust.report.summary import stage_rows
 
 N, C = 120, 3
@@ -54,16 +57,15 @@ def test_draws_means_and_paired_differences(tmp_path: Path) -> None:
     draws = {stage: stage_draws([f for f, _ in reps], 300, seed=1) for stage, reps in made.items()}
     assert draws["base"]["clean/auc"].shape == (2, 300)
     assert set(draws["base"]) >= {"corrupted/balanced_accuracy", "autoattack/auc", "autoattack_clean/auc"}
-    rows = stage_rows("d", "base", C, [e for _, e in made["base"]], draws["base"], seed=1, level=0.95)
+    rows = stage_rows("d", "base", C, [e for _, e in made["base"]], draws["base"], level=0.95)
     clean = next(r for r in rows if (r.condition, r.metric) == ("clean", "balanced_accuracy"))
     exact = [e["clean"]["metrics"]["balanced_accuracy"] for _, e in made["base"]]
     assert clean.value == pytest.approx(np.mean(exact)) and clean.n_replicates == 2 and clean.n == N
     assert clean.ci_low < clean.value < clean.ci_high and clean.sd == pytest.approx(np.std(exact, ddof=1))
-    # the same image draws for both stages: the paired difference is tighter than either interval's width suggests
-    d = difference(draws["base"], draws["robust_eps4"], "clean/balanced_accuracy", "clean/balanced_accuracy", 1, 0.95)
-    a, b = (estimate(draws[s], "clean/balanced_accuracy", 1, 0.95) for s in ("base", "robust_eps4"))
-    assert d.mean == pytest.approx(a.mean - b.mean) and d.low > 0
-    assert d.high - d.low < (a.high - a.low) + (b.high - b.low)
+    d = difference(draws["base"], draws["robust_eps4"], "clean/balanced_accuracy", "clean/balanced_accuracy", 0.95)
+    a = estimate(draws["base"], "clean/balanced_accuracy", 0.95)
+    assert d.mean == pytest.approx(a.mean - estimate(draws["robust_eps4"], "clean/balanced_accuracy", 0.95).mean)
+    assert d.mean > 0 and a.k == 2 and 1 <= d.df < 10 and d.quantile > 2.2  # two seeds: few degrees of freedom
     # the bootstrap is seeded: the same seed, the same draws
     again = stage_draws([f for f, _ in made["base"]], 300, seed=1)
     assert np.array_equal(again["clean/auc"], draws["base"]["clean/auc"])
@@ -76,6 +78,88 @@ def test_probabilities_of_another_evaluation_are_named(tmp_path: Path) -> None:
     draws = stage_draws([files], 200, seed=0)
     evaluations["clean"]["metrics"]["balanced_accuracy"] += 0.01  # an evaluation its probabilities did not give
     with pytest.raises(DataError, match="replicate 0 clean/balanced_accuracy: the evaluation says"):
-        stage_rows("d", "base", C, [evaluations], draws, seed=0, level=0.95)
+        stage_rows("d", "base", C, [evaluations], draws, level=0.95)
     with pytest.raises(DataError, match="different evaluations"):
         stage_draws([files, {"clean": files["clean"]}], 200, seed=0)
+
+
+def _correlated(rng: np.random.Generator, labels: np.ndarray, hard: np.ndarray, skill: float) -> np.ndarray:
+    """A model that errs on the shared hard images and on a few of its own."""
+    wrong = hard | (rng.random(len(labels)) < 0.05)
+    logits = rng.normal(0, 0.1, (len(labels), C))
+    logits[np.arange(len(labels)), np.where(wrong, (labels + 1) % C, labels)] += skill
+    return logits
+
+
+def test_paired_difference_of_correlated_models_is_far_tighter_than_independent() -> None:
+    """Two models that err on the same hard images: under shared weights their difference
+    varies little; under independent weights (as if evaluated on other images) it varies as
+    much as both together."""
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(C), 200)
+    hard = rng.random(len(labels)) < 0.3
+    a, b = (_correlated(rng, labels, hard, 5.0) for _ in range(2))
+    w1, w2 = stratified_weights(labels, 800, seed=1), stratified_weights(labels, 800, seed=2)
+    da, db = (metric_draws(labels, p, w1)["balanced_accuracy"] for p in (a, b))
+    paired = combine(np.array([da.mean() - db.mean()]), (da - db)[None], 0.95)
+    independent = combine(np.array([0.0]), (da - metric_draws(labels, b, w2)["balanced_accuracy"])[None], 0.95)
+    assert paired.half_width < 0.5 * independent.half_width
+    assert independent.half_width > 0.04  # about sqrt(2) x one model's image spread
+
+
+def test_a_model_minus_itself_is_exactly_zero(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(C), N // C)
+    files = [_replicate(tmp_path / str(r), rng, labels, 2.0)[0] for r in range(3)]
+    draws = stage_draws(files, 200, seed=0)
+    for key in ("clean/balanced_accuracy", "corrupted/auc", "autoattack/balanced_accuracy"):
+        d = difference(draws, draws, key, key, 0.95)
+        assert d.mean == 0 and d.se == 0 and d.low == d.high == 0 and d.k == 3
+
+
+def test_replicate_r_is_paired_with_replicate_r() -> None:
+    """B is A minus 0.1 replicate by replicate (draws too): paired, the difference is exactly
+    0.1 with no spread; paired with the replicates shuffled, it would spread over A's seeds."""
+    rng = np.random.default_rng(6)
+    points = np.array([0.5, 0.7, 0.9])
+    draws_a = points[:, None] + rng.normal(0, 0.01, (3, 300))
+    a = {"clean/m": draws_a, "clean/m/point": points}
+    b = {"clean/m": draws_a - 0.1, "clean/m/point": points - 0.1}
+    d = difference(a, b, "clean/m", "clean/m", 0.95)
+    assert d.mean == pytest.approx(0.1) and d.sd == pytest.approx(0.0, abs=1e-12)
+    assert d.high - d.low < 1e-9
+    shuffled = {"clean/m": b["clean/m"][[1, 2, 0]], "clean/m/point": b["clean/m/point"][[1, 2, 0]]}
+    assert difference(a, shuffled, "clean/m", "clean/m", 0.95).sd > 0.1
+
+
+def test_corrupted_mean_resamples_images_jointly(tmp_path: Path) -> None:
+    """The corrupted draws are, draw by draw, the mean over severities then corruptions of each
+    corrupted set's metric under the same weights (one resample of the images for all of them)."""
+    rng = np.random.default_rng(7)
+    labels = np.repeat(np.arange(C), N // C)
+    files, _ = _replicate(tmp_path / "r", rng, labels, 2.0)
+    draws = stage_draws([files], 150, seed=3)
+    stack = np.load(files["corrupted"])["probs"]
+    weights = stratified_weights(labels, 150, derive_seed(3, WEIGHTS))
+    for m in ("balanced_accuracy", "auc"):
+        want = np.mean([np.mean([metric_draws(labels, p, weights)[m] for p in sev], axis=0) for sev in stack], axis=0)
+        np.testing.assert_allclose(draws[f"corrupted/{m}"][0], want, rtol=0, atol=1e-12)
+
+
+def test_interval_adds_seed_and_image_variance() -> None:
+    """se^2 = s^2/k + var of the replicate-averaged draws; Satterthwaite's degrees of freedom with
+    s^2 at its 75% upper bound; with one replicate, the images alone and the normal quantile."""
+    rng = np.random.default_rng(8)
+    points = np.array([0.60, 0.64, 0.70])
+    draws = points[:, None] + rng.normal(0, 0.02, (1, 500))  # the images, shared by the replicates
+    e = combine(points, draws, 0.95)
+    v = np.var(draws.mean(0), ddof=1)
+    assert e.se == pytest.approx(np.sqrt(np.var(points, ddof=1) / 3 + v))
+    u = np.var(points, ddof=1) * 2 / chi2.ppf(0.25, 2) / 3
+    assert e.df == pytest.approx((u + v) ** 2 / (u ** 2 / 2)) and 2 < e.df < 3
+    assert e.high - e.mean == pytest.approx(t.ppf(0.975, e.df) * e.se, rel=1e-9)
+    one = combine(points[:1], draws[:1], 0.95)
+    assert one.se == pytest.approx(np.sqrt(np.var(draws[0], ddof=1))) and one.high - one.mean == pytest.approx(
+        1.959964 * one.se, rel=1e-6)
+    # the Monte-Carlo error of the ends: a variance from 500 normal draws has sd v sqrt(2/500)
+    assert e.mc_error == pytest.approx(t.ppf(0.975, e.df) * v * np.sqrt(2 / 500) / (2 * e.se), rel=0.25)

@@ -389,6 +389,14 @@ def verdict_layout():
     return shlex.quote(json.dumps(layout, sort_keys=True))
 
 
+def verdict_settings():
+    """The verdicts' margins and the corruption protocols, as flags (docs/verdicts.md)."""
+    v, protocol = config["verdicts"], config["evaluation"]["corruptions"]["protocol"]
+    flags = (f"--chance-margin {v['chance_margin']} --equivalence {v['equivalence']} --broken-fail {v['broken_fail']}"
+             f" --broken-hold {v['broken_hold']} --protocol {protocol}")
+    return flags + (f" --paper-protocol {v['paper_protocol']}" if v["paper_protocol"] else "")
+
+
 def verdict_inputs(wildcards):
     return [bootstrap_file(d, s) for d in DATASETS for s in stages(config)]
 

@@ -37,14 +37,13 @@ rule summarize:
     params:
         code=code("summarize"),
         layout=summary_layout(),
-        seed=config["seed"],
         level=config["evaluation"]["bootstrap"]["level"],
     log:
         "logs/outputs/summarize.log",
     conda:
         ENV
     shell:
-        "medrobust summarize --layout {params.layout} --seed {params.seed} --level {params.level}"
+        "medrobust summarize --layout {params.layout} --level {params.level}"
         " --out {output} 2> {log}"
 
 
@@ -181,15 +180,15 @@ rule verdicts:
         layout=verdict_layout(),
         main_eps=config["evaluation"]["main_eps"],
         eps=" ".join(str(e) for e in config["eps"]),
-        seed=config["seed"],
         level=config["evaluation"]["bootstrap"]["level"],
+        judged=verdict_settings(),
     log:
         "logs/outputs/verdicts.log",
     conda:
         ENV
     shell:
         "medrobust verdicts --layout {params.layout} --main-eps {params.main_eps} --eps {params.eps}"
-        " --seed {params.seed} --level {params.level} --out-csv {output.csv} --out-md {output.md}"
+        " --level {params.level} {params.judged} --out-csv {output.csv} --out-md {output.md}"
         " --out-overview {output.overview} --out-stated-csv {output.stated} --out-stated-md {output.stated_md}"
         " --out-stated-tex {output.stated_tex} 2> {log}"
 

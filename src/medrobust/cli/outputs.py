@@ -51,7 +51,7 @@ def cmd_summarize(a: argparse.Namespace) -> None:
     for entry in json.loads(a.layout):
         replicates = [{k: read_json(path) for k, path in files.items()} for files in entry["replicates"]]
         draws = read_npz(entry["bootstrap"], tuple(npz_shapes(entry["bootstrap"])))
-        rows += stage_rows(entry["dataset"], entry["stage"], entry["n_classes"], replicates, draws, a.seed, a.level)
+        rows += stage_rows(entry["dataset"], entry["stage"], entry["n_classes"], replicates, draws, a.level)
     write_summary(rows, a.out)
     log.info("wrote %s (%d rows)", a.out, len(rows))
 
@@ -97,17 +97,21 @@ def cmd_verdicts(a: argparse.Namespace) -> None:
     from medrobust.io import atomic_path, npz_shapes, read_npz
     from medrobust.report import verdict_tables as vt
     from medrobust.report.tables import load_paper_values, to_csv, write_table
-    from medrobust.report.verdicts import RunResults, judge, load_claims, write_verdicts
+    from medrobust.report.verdicts import RunResults, Settings, judge, load_claims
 
-    claims, paper, verdicts = load_claims(), load_paper_values(), []
+    settings = Settings(a.chance_margin, a.equivalence, a.broken_fail, a.broken_hold, a.protocol, a.paper_protocol,
+                        a.level)
+    claims, paper, verdicts, every, k = load_claims(), load_paper_values(), [], {}, 0
     for entry in json.loads(a.layout):
         draws = {st: read_npz(path, tuple(npz_shapes(path))) for st, path in entry["stages"].items()}
+        every[entry["dataset"]] = draws
+        k = max([k, *(len(d["clean/balanced_accuracy/point"]) for d in draws.values())])
         run = RunResults(entry["dataset"], entry["n_classes"], entry["paper"], draws, a.main_eps, tuple(a.eps),
-                         a.seed, a.level)
+                         settings)
         verdicts += judge(run, claims, paper)
-    write_verdicts(verdicts, a.out_csv)
+    vt.write_verdicts(verdicts, a.out_csv)
     with atomic_path(a.out_md) as tmp:
-        tmp.write_text(vt.markdown(verdicts, claims))
+        tmp.write_text(vt.markdown(verdicts, claims, settings, k, vt.winner_table(every)))
     to_csv(vt.overview_table(verdicts, claims), a.out_overview)
     write_table(vt.stated_table(verdicts), out_csv=a.out_stated_csv, out_md=a.out_stated_md,
                 out_tex=a.out_stated_tex)
@@ -196,8 +200,7 @@ def _add_result_parsers(sub: Any) -> None:
     s = sub.add_parser("summarize", help="the summary table (CSV) from the evaluation files and bootstrap draws")
     s.add_argument("--layout", required=True,
                    help="JSON list of {dataset, stage, n_classes, replicates: [{kind: evaluation file}], bootstrap}")
-    s.add_argument("--seed", type=int, default=0, help="of the replicate resampling (as the verdicts')")
-    s.add_argument("--level", type=float, default=0.95)
+    s.add_argument("--level", type=float, required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_summarize)
 
@@ -206,8 +209,13 @@ def _add_result_parsers(sub: Any) -> None:
                    help="JSON list of {dataset, n_classes, paper, stages: {stage: bootstrap draws file}}")
     s.add_argument("--main-eps", type=int, required=True)
     s.add_argument("--eps", type=int, nargs="+", required=True)
-    s.add_argument("--seed", type=int, default=0, help="of the replicate resampling (as the summary's)")
-    s.add_argument("--level", type=float, default=0.95)
+    s.add_argument("--level", type=float, required=True)
+    s.add_argument("--chance-margin", type=float, required=True, help="'well above chance': above chance + this")
+    s.add_argument("--equivalence", type=float, required=True, help="a stated number is reproduced within +-this")
+    s.add_argument("--broken-fail", type=float, required=True, help="C5 fails when a lower bound exceeds this")
+    s.add_argument("--broken-hold", type=float, required=True, help="C5 holds when every upper bound is <= this")
+    s.add_argument("--protocol", required=True, help="this run's MedMNIST-C protocol")
+    s.add_argument("--paper-protocol", default=None, help="the protocol taken as the paper's (absent: none)")
     for name in ("csv", "md", "overview", "stated-csv", "stated-md", "stated-tex"):
         s.add_argument(f"--out-{name}", required=True)
     s.set_defaults(func=cmd_verdicts)

@@ -22,13 +22,13 @@ the same order), gives paired draws: draw b is the same resample for all of them
 differences between models or between clean and corrupted accuracy get intervals from the
 per-draw differences, with the image sampling noise they share cancelled.
 
-Replicates (a model trained with k seeds) are resampled hierarchically: draw b picks k
-replicates uniformly with replacement (`replicate_index`) and evaluates each picked replicate
-under the same image weights b (`combine`), averaging. The interval then holds both the
-seed-to-seed and the test-image variation. `percentile_interval` takes the 2.5th and 97.5th
-percentiles of the draws.
+These draws measure the test-image level of uncertainty only: how a number would move on
+another test set of the same class balance, the models fixed. The seed level (k replicates) is
+added on top by medrobust.report.intervals.
 
-Everything is vectorised over draws: the AUC sorts each class's scores once, groups equal
+Everything is vectorised over draws and over stacks of probability sets (every corruption and
+severity of one model at once): balanced accuracy is one matrix product per class of the
+weights with the stack's correctness, the AUC sorts each class's scores once, groups equal
 scores, sums the weight matrix per group (`np.add.reduceat` along the image axis) and counts,
 for each group of positives, the negative weight below it by a cumulative sum, for chunks of
 draws at a time to bound memory.
@@ -66,22 +66,58 @@ def _as_inputs(labels: np.ndarray, probs: np.ndarray, weights: np.ndarray) -> tu
     return labels, probs, weights
 
 
+def correct_of(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """(M, N) float32: whether each of a stack of M prediction sets is right on each image."""
+    return (probs.argmax(-1) == labels).reshape(-1, len(labels)).astype(np.float32)
+
+
+Blocks = list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def class_blocks(labels: np.ndarray, weights: np.ndarray) -> Blocks:
+    """Per class present in `labels` (ascending): its images, their weight columns as float32
+    (draws, n_c) and each draw's total weight of the class. Exact: the weights are integer
+    counts well below 2**24, and float32 sums of them are exact."""
+    labels = np.asarray(labels).ravel()
+    weights = np.atleast_2d(np.asarray(weights))
+    out = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        w = weights[:, members].astype(np.float32)
+        out.append((members, w, w.sum(1, dtype=np.float64)))
+    return out
+
+
+def balanced_accuracy_of(blocks: Blocks, correct: np.ndarray) -> np.ndarray:
+    """(M, draws) balanced accuracy of M prediction sets (`correct` (M, N)) under the weights of
+    `blocks`: per class, the weighted share of its images classified correctly, averaged over
+    the classes with positive weight in the draw."""
+    correct = np.atleast_2d(correct)
+    draws = len(blocks[0][2])
+    recall = np.zeros((correct.shape[0], draws))
+    present = np.zeros(draws)
+    for members, w, totals in blocks:
+        here = totals > 0
+        hits = (correct[:, members] @ w.T).astype(np.float64)  # (M, draws)
+        recall += np.where(here, hits / np.where(here, totals, 1.0), 0.0)
+        present += here
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return recall / present
+
+
 def balanced_accuracy_draws(labels: np.ndarray, probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """(draws,) balanced accuracy under each weight row: weighted recall per class, averaged.
+    """(draws,) balanced accuracy under each weight row; for a stack of probabilities
+    (..., N, C), one row of draws per member: (..., draws).
 
     Classes are those present in `labels` with positive total weight in the row (as
-    metrics.balanced_accuracy on the resampled data: classes only predicted are ignored)."""
-    labels, probs, weights = _as_inputs(labels, probs, weights)
-    classes = np.unique(labels)
-    members = (labels[:, None] == classes[None, :]).astype(np.float64)  # (N, C present)
-    correct = (probs.argmax(1) == labels).astype(np.float64)
-    w = weights.astype(np.float64)
-    totals = w @ members
-    hits = w @ (members * correct[:, None])
-    present = totals > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recall = np.where(present, hits / np.where(present, totals, 1.0), 0.0)
-        return recall.sum(1) / present.sum(1)
+    metrics.balanced_accuracy on the resampled data: classes only predicted are ignored); one
+    matrix product per class of its images' weights with the stack's correctness."""
+    labels = np.asarray(labels).ravel()
+    probs = np.asarray(probs)
+    _as_inputs(labels, probs.reshape(-1, *probs.shape[-2:])[0], weights)
+    weights = np.atleast_2d(np.asarray(weights))
+    out = balanced_accuracy_of(class_blocks(labels, weights), correct_of(labels, probs))
+    return out.reshape(*probs.shape[:-2], len(weights))
 
 
 def _sorted_groups(score: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -110,54 +146,30 @@ def _weighted_auc(w: np.ndarray, order: np.ndarray, starts: np.ndarray | None, p
 
 
 def auc_draws(labels: np.ndarray, probs: np.ndarray, weights: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
-    """(draws,) macro one-vs-rest AUC under each weight row, as metrics.macro_auc.
+    """(draws,) macro one-vs-rest AUC under each weight row, as metrics.macro_auc; for a stack of
+    probabilities (..., N, C), (..., draws).
 
     Pairs count w_i * w_j, ties 1/2; two classes: the AUC of probs[:, 1] alone. NaN when a class
     of probs.shape[1] is absent from `labels` (metrics.classification_metrics reports NaN then),
     and in a row where a class has zero total weight."""
-    labels, probs, weights = _as_inputs(labels, probs, weights)
-    n_classes = probs.shape[1]
-    out = np.full(len(weights), np.nan)
-    if any(not np.any(labels == c) for c in range(n_classes)):
-        return out
-    targets = [1] if n_classes == 2 else list(range(n_classes))
-    groups = [_sorted_groups(probs[:, c], labels == c) for c in targets]
-    for start in range(0, len(weights), chunk):
-        w = weights[start:start + chunk].astype(np.float64)
-        out[start:start + chunk] = np.mean([_weighted_auc(w, *g) for g in groups], axis=0)
-    return out
+    labels = np.asarray(labels).ravel()
+    probs = np.asarray(probs, dtype=np.float64)
+    lead, stack = probs.shape[:-2], probs.reshape(-1, *probs.shape[-2:])
+    labels, _, weights = _as_inputs(labels, stack[0], weights)
+    n_classes = stack.shape[-1]
+    out = np.full((len(stack), len(weights)), np.nan)
+    if all(np.any(labels == c) for c in range(n_classes)):
+        targets = [1] if n_classes == 2 else list(range(n_classes))
+        groups = [[_sorted_groups(p[:, c], labels == c) for c in targets] for p in stack]
+        for start in range(0, len(weights), chunk):
+            w = weights[start:start + chunk].astype(np.float64)
+            for m, of_member in enumerate(groups):
+                out[m, start:start + chunk] = np.mean([_weighted_auc(w, *g) for g in of_member], axis=0)
+    return out.reshape(*lead, len(weights))
 
 
 def metric_draws(labels: np.ndarray, probs: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
-    """Both metrics under each weight row: {"balanced_accuracy": (draws,), "auc": (draws,)}."""
+    """Both metrics under each weight row: {"balanced_accuracy": (..., draws), "auc": (..., draws)}
+    for probabilities (..., N, C)."""
     return {"balanced_accuracy": balanced_accuracy_draws(labels, probs, weights),
             "auc": auc_draws(labels, probs, weights)}
-
-
-def replicate_index(k: int, draws: int, seed: int) -> np.ndarray:
-    """(draws, k) int: for each bootstrap draw, k replicates picked uniformly with replacement."""
-    if k < 1:
-        raise ValueError(f"need at least one replicate, got k={k}")
-    return np.random.default_rng(seed).integers(0, k, size=(draws, k))
-
-
-def combine(per_replicate: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """(draws,) hierarchical draws: value[b] = mean_j per_replicate[index[b, j], b].
-
-    per_replicate[r, b] is replicate r's metric under image-weight draw b (the same weights for
-    every replicate), index is `replicate_index`'s (draws, k)."""
-    per_replicate = np.asarray(per_replicate, dtype=np.float64)
-    index = np.asarray(index)
-    if per_replicate.ndim != 2 or index.ndim != 2 or index.shape[0] != per_replicate.shape[1]:
-        raise ValueError(f"shapes do not match: per_replicate {per_replicate.shape}, index {index.shape}")
-    return per_replicate[index, np.arange(index.shape[0])[:, None]].mean(1)
-
-
-def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval at `level`; (nan, nan) if values is empty or has a NaN."""
-    values = np.asarray(values, dtype=np.float64).ravel()
-    if values.size == 0 or np.isnan(values).any():
-        return float("nan"), float("nan")
-    tail = 100.0 * (1.0 - level) / 2.0
-    low, high = np.percentile(values, [tail, 100.0 - tail])
-    return float(low), float(high)

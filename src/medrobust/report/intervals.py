@@ -4,14 +4,38 @@ replicates made from them (`estimate`, `difference`: the summary table and the v
 
 One weight matrix per image set (medrobust.report.bootstrap.stratified_weights, from the labels
 and the run's seed) serves every stage, replicate, corruption and severity of a dataset, so
-draws of different models are paired image by image; one replicate index per (k, draws) serves
-every stage of a dataset, so replicates are paired too (replicate r's robust model with its own
-base model). The corrupted mean of a draw is the mean over severities, then corruptions, of
-the metric under that draw's weights: images are resampled jointly across all of them.
+draws of different models are paired image by image. The corrupted mean of a draw is the mean
+over severities, then corruptions, of the metric under that draw's weights: images are
+resampled jointly across all of them.
+
+The interval of a mean over k replicates (or of a paired difference, replicate r of one stage
+minus replicate r of the other: they belong to one chain) adds the two levels of uncertainty:
+
+    se^2 = s^2 / k + v,    interval = mean +- t(df, (1 + level) / 2) * se
+
+s^2 the variance of the k replicate values (the seeds), v the bootstrap variance over test
+images of the replicate-averaged value (the same weights for every replicate, so errors that
+the replicates share, on the same hard images, are counted once and not k times). The t
+quantile's degrees of freedom are Satterthwaite's for s^2/k + v, with s^2 (k - 1 degrees of
+freedom) taken at its one-sided 75% upper confidence bound u = s^2 (k - 1) / chi2_{k-1}(0.25):
+
+    df = (u/k + v)^2 / ((u/k)^2 / (k - 1))
+
+k - 1 when the seeds dominate, towards the normal quantile when the test images do. Plain
+Satterthwaite under-covers (0.91-0.93 at k = 3) because a seed spread underestimated by chance
+also inflates df; k - 1 alone over-covers (up to 1.00) and, with Holm's adjustment on top,
+leaves "does not hold" almost out of reach at k = 3. docs/verdicts.md shows all three,
+simulated with this code by bench/verdict_rules.py. With k = 1 there is no seed level to
+estimate (se^2 = v, normal quantile): the verdicts that rest on it say so.
+
+The Monte-Carlo error of an interval end comes from v alone (the mean is exact): the standard
+error of a variance estimated from B draws, sqrt((m4 - v^2) / B) with m4 their fourth central
+moment, carried through the square root and the quantile.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +53,7 @@ METRICS = ("balanced_accuracy", "auc")
 CONDITIONS = {"clean": [("clean", "probs")], "clean_last": [("clean_last_epoch", "probs")],
               "corrupted": [("corrupted", "probs")],
               "autoattack": [("autoattack", "probs"), ("autoattack_clean", "clean_probs")]}
-WEIGHTS, REPLICATES = 1, 2  # purposes of derive_seed(seed, purpose)
+WEIGHTS = 1  # purpose of derive_seed(seed, purpose)
 
 
 def _weights(labels: np.ndarray, draws: int, seed: int, cache: dict[bytes, np.ndarray]) -> np.ndarray:
@@ -51,22 +75,26 @@ def _draws_of(labels: np.ndarray, probs: np.ndarray, weights: np.ndarray) -> tup
                                                                                    dict[str, float]]:
     """Draws and the point value (unit weights) of each metric; probs (N, C) or a corrupted
     stack (corruptions, severities, N, C), averaged over severities, then corruptions."""
-    stack = probs.reshape(-1, *probs.shape[-2:]) if probs.ndim == 4 else probs[None]
-    shape = probs.shape[:2] if probs.ndim == 4 else (1, 1)
+    stack = probs if probs.ndim == 4 else probs[None, None]
     ones = np.ones((1, len(labels)), dtype=weights.dtype)
-    out, point = {}, {}
-    per = [bootstrap.metric_draws(labels, p, weights) for p in stack]
-    unit = [bootstrap.metric_draws(labels, p, ones) for p in stack]
-    for m in METRICS:
-        out[m] = np.stack([d[m] for d in per]).reshape(*shape, -1).mean(1).mean(0)
-        point[m] = float(np.stack([u[m][0] for u in unit]).reshape(shape).mean(1).mean(0))
-    return out, point
+    per, unit = bootstrap.metric_draws(labels, stack, weights), bootstrap.metric_draws(labels, stack, ones)
+    return ({m: per[m].mean(1).mean(0) for m in METRICS},
+            {m: float(unit[m][..., 0].mean(1).mean(0)) for m in METRICS})
+
+
+def survivors(labels: np.ndarray, probs: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(correct, images) per true class: the counts behind balanced accuracy (C5's exact bounds)."""
+    right = probs.argmax(-1) == labels
+    return (np.bincount(labels[right], minlength=n_classes)[:n_classes],
+            np.bincount(labels, minlength=n_classes)[:n_classes])
 
 
 def stage_draws(replicates: Sequence[Mapping[str, str]], draws: int, seed: int) -> dict[str, np.ndarray]:
     """For one stage: '<condition>/<metric>' -> (k, draws) and '<condition>/<metric>/point' -> (k,),
     from each replicate's probability files by evaluation kind (clean, clean_last, corrupted,
-    autoattack). Every replicate must have the same kinds."""
+    autoattack), and 'autoattack/correct', 'autoattack/images' -> (k, C): per true class, the
+    images classified correctly under attack and the images attacked. Every replicate must have
+    the same kinds."""
     kinds = [sorted(files) for files in replicates]
     if any(k != kinds[0] for k in kinds):
         raise DataError(f"replicates with different evaluations: {kinds}")
@@ -81,6 +109,10 @@ def stage_draws(replicates: Sequence[Mapping[str, str]], draws: int, seed: int) 
                 for m in METRICS:
                     rows.setdefault(f"{condition}/{m}", []).append(values[m])
                     rows.setdefault(f"{condition}/{m}/point", []).append(np.array(point[m]))
+                if condition == "autoattack":
+                    correct, images = survivors(labels, arrays[name], arrays[name].shape[-1])
+                    rows.setdefault("autoattack/correct", []).append(correct)
+                    rows.setdefault("autoattack/images", []).append(images)
     return {key: np.stack(v) for key, v in rows.items()}
 
 
@@ -92,44 +124,116 @@ def write_draws(arrays: Mapping[str, np.ndarray], path: str | Path) -> None:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A test number over k replicates: their mean, the bootstrap interval (replicates and
-    images resampled), the spread over replicates (NaN for k = 1) and the draws behind them."""
+    """A test number over k replicates: their mean, the spread over replicates (NaN for k = 1),
+    the standard error of both levels (`se_images` the test-image part), the degrees of
+    freedom of its t quantile (inf: normal) and the Monte-Carlo error of the interval ends."""
     mean: float
-    low: float
-    high: float
     sd: float
     k: int
-    draws: np.ndarray
+    se: float
+    se_images: float
+    df: float
+    level: float
+    mc_error: float
+
+    @property
+    def quantile(self) -> float:
+        return t_quantile(self.df, self.level)
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.quantile * self.se
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.quantile * self.se
 
     @property
     def half_width(self) -> float:
-        return (self.high - self.low) / 2
+        return self.quantile * self.se
+
+    def p_at_most(self, threshold: float) -> float:
+        """One-sided p-value against 'the true value is above threshold': small when the
+        estimate lies well at or below it (the interval's upper end at or below the threshold
+        exactly when p <= (1 - level) / 2)."""
+        return _p((self.mean - threshold), self.se, self.df)
+
+    def p_at_least(self, threshold: float) -> float:
+        """One-sided p-value against 'the true value is below threshold'."""
+        return _p((threshold - self.mean), self.se, self.df)
 
 
-def replicate_index(k: int, draws: int, seed: int) -> np.ndarray:
-    """The same for every stage of a run (paired replicates)."""
-    return bootstrap.replicate_index(k, draws, derive_seed(seed, REPLICATES))
+@functools.lru_cache(maxsize=1024)
+def t_quantile(df: float, level: float) -> float:
+    from scipy.stats import norm, t
+
+    q = (1 + level) / 2
+    return float(norm.ppf(q) if math.isinf(df) else t.ppf(q, df))
 
 
-def _of(points: np.ndarray, combined: np.ndarray, level: float) -> Estimate:
-    low, high = bootstrap.percentile_interval(combined, level)
-    sd = float(np.std(points, ddof=1)) if len(points) > 1 else math.nan
-    return Estimate(float(np.mean(points)), low, high, sd, len(points), combined)
+def _p(distance: float, se: float, df: float) -> float:
+    """P(T <= distance / se) for T ~ t(df) (normal for df = inf); se = 0: 0 or 1."""
+    from scipy.stats import norm, t
+
+    if math.isnan(distance) or math.isnan(se):
+        return math.nan
+    if se == 0:
+        return 0.0 if distance <= 0 else 1.0
+    z = distance / se
+    return float(norm.cdf(z) if math.isinf(df) else t.cdf(z, df))
 
 
-def estimate(arrays: Mapping[str, np.ndarray], key: str, seed: int, level: float) -> Estimate:
+SEED_BOUND = 0.25  # lower chi-square quantile: s^2 at its one-sided 75% upper bound in df
+
+
+def degrees_of_freedom(seed_var: float, k: int, image_var: float) -> float:
+    """Satterthwaite's degrees of freedom of s^2/k + v, with s^2 at its 75% upper bound."""
+    if k < 2:
+        return math.inf
+    upper = seed_var * (k - 1) / _chi2_quantile(SEED_BOUND, k - 1) / k
+    if upper <= 0:
+        return math.inf
+    return (upper + image_var) ** 2 / (upper ** 2 / (k - 1))
+
+
+@functools.lru_cache(maxsize=64)
+def _chi2_quantile(q: float, df: int) -> float:
+    from scipy.stats import chi2
+
+    return float(chi2.ppf(q, df))
+
+
+def combine(points: np.ndarray, draws: np.ndarray, level: float) -> Estimate:
+    """The estimate of k replicate values `points` whose (k, B) bootstrap draws share image
+    weights: se^2 = s^2/k + var over draws of the replicate mean; `degrees_of_freedom`."""
+    points = np.asarray(points, dtype=np.float64).ravel()
+    draws = np.atleast_2d(np.asarray(draws, dtype=np.float64))
+    k = len(points)
+    if draws.shape[0] != k:
+        raise DataError(f"{k} replicate values but draws of {draws.shape[0]}")
+    averaged = draws.mean(0)
+    if k == 0 or np.isnan(points).any() or np.isnan(averaged).any():
+        return Estimate(math.nan, math.nan, k, math.nan, math.nan, math.inf, level, math.nan)
+    v = float(np.var(averaged, ddof=1)) if averaged.size > 1 else 0.0
+    s2 = float(np.var(points, ddof=1)) if k > 1 else 0.0
+    se = math.sqrt(s2 / k + v)
+    df = degrees_of_freedom(s2, k, v)
+    centred = averaged - averaged.mean()
+    mc_var = math.sqrt(max(float(np.mean(centred ** 4)) - v ** 2, 0.0) / max(averaged.size, 1))
+    mc = t_quantile(df, level) * mc_var / (2 * se) if se > 0 else 0.0
+    return Estimate(float(points.mean()), math.sqrt(s2) if k > 1 else math.nan, k, se, math.sqrt(v), df, level, mc)
+
+
+def estimate(arrays: Mapping[str, np.ndarray], key: str, level: float) -> Estimate:
     """The mean, interval and spread of '<condition>/<metric>' of one stage's draws."""
-    per, points = arrays[key], arrays[f"{key}/point"]
-    return _of(points, bootstrap.combine(per, replicate_index(*per.shape, seed)), level)
+    return combine(arrays[f"{key}/point"], arrays[key], level)
 
 
-def difference(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], key_a: str, key_b: str, seed: int,
+def difference(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], key_a: str, key_b: str,
                level: float) -> Estimate:
-    """a minus b, paired: the same image weights and the same replicate draws for both (their
-    replicate r belong to one chain); the spread is that of the per-replicate differences."""
+    """a minus b, paired: replicate r with replicate r (one chain), under the same image weights;
+    the spread is that of the per-replicate differences."""
     per_a, per_b = a[key_a], b[key_b]
     if per_a.shape != per_b.shape:
         raise DataError(f"cannot pair {key_a} {per_a.shape} with {key_b} {per_b.shape}")
-    index = replicate_index(*per_a.shape, seed)
-    combined = bootstrap.combine(per_a, index) - bootstrap.combine(per_b, index)
-    return _of(a[f"{key_a}/point"] - b[f"{key_b}/point"], combined, level)
+    return combine(a[f"{key_a}/point"] - b[f"{key_b}/point"], per_a - per_b, level)

@@ -54,7 +54,7 @@ def _check_point(where: str, reported: float, point: float) -> None:
 
 
 def stage_rows(dataset: str, stage: str, n_classes: int, replicates: Sequence[Mapping[str, dict[str, Any]]],
-               draws: Mapping[str, np.ndarray], seed: int, level: float) -> list[Row]:
+               draws: Mapping[str, np.ndarray], level: float) -> list[Row]:
     """Rows of one stage: per condition and metric, the mean over replicates of the evaluation
     files' values, with the interval and spread of the bootstrap draws (`draws`, one stage's
     medrobust bootstrap output)."""
@@ -68,7 +68,7 @@ def stage_rows(dataset: str, stage: str, n_classes: int, replicates: Sequence[Ma
             key = f"{condition}/{metric}"
             if key not in draws:
                 raise DataError(f"{dataset} {stage}: no bootstrap draws for {key}")
-            e = estimate(draws, key, seed, level)
+            e = estimate(draws, key, level)
             if e.k != len(per):
                 raise DataError(f"{dataset} {stage}: {e.k} replicates in the bootstrap draws, {len(per)} evaluated")
             for r, values in enumerate(per):

@@ -1,47 +1,56 @@
 """Verdicts: every claim of the paper (claims.yaml) and every number it states (paper_values.yaml)
-judged on a run's results, per dataset and metric: holds, does not hold, inconclusive, not run
-(a result it needs is missing), or not judged (the paper's own exception). docs/verdicts.md
-states and justifies the rules; in short, with [lo, hi] the 95% interval (bootstrap over test
-images and seed replicates, medrobust.report.intervals) of a value or of a paired difference:
-
-- above t:        holds if lo > t; does not hold if hi <= t; else inconclusive
-- at most t:      holds if hi <= t; does not hold if lo > t; else inconclusive
-- a > b:          "above 0" on the paired difference a - b
-- within [L, H]:  holds if L <= lo and hi <= H; does not hold if hi < L or lo > H; else inconclusive
-- stated value P: reproduced if |mean - P| <= tol, tol = t(k-1) s sqrt(1 + 1/k) + 1 point (s the
-                  spread over k replicates; with k = 1, tol = 1 point); beyond tol it does not
-                  hold only with k >= 3, else inconclusive; "at most P": mean - P <= tol.
+judged on a run's results, per dataset and metric: holds (reproduced, for a stated number),
+does not hold, inconclusive, consistent (a stated number or range the data can neither confirm
+nor refute), borderline (within two Monte-Carlo errors of its threshold), not run (a result it
+needs is missing), or not judged (the paper's own exception, or a MedMNIST-C protocol the paper
+does not state). The rules are medrobust.report.rules; every check carries the one-sided p-value
+of its failing side, and "does not hold" is Holm-adjusted within each family (`finalize`): the
+claims of one dataset and metric, and the stated numbers of one dataset.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
 import numpy as np
 import yaml
 
+from medrobust.report import rules
 from medrobust.report.intervals import Estimate, difference, estimate
+from medrobust.report.rules import BORDERLINE, CONSISTENT, FAILS, HOLDS, REPRODUCED, UNSURE, Outcome
 
-HOLDS, FAILS, UNSURE, NOT_RUN, NOT_JUDGED = "holds", "does not hold", "inconclusive", "not run", "not judged"
-SYMBOLS = {HOLDS: "✓", FAILS: "✗", UNSURE: "?", NOT_RUN: "·", NOT_JUDGED: "–"}
-KINDS = ("above", "order", "at_most", "between", "gap")
+NOT_RUN, NOT_JUDGED = "not run", "not judged"
+SYMBOLS = {HOLDS: "✓", REPRODUCED: "✓", FAILS: "✗", UNSURE: "?", CONSISTENT: "≈", BORDERLINE: "~", NOT_RUN: "·",
+           NOT_JUDGED: "–"}
+KINDS = ("above", "order", "best", "broken", "gap", "shown")
 METRICS = ("balanced_accuracy", "auc")
 METRIC_LABELS = {"balanced_accuracy": "balanced accuracy", "auc": "AUC"}
 PAPER_DATASETS = ("pathmnist", "pneumoniamnist", "octmnist", "organsmnist", "breastmnist")
-ALLOWANCE = 0.01  # one point for implementation differences (stated values)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The verdicts' config (schema: verdicts): margins as fractions, the protocols."""
+    chance_margin: float  # m: "well above chance" is above chance + m
+    equivalence: float  # D: a stated number is reproduced within +-D
+    broken_fail: float  # C5 does not hold when a lower bound exceeds this
+    broken_hold: float  # C5 holds when every upper bound is at most this
+    protocol: str  # this run's MedMNIST-C protocol (evaluation.corruptions.protocol)
+    paper_protocol: str | None  # the protocol taken as the paper's; None: not stated, not judged
+    level: float
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """One judged claim on one dataset and metric, with its evidence (fractions, not percent)."""
+    """One judged check on one dataset and metric, with its evidence (fractions, not percent)."""
     dataset: str
     claim: str  # C1 .. C8b, or "stated"
     metric: str
-    subject: str  # what was compared, e.g. "nonrobust eps4" or "base - robust (eps 4)"
+    subject: str  # what was compared, e.g. "nonrobust eps4 clean" or "base - robust clean"
     verdict: str
     value: float | None = None  # the estimate (a mean, or a paired difference)
     low: float | None = None
@@ -50,6 +59,15 @@ class Verdict:
     rule: str = ""
     detectable: float | None = None  # about the smallest true difference the check resolves
     n_replicates: int | None = None
+    p: float | None = None  # one-sided p-value of the failing side
+    p_adjusted: float | None = None  # Holm, within the family
+    method: str = ""  # how the interval was made
+    mc_error: float | None = None  # Monte-Carlo error of the interval ends
+    note: str = ""  # why a verdict was withheld
+
+    @property
+    def family(self) -> tuple[str, str]:
+        return (self.dataset, "stated") if self.claim == "stated" else (self.dataset, self.metric)
 
 
 @dataclass(frozen=True)
@@ -61,8 +79,7 @@ class RunResults:
     draws: Mapping[str, Mapping[str, np.ndarray]]
     main_eps: int
     eps: tuple[int, ...]
-    seed: int = 0
-    level: float = 0.95
+    settings: Settings
 
 
 def load_claims(text: str | None = None) -> dict[str, dict[str, Any]]:
@@ -76,51 +93,18 @@ def load_claims(text: str | None = None) -> dict[str, dict[str, Any]]:
     return claims
 
 
-# ---- the rules (pure) ------------------------------------------------------------------------
-
-def above(low: float, high: float, t: float) -> str:
-    if math.isnan(low) or math.isnan(high):
-        return UNSURE
-    return HOLDS if low > t else FAILS if high <= t else UNSURE
-
-
-def at_most(low: float, high: float, t: float) -> str:
-    if math.isnan(low) or math.isnan(high):
-        return UNSURE
-    return HOLDS if high <= t else FAILS if low > t else UNSURE
-
-
-def within(low: float, high: float, lo: float, hi: float) -> str:
-    if math.isnan(low) or math.isnan(high):
-        return UNSURE
-    return HOLDS if lo <= low and high <= hi else FAILS if high < lo or low > hi else UNSURE
-
-
-def tolerance(sd: float, k: int) -> float:
-    """How far a reproduction's mean may lie from a stated value: the 95% prediction interval of
-    one more run (the paper's) from k replicates, plus ALLOWANCE; ALLOWANCE alone for k = 1."""
-    if k < 2 or math.isnan(sd):
-        return ALLOWANCE
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, k - 1)) * sd * math.sqrt(1 + 1 / k) + ALLOWANCE
-
-
-def stated(mean: float, sd: float, k: int, value: float, bound: bool) -> tuple[str, float]:
-    """(verdict, tolerance) of a stated value (bound: the paper states an upper bound)."""
-    tol = tolerance(sd, k)
-    off = mean - value if bound else abs(mean - value)
-    if math.isnan(mean):
-        return UNSURE, tol
-    if off <= tol:
-        return HOLDS, tol
-    return (FAILS if k >= 3 else UNSURE), tol
-
-
-# ---- claims on one dataset ---------------------------------------------------------------------
-
 def stage(model: str, eps: int | None) -> str:
     return "base" if model == "base" else f"{model}_eps{eps}"
+
+
+def _label(st: str) -> str:
+    return st.replace("_eps", " eps")
+
+
+def method_of(e: Estimate) -> str:
+    if e.k > 1:
+        return f"t({e.k - 1}): seeds ({e.k} replicates) + test images (bootstrap)"
+    return "normal: test images only (1 replicate)"
 
 
 def _eps_list(spec: Any, run: RunResults) -> list[int] | None:
@@ -128,8 +112,6 @@ def _eps_list(spec: Any, run: RunResults) -> list[int] | None:
     others = sorted(e for e in run.eps if e != run.main_eps)
     if spec == "main":
         return [run.main_eps]
-    if spec == "all":
-        return list(run.eps)
     if spec == "larger":
         return [others[-1]] if others else None
     if spec == "compared":
@@ -138,147 +120,171 @@ def _eps_list(spec: Any, run: RunResults) -> list[int] | None:
 
 
 def _threshold(claim: dict[str, Any], metric: str, run: RunResults) -> float:
-    t = claim["threshold"]
-    if t == "chance":
-        return 0.5 if metric == "auc" else 1.0 / run.n_classes
-    return float(t[metric]) if isinstance(t, dict) else float(t)
+    chance = 0.5 if metric == "auc" else 1.0 / run.n_classes
+    return chance + (run.settings.chance_margin if claim.get("margin") else 0.0)
+
+
+def _from(run: RunResults, name: str, metric: str, subject: str, e: Estimate | None, outcome: Outcome | None,
+          reference: str, rule: str, mc_error: float | None = None) -> Verdict:
+    """A verdict row from an estimate and its rule's outcome (None: not judged, shown);
+    `mc_error` of the interval the rule decided on, when it is not e's."""
+    if e is None:
+        return Verdict(run.dataset, name, metric, subject, NOT_RUN, reference=reference, rule=rule)
+    verdict = NOT_JUDGED if outcome is None else outcome.verdict
+    mc = e.mc_error if mc_error is None else mc_error
+    if outcome is not None and verdict != NOT_JUDGED and rules.borderline(outcome, mc):
+        verdict = BORDERLINE
+    return Verdict(run.dataset, name, metric, subject, verdict, e.mean, e.low, e.high, reference, rule,
+                   e.half_width, e.k, None if outcome is None else outcome.p, None, method_of(e), e.mc_error,
+                   "" if outcome is None else outcome.note)
 
 
 def _estimate(run: RunResults, st: str, condition: str, metric: str) -> Estimate | None:
     arrays = run.draws.get(st)
     key = f"{condition}/{metric}"
-    return estimate(arrays, key, run.seed, run.level) if arrays is not None and key in arrays else None
+    return estimate(arrays, key, run.settings.level) if arrays is not None and key in arrays else None
 
 
-def _verdict(run: RunResults, name: str, metric: str, subject: str, e: Estimate | None, judged: str,
-             reference: str, rule: str) -> Verdict:
-    if e is None:
-        return Verdict(run.dataset, name, metric, subject, NOT_RUN, reference=reference, rule=rule)
-    return Verdict(run.dataset, name, metric, subject, judged, e.mean, e.low, e.high, reference, rule,
-                   e.half_width, e.k)
-
-
-def _single(name: str, claim: dict[str, Any], run: RunResults, metric: str, model: str, eps: int) -> Verdict:
-    st = stage(model, eps)
-    e = _estimate(run, st, claim["condition"], metric)
-    subject = f"{st.replace('_eps', ' eps')} {claim['condition']}"
-    if claim["kind"] == "between":
-        lo, hi = float(claim["low"]), float(claim["high"])
-        judged = within(e.low, e.high, lo, hi) if e else NOT_RUN
-        return _verdict(run, name, metric, subject, e, judged, f"[{100 * lo:g}, {100 * hi:g}]", "interval within")
-    t = _threshold(claim, metric, run)
-    rule = {"above": "interval above", "at_most": "interval at most"}[claim["kind"]]
-    judged = (above if claim["kind"] == "above" else at_most)(e.low, e.high, t) if e else NOT_RUN
-    return _verdict(run, name, metric, subject, e, judged, f"{100 * t:g}", rule)
-
-
-def _pair(name: str, claim: dict[str, Any], run: RunResults, metric: str, a: tuple[str, int],
-          b: tuple[str, int]) -> Verdict:
-    sa, sb = stage(*a), stage(*b)
-    key = f"{claim['condition']}/{metric}"
-    subject = f"{sa.replace('_eps', ' eps')} - {sb.replace('_eps', ' eps')} {claim['condition']}"
+def _difference(run: RunResults, sa: str, sb: str, key: str) -> Estimate | None:
     da, db = run.draws.get(sa), run.draws.get(sb)
     if da is None or db is None or key not in da or key not in db:
-        return Verdict(run.dataset, name, metric, subject, NOT_RUN)
-    e = difference(da, db, key, key, run.seed, run.level)
+        return None
+    return difference(da, db, key, key, run.settings.level)
+
+
+def _broken(run: RunResults, name: str, st: str, condition: str, judged: bool) -> Verdict:
+    arrays, s = run.draws.get(st), run.settings
+    subject = f"{_label(st)} {condition}"
+    reference = f"holds <= {100 * s.broken_hold:g}, fails > {100 * s.broken_fail:g}"
+    if arrays is None or "autoattack/correct" not in arrays:
+        return Verdict(run.dataset, name, "balanced_accuracy", subject, NOT_RUN, reference=reference)
+    outcome, low, high = rules.broken(arrays["autoattack/correct"], arrays["autoattack/images"], s.broken_fail,
+                                      s.broken_hold, s.level)
+    points = arrays["autoattack/balanced_accuracy/point"]
+    return Verdict(run.dataset, name, "balanced_accuracy", subject, outcome.verdict if judged else NOT_JUDGED,
+                   float(np.mean(points)), low, high, reference, "exact bounds of every replicate", high,
+                   len(points), outcome.p, None, "Clopper-Pearson per class, Bonferroni over classes", 0.0)
+
+
+def _pairs(claim: dict[str, Any], eps: list[int]) -> list[tuple[tuple[str, int], tuple[str, int]]]:
+    models = claim["models"]
+    if claim["kind"] in ("order", "gap") and models[0] == models[-1]:
+        return [((models[0], eps[0]), (models[0], eps[1]))]
+    if claim["kind"] == "best":
+        return [((models[0], eps[0]), (m, eps[0])) for m in models[1:]]
+    return [((m, eps[0]), (n, eps[0])) for m, n in zip(models, models[1:])]
+
+
+def _pair(run: RunResults, name: str, claim: dict[str, Any], metric: str, a: tuple[str, int],
+          b: tuple[str, int], judged: bool) -> Verdict:
+    sa, sb = stage(*a), stage(*b)
+    subject = f"{_label(sa)} - {_label(sb)} {claim['condition']}"
+    e = _difference(run, sa, sb, f"{claim['condition']}/{metric}")
     if claim["kind"] == "gap":
-        lo, hi = float(claim["low"]), float(claim["high"])
-        return _verdict(run, name, metric, subject, e, within(e.low, e.high, lo, hi),
-                        f"[{100 * lo:g}, {100 * hi:g}]", "paired difference within")
-    return _verdict(run, name, metric, subject, e, above(e.low, e.high, 0.0), "0", "paired difference above")
+        lo, hi, d = float(claim["low"]), float(claim["high"]), run.settings.equivalence
+        out = rules.gap(e, lo, hi, d) if e and judged else None
+        return _from(run, name, metric, subject, e, out, f"[{100 * lo:g}, {100 * hi:g}] +- {100 * d:g}",
+                     "paired difference outside the range fails; else consistent")
+    return _from(run, name, metric, subject, e, rules.order(e) if e and judged else None, "0",
+                 "paired difference above 0")
+
+
+def _single(run: RunResults, name: str, claim: dict[str, Any], metric: str, st: str, judged: bool) -> Verdict:
+    e = _estimate(run, st, claim["condition"], metric)
+    subject = f"{_label(st)} {claim['condition']}"
+    if claim["kind"] == "shown":
+        return _from(run, name, metric, subject, e, None, claim["text"], "shown, not judged")
+    t = _threshold(claim, metric, run)
+    return _from(run, name, metric, subject, e, rules.above(e, t) if e and judged else None, f"{100 * t:g}",
+                 "interval above")
+
+
+def _not_judged_because(name: str, claim: dict[str, Any], run: RunResults) -> str:
+    if run.dataset in claim.get("not_judged", {}):
+        return claim["not_judged"][run.dataset]
+    if claim.get("protocol") and run.settings.paper_protocol != run.settings.protocol:
+        return protocol_note(run.settings)
+    return ""
+
+
+def protocol_note(s: Settings) -> str:
+    return (f"depends on the MedMNIST-C protocol, which the paper does not state (this run: {s.protocol}; "
+            f"taken as the paper's: {s.paper_protocol or 'none'})")
+
+
+def _applies(claim: dict[str, Any], run: RunResults) -> bool:
+    datasets = claim.get("datasets", "all")
+    if datasets == "all":
+        return True
+    return run.paper if datasets == "paper" else run.dataset in datasets
 
 
 def claim_verdicts(name: str, claim: dict[str, Any], run: RunResults) -> list[Verdict]:
     """The verdicts of one claim on one dataset (none where it does not apply)."""
-    if claim.get("datasets", "all") == "paper" and not run.paper:
+    if not _applies(claim, run):
         return []
     eps = _eps_list(claim.get("eps", "main"), run)
-    if claim["kind"] in ("order", "gap") and claim["models"][0] == claim["models"][-1] and eps:
-        pairs = [[(claim["models"][0], eps[0]), (claim["models"][0], eps[1])]]
-    else:
-        pairs = None
+    why = _not_judged_because(name, claim, run)
     out = []
     for metric in claim["metrics"]:
         if eps is None:
             out.append(Verdict(run.dataset, name, metric, "a second eps", NOT_RUN))
-        elif run.dataset in claim.get("not_judged", {}):
-            out.append(Verdict(run.dataset, name, metric, claim["text"], NOT_JUDGED,
-                               reference=claim["not_judged"][run.dataset]))
-        elif claim["kind"] in ("order", "gap"):
-            models = claim["models"]
-            steps = pairs or [[(m, eps[0]), (n, eps[0])] for m, n in zip(models, models[1:])]
-            out += [_pair(name, claim, run, metric, a, b) for a, b in steps]
+        elif claim["kind"] == "broken":
+            out += [_broken(run, name, stage(m, eps[0]), claim["condition"], not why) for m in claim["models"]]
+        elif claim["kind"] in ("order", "best", "gap"):
+            out += [_pair(run, name, claim, metric, a, b, not why) for a, b in _pairs(claim, eps)]
         else:
-            out += [_single(name, claim, run, metric, m, e) for m in claim["models"] for e in eps]
-    return out
+            out += [_single(run, name, claim, metric, stage(m, e), not why) for m in claim["models"] for e in eps]
+    return [replace(v, reference=why) if why and v.verdict == NOT_JUDGED else v for v in out]
 
 
 def stated_verdicts(paper_values: dict[str, Any], run: RunResults) -> list[Verdict]:
     """Each number paper_values.yaml states for this dataset (the paper's datasets only)."""
     if not run.paper:
         return []
-    metric, eps, out = paper_values["metric"], paper_values["eps"], []
+    metric, eps, s, out = paper_values["metric"], paper_values["eps"], run.settings, []
     for model, conditions in paper_values["values"].get(run.dataset, {}).items():
         for condition, entry in conditions.items():
             st = stage(model, eps)
-            subject = f"{st.replace('_eps', ' eps')} {condition}"
+            subject = f"{_label(st)} {condition}"
+            value = float(entry["value"]) / 100
+            reference = f"{100 * value:g} ({entry['source']})"
             e = _estimate(run, st, condition, metric)
-            bound = "at_most" in entry
-            value = float(entry["at_most" if bound else "value"]) / 100
-            reference = f"{'≤ ' if bound else ''}{100 * value:g} ({entry['source']})"
             if e is None:
                 out.append(Verdict(run.dataset, "stated", metric, subject, NOT_RUN, reference=reference))
                 continue
-            judged, tol = stated(e.mean, e.sd, e.k, value, bound)
-            out.append(Verdict(run.dataset, "stated", metric, subject, judged, e.mean, e.low, e.high, reference,
-                               f"|mean - paper| <= {100 * tol:.2f}" if not bound else
-                               f"mean - bound <= {100 * tol:.2f}", tol, e.k))
+            outcome, d = rules.stated(e, value, s.equivalence)
+            rule = (f"mean - paper {100 * d.mean:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}]; reproduced "
+                    f"within +-{100 * s.equivalence:g}" if not math.isnan(d.se) else "needs 2 replicates")
+            v = _from(run, "stated", metric, subject, e, outcome, reference, rule, mc_error=d.mc_error)
+            v = replace(v, detectable=outcome.resolves, method=f"prediction interval t({max(e.k - 1, 1)}) "
+                        "of one more run: seeds only (the test images are the paper's)")
+            if condition == "corrupted" and s.paper_protocol != s.protocol:
+                v = replace(v, verdict=NOT_JUDGED, note=protocol_note(s), p=None)
+            out.append(v)
+    return out
+
+
+def finalize(verdicts: Sequence[Verdict], level: float) -> list[Verdict]:
+    """Holm's adjustment within each family; a "does not hold" whose adjusted p-value exceeds
+    (1 - level) / 2 becomes inconclusive (consistent, for a stated number or a range)."""
+    alpha = (1 - level) / 2
+    out = list(verdicts)
+    families: dict[tuple[str, str], list[int]] = {}
+    for i, v in enumerate(out):
+        if v.p is not None and not math.isnan(v.p) and v.verdict not in (NOT_RUN, NOT_JUDGED):
+            families.setdefault(v.family, []).append(i)
+    for members in families.values():
+        for i, adjusted in zip(members, rules.holm([out[i].p for i in members])):
+            v = replace(out[i], p_adjusted=adjusted)
+            if v.verdict == FAILS and adjusted > alpha:
+                weaker = CONSISTENT if v.claim == "stated" or v.rule.startswith("paired difference outside") else UNSURE
+                v = replace(v, verdict=weaker, note=f"fails alone (p = {v.p:.3g}), not after Holm's adjustment "
+                                                    f"within its {len(members)} checks (p = {adjusted:.3g})")
+            out[i] = v
     return out
 
 
 def judge(run: RunResults, claims: dict[str, dict[str, Any]], paper_values: dict[str, Any]) -> list[Verdict]:
     out = [v for name, c in claims.items() for v in claim_verdicts(name, c, run)]
-    return out + stated_verdicts(paper_values, run)
-
-
-def combined(verdicts: Sequence[Verdict]) -> str:
-    """One verdict of several (a claim's pairs or eps): any failure fails; all holding hold."""
-    seen = {v.verdict for v in verdicts}
-    for v in (FAILS, UNSURE, NOT_RUN, NOT_JUDGED):
-        if v in seen and (v != NOT_JUDGED or seen == {NOT_JUDGED}):
-            return v if v != NOT_RUN or seen == {NOT_RUN} else UNSURE
-    return HOLDS
-
-
-def reading(dataset: str, verdicts: Sequence[Verdict]) -> str:
-    """The line of one dataset: reproduced, partly reproduced (naming what does not hold and what
-    is inconclusive) or not reproduced, and which checks were not run."""
-    groups: dict[tuple[str, str], list[Verdict]] = {}
-    for v in verdicts:
-        if v.dataset == dataset and v.verdict != NOT_JUDGED:
-            groups.setdefault((v.claim, v.metric), []).append(v)
-    judged = {key: combined(vs) for key, vs in groups.items()}
-    missing = [f"{c} ({METRIC_LABELS[m]})" for (c, m), v in judged.items() if v == NOT_RUN]
-    ran = {key: v for key, v in judged.items() if v != NOT_RUN}
-    tail = f"; not run: {', '.join(missing)}" if missing else ""
-    if not ran:
-        return f"{dataset}: not run"
-    if all(v == HOLDS for v in ran.values()):
-        return f"{dataset}: reproduced (all {len(ran)} checks hold){tail}"
-    bad = [f"{c} ({METRIC_LABELS[m]}) {v}" for (c, m), v in ran.items() if v != HOLDS]
-    word = "not reproduced" if not any(v == HOLDS for v in ran.values()) else "partly reproduced"
-    return f"{dataset}: {word}: " + "; ".join(bad) + tail
-
-
-COLUMNS = ("dataset", "claim", "metric", "subject", "verdict", "value", "ci_low", "ci_high", "reference", "rule",
-           "detectable", "n_replicates")
-
-
-def write_verdicts(verdicts: Sequence[Verdict], path: str) -> None:
-    """results/summary/verdicts.csv: one row per verdict, values as fractions (repr)."""
-    from medrobust.io import float_cell as number
-    from medrobust.io import write_csv
-
-    write_csv(path, COLUMNS, ([v.dataset, v.claim, v.metric, v.subject, v.verdict, number(v.value), number(v.low),
-                               number(v.high), v.reference, v.rule, number(v.detectable), v.n_replicates]
-                              for v in verdicts))
+    return finalize(out + stated_verdicts(paper_values, run), run.settings.level)
