@@ -392,8 +392,10 @@ def verdict_layout():
 def verdict_settings():
     """The verdicts' margins and the corruption protocols, as flags (docs/verdicts.md)."""
     v, protocol = config["verdicts"], config["evaluation"]["corruptions"]["protocol"]
-    flags = (f"--chance-margin {v['chance_margin']} --equivalence {v['equivalence']} --broken-fail {v['broken_fail']}"
-             f" --broken-hold {v['broken_hold']} --protocol {protocol}")
+    flags = (
+        f"--chance-margin {v['chance_margin']} --equivalence {v['equivalence']} --broken-fail {v['broken_fail']}"
+        f" --broken-hold {v['broken_hold']} --protocol {protocol}"
+    )
     return flags + (f" --paper-protocol {v['paper_protocol']}" if v["paper_protocol"] else "")
 
 

@@ -43,8 +43,7 @@ rule summarize:
     conda:
         ENV
     shell:
-        "medrobust summarize --layout {params.layout} --level {params.level}"
-        " --out {output} 2> {log}"
+        "medrobust summarize --layout {params.layout} --level {params.level}" " --out {output} 2> {log}"
 
 
 rule checks:
@@ -175,6 +174,7 @@ rule verdicts:
         md="results/summary/verdicts.md",
         stated_md="results/tables/table_paper_comparison.md",
         stated_tex="results/tables/table_paper_comparison.tex",
+        landing="results/summary/landing.json",
     params:
         code=code("verdicts"),
         layout=verdict_layout(),
@@ -190,7 +190,7 @@ rule verdicts:
         "medrobust verdicts --layout {params.layout} --main-eps {params.main_eps} --eps {params.eps}"
         " --level {params.level} {params.judged} --out-csv {output.csv} --out-md {output.md}"
         " --out-overview {output.overview} --out-stated-csv {output.stated} --out-stated-md {output.stated_md}"
-        " --out-stated-tex {output.stated_tex} 2> {log}"
+        " --out-stated-tex {output.stated_tex} --out-landing {output.landing} 2> {log}"
 
 
 rule table_hyperparameters:

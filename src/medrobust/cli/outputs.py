@@ -112,6 +112,7 @@ def cmd_verdicts(a: argparse.Namespace) -> None:
     vt.write_verdicts(verdicts, a.out_csv)
     with atomic_path(a.out_md) as tmp:
         tmp.write_text(vt.markdown(verdicts, claims, settings, k, vt.winner_table(every)))
+    write_json(a.out_landing, vt.landing(verdicts, settings, k))
     to_csv(vt.overview_table(verdicts, claims), a.out_overview)
     write_table(vt.stated_table(verdicts), out_csv=a.out_stated_csv, out_md=a.out_stated_md,
                 out_tex=a.out_stated_tex)
@@ -216,7 +217,7 @@ def _add_result_parsers(sub: Any) -> None:
     s.add_argument("--broken-hold", type=float, required=True, help="C5 holds when every upper bound is <= this")
     s.add_argument("--protocol", required=True, help="this run's MedMNIST-C protocol")
     s.add_argument("--paper-protocol", default=None, help="the protocol taken as the paper's (absent: none)")
-    for name in ("csv", "md", "overview", "stated-csv", "stated-md", "stated-tex"):
+    for name in ("csv", "md", "overview", "stated-csv", "stated-md", "stated-tex", "landing"):
         s.add_argument(f"--out-{name}", required=True)
     s.set_defaults(func=cmd_verdicts)
 

@@ -151,15 +151,24 @@ def winner_table(draws: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]) ->
                   "Others' spread (pp)"), tuple(rows))
 
 
+def about(verdicts: Sequence[Verdict], settings: Any, k: int) -> str:
+    """How the verdicts were made, in one paragraph."""
+    families = {v.family for v in verdicts if v.p_adjusted is not None}
+    return (f"{k} seed replicate(s); corruption protocol: {settings.protocol} (taken as the paper's: "
+            f"{settings.paper_protocol or 'none, the paper does not state it'}). \"Does not hold\" is decided "
+            f"after Holm's adjustment within {len(families)} families (the claims of one dataset and metric; "
+            "the stated numbers of one dataset) at one-sided 2.5%; docs/verdicts.md gives each rule's error "
+            "rates, measured by simulation.")
+
+
+def landing(verdicts: Sequence[Verdict], settings: Any, k: int) -> dict[str, Any]:
+    """What the report's landing page shows (workflow/report/metadata.yaml)."""
+    return {"readings": readings(verdicts), "about": about(verdicts, settings, k)}
+
+
 def header(verdicts: Sequence[Verdict], settings: Any, k: int) -> list[str]:
     """The lines above the overview: the readings, then how they were made."""
-    families = {v.family for v in verdicts if v.p_adjusted is not None}
-    return [*[f"- {r}" for r in readings(verdicts)], "",
-            f"{k} seed replicate(s); corruption protocol: {settings.protocol} (taken as the paper's: "
-            f"{settings.paper_protocol or 'none, the paper does not state it'}). \"does not hold\" is decided "
-            f"after Holm's adjustment within {len(families)} families (the claims of one dataset and metric; "
-            "the stated numbers of one dataset) at one-sided 2.5%; no expected number of false alarms is "
-            "implied: docs/verdicts.md gives each rule's error rates, measured by simulation.", ""]
+    return [*[f"- {r}" for r in readings(verdicts)], "", about(verdicts, settings, k), ""]
 
 
 def markdown(verdicts: Sequence[Verdict], claims: dict[str, dict[str, Any]], settings: Any, k: int,
