@@ -205,3 +205,17 @@ def test_tables_and_readings() -> None:
     text = vt.markdown(verdicts, CLAIMS, SETTINGS, 3, vt.winner_table({"synthetic": stages}))
     assert text.startswith("# Does the paper hold?") and "Holm" in text and "false alarms are expected" not in text
     assert "Replicate 0 against the others" in text and "protocol: applied" in text
+
+
+def test_new_columns_and_settings_are_documented() -> None:
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    docs = (repo / "docs/verdicts.md").read_text()
+    caption = (repo / "workflow/report/verdicts_all.rst").read_text()
+    for column in ("p", "p_holm", "method", "mc_error", "note"):
+        assert column in vt.COLUMNS and f"``{column}``" in caption, column
+    for column in ("p_holm", "mc_error", "note"):
+        assert f"`{column}`" in docs, column
+    for key in ("chance_margin", "equivalence", "broken_fail", "broken_hold", "paper_protocol"):
+        assert f"verdicts.{key}" in docs, key

@@ -114,7 +114,7 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     for name in reviewed:
         assert (tmp_path / f"results/figures/{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (tmp_path / f"results/figures/{name}.pdf").read_bytes()[:4] == b"%PDF"
-    histories = [h for h in res.glob("*/*/history.csv") if h.parts[-3] != "rep1"]
+    histories = [h for h in res.glob("*/*/history.csv") if not h.parts[-3].startswith("rep")]
     assert len(histories) == 4 and all(len(h.read_text().splitlines()) > 1 for h in histories)
     # the second seed replicate: every stage once more, at its selected point, with its own seed
     for stage in stages:
