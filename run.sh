@@ -87,8 +87,7 @@ case "${1:-}" in
         setup
         snakemake --configfile config.demo.yaml --cores "${CORES:-2}" "$@"
         case " $* " in *" -n "*|*" --dry-run "*|*" --dryrun "*) exit 0 ;; esac  # nothing to report on
-        snakemake --configfile config.demo.yaml --report results/report.html \
-            --report-metadata workflow/report/metadata.yaml >/dev/null 2>&1 \
+        snakemake --configfile config.demo.yaml --report results/report.html >/dev/null 2>&1 \
             || { echo "run.sh: the HTML report could not be written" >&2; exit 1; }
         echo "run.sh: demo done: results/figures, results/tables and the report results/report.html"
         ;;

@@ -141,7 +141,7 @@ def test_checks_csv_is_a_target_of_the_demo(tmp_path: Path) -> None:
     assert "results/summary/checks.csv" in re.search(r"input: (.*)", jobs["all"])[1]  # type: ignore[index]
     for needed in ("results/summary/metrics.csv", "results/synthetic/data/nonrobust_eps4.json",
                    "results/synthetic/robust_eps4/selected.json", "results/synthetic/base/eval/clean_test.json",
-                   "results/synthetic/base/lr0.1_bs64_ep10_aug0/metrics.json"):
+                   "results/synthetic/base/lr0.1_bs64_ep20_aug0/metrics.json"):
         assert needed in jobs["checks"], needed
 
 

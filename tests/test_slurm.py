@@ -174,7 +174,7 @@ def resources_by_attempt(tmp_path: Path, rule: str, wildcards: dict[str, str], c
 
 
 @pytest.mark.parametrize("rule, wildcards", [
-    ("train", {"dataset": "synthetic", "stage": "base", "variant": "lr0.1_bs64_ep10_aug0"}),
+    ("train", {"dataset": "synthetic", "stage": "base", "variant": "lr0.1_bs64_ep20_aug0"}),
     ("prepare", {"dataset": "synthetic"}),
     ("autoattack", {"dataset": "synthetic", "stage": "robust_eps4"}),
 ])

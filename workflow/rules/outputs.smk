@@ -174,7 +174,7 @@ rule verdicts:
         md="results/summary/verdicts.md",
         stated_md="results/tables/table_paper_comparison.md",
         stated_tex="results/tables/table_paper_comparison.tex",
-        landing="results/summary/landing.json",
+        landing="results/summary/landing.rst",
     params:
         code=code("verdicts"),
         layout=verdict_layout(),

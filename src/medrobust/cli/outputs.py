@@ -112,7 +112,8 @@ def cmd_verdicts(a: argparse.Namespace) -> None:
     vt.write_verdicts(verdicts, a.out_csv)
     with atomic_path(a.out_md) as tmp:
         tmp.write_text(vt.markdown(verdicts, claims, settings, k, vt.winner_table(every)))
-    write_json(a.out_landing, vt.landing(verdicts, settings, k))
+    with atomic_path(a.out_landing) as tmp:
+        tmp.write_text(vt.landing(verdicts, settings, k))
     to_csv(vt.overview_table(verdicts, claims), a.out_overview)
     write_table(vt.stated_table(verdicts), out_csv=a.out_stated_csv, out_md=a.out_stated_md,
                 out_tex=a.out_stated_tex)

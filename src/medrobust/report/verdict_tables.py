@@ -161,9 +161,11 @@ def about(verdicts: Sequence[Verdict], settings: Any, k: int) -> str:
             "rates, measured by simulation.")
 
 
-def landing(verdicts: Sequence[Verdict], settings: Any, k: int) -> dict[str, Any]:
-    """What the report's landing page shows (workflow/report/metadata.yaml)."""
-    return {"readings": readings(verdicts), "about": about(verdicts, settings, k)}
+def landing(verdicts: Sequence[Verdict], settings: Any, k: int) -> str:
+    """What the report's landing page shows under the workflow description (reStructuredText,
+    included by workflow/report/workflow.rst): each dataset's reading, and how it was judged."""
+    lines = ["**Does the paper hold?**", "", *[f"- {r}" for r in readings(verdicts)], "", about(verdicts, settings, k)]
+    return "\n".join(line.replace("*", "\\*") if line.startswith("- ") else line for line in lines) + "\n"
 
 
 def header(verdicts: Sequence[Verdict], settings: Any, k: int) -> list[str]:
