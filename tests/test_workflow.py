@@ -178,7 +178,8 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     assert rows and all(r["n_replicates"] == "3" for r in rows)
     assert all(float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"]) for r in rows if r["ci_low"])
     assert m["base", None, "clean"] > max(m["robust", 4, "clean"], m["nonrobust", 4, "clean"])  # base best in-distribution
-    assert m["robust", 4, "corrupted"] > m["base", None, "corrupted"]  # robust best under corruption
+    # (not asserted: robust above base under corruption; the demo's 62%-predictive shapes leave the robust
+    # models below the base models there, and its verdict table above says so: C3 does not hold)
     assert m["base", None, "autoattack"] < 0.05 and m["nonrobust", 4, "autoattack"] < 0.05
     assert m["robust", 4, "autoattack"] > 0.5
     attack = json.loads((res / "robust_eps4" / "eval" / "autoattack_test.json").read_text())
@@ -205,8 +206,8 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     assert planned(tmp_path, "--configfile", demo, repo=repo) == \
         {"figure_bars": 2, "figure_eps": 1, "figure_saliency": 1, "all": 1}
     figures.write_text(original)
-    # TRADES' beta, or an edit of the TRADES code: the robust model (the demo: eps 4) of both
-    # replicates and what depends on them; no base or nonrobust-only model, no construction
+    # TRADES' beta, or an edit of the TRADES code: the robust model (the demo: eps 4) of every
+    # replicate and what depends on them; no base or nonrobust-only model, no construction
     robust = {"train": 1, "select": 1, "evaluate_clean": 1, "evaluate_corrupted": 1, "autoattack": 1,
               "figure_saliency": 1, "figure_curves": 1, **_replicate({"train": 1, "evaluate_clean": 1,
                                                                      "evaluate_corrupted": 1, "autoattack": 1}),
@@ -235,19 +236,19 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     cfg["nonrobust"]["steps"] = 10
     cfg["evaluation"]["corruptions"] = {"apply_size": 96}
     assert dry(cfg, "c4.yaml") == \
-        {"corrupt_test": 1, "evaluate_corrupted": 3, "evaluate_corrupted_replicate": 3, "bootstrap": 3,
+        {"corrupt_test": 1, "evaluate_corrupted": 3, "evaluate_corrupted_replicate": 6, "bootstrap": 3,
          **{k: v for k, v in OUTPUTS.items() if k != "table_hyperparameters"}}
     # AutoAttack's batch size changes its random restarts: the three AutoAttack jobs re-run
     cfg["evaluation"]["corruptions"] = {"apply_size": 64}
     cfg["evaluation"]["autoattack"]["batch_size"] = 50
     assert dry(cfg, "c5.yaml") == \
-        {"autoattack": 3, "autoattack_replicate": 3, "bootstrap": 3,
+        {"autoattack": 3, "autoattack_replicate": 6, "bootstrap": 3,
          **{k: v for k, v in OUTPUTS.items() if k not in NOT_BY_AUTOATTACK}}
 
 
 def _replicate(jobs: dict[str, int]) -> dict[str, int]:
-    """The same jobs for the demo's second seed replicate (its rules are <rule>_replicate)."""
-    return {f"{rule}_replicate": n for rule, n in jobs.items()}
+    """The same jobs for the demo's replicates 1 and 2 (their rules are <rule>_replicate)."""
+    return {f"{rule}_replicate": 2 * n for rule, n in jobs.items()}
 
 
 def _after_edit(module: Path, dry_run) -> dict[str, int]:
