@@ -6,6 +6,7 @@ k - 1), the rate of "does
 not hold" when the truth sits on a rule's boundary (nominal: at most 2.5% one-sided), and power.
 
     python bench/verdict_rules.py [--sims 2000] [--jobs 2] [--out rates.csv]
+    python bench/verdict_rules.py --from-csv rates.csv   # the summary tables again
     python bench/verdict_rules.py --study [--sims 500] [--k 3]
 
 --study instead simulates whole runs of the paper's five datasets through the verdicts
@@ -18,7 +19,7 @@ test images, or "mixture": ratio 1 with 30% of replicates collapsed to one class
 accuracy exactly chance; the demo's nonrobust-only failure). True values 0.75 in the main grid
 (0.50 for the mixture, whose collapsed third caps it), then 0.10, 0.50 and 0.90 on two test
 sets (the positions grid). Every rate is printed with its
-largest Monte-Carlo standard error, sqrt(r (1 - r) / sims). About 35 minutes on 2 cores.
+largest Monte-Carlo standard error, sqrt(r (1 - r) / sims). 33 minutes on 2 cores (measured).
 """
 
 from __future__ import annotations
@@ -27,8 +28,14 @@ import argparse
 import csv
 import itertools
 import math
+import os
 import time
 from multiprocessing import Pool
+
+# one BLAS thread per process: the processes already fill the cores, and OpenBLAS's own threads on
+# top of them made the bootstrap's matrix products 8 times slower (measured on 2 cores)
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 from medrobust.report.simulate import RATES, TEST_SETS, measure
 
@@ -74,6 +81,36 @@ def table(rows: list[dict[str, object]], sims: int) -> str:
     return "\n".join(lines)
 
 
+COVERAGE = ("cover", "cover_diff", "cover_old", "cover_diff_old", "cover_satterthwaite", "cover_k_minus_1")
+AT_BOUNDARY = ("above_fail_at_boundary", "order_fail_at_boundary", "stated_fail_at_truth",
+               "stated_reproduced_at_margin", "broken_fail_at_boundary")
+POWER = ("above_fail_power", "order_fail_power", "order_hold_power", "stated_reproduced_power",
+         "broken_fail_power", "broken_hold_power")
+
+
+def summary(rows: list[dict[str, object]]) -> str:
+    """Per k: every coverage as its smallest value over test sets, seed ratios 0-10 and true values
+    (the collapse mixture apart), the largest rate of a wrong verdict at each rule's boundary, then each
+    power per test set at seed ratio 1 (main grid)."""
+    def span(rate: str, of: list[dict[str, object]], pick=min) -> str:
+        return f"{pick(float(r[rate]) for r in of):.3f}"
+
+    head = ["k", *(SHOWN[c] + " (min)" for c in COVERAGE), "coverage: mixture (min)",
+            *(SHOWN[b] + " (max)" for b in AT_BOUNDARY)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k in KS:
+        of = [r for r in rows if int(r["k"]) == k and r["seeds"] != "mixture"]
+        mixture = [r for r in rows if int(r["k"]) == k and r["seeds"] == "mixture"]
+        lines.append("| " + " | ".join([str(k), *(span(c, of) for c in COVERAGE), span("cover", mixture),
+                                        *(span(b, of + mixture, max) for b in AT_BOUNDARY)]) + " |")
+    head = ["test set", "k", *(SHOWN[w] for w in POWER)]
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for d, k in itertools.product(TEST_SETS, KS):
+        of = [r for r in rows if r["dataset"] == d and int(r["k"]) == k and r["seeds"] == "1x"]
+        lines.append("| " + " | ".join([f"{d} ({sum(TEST_SETS[d])})", str(k), *(span(w, of) for w in POWER)]) + " |")
+    return "\n".join(lines)
+
+
 def study_cell(args: tuple[str, str | None, int, int]) -> tuple[str, str | None, dict]:
     from medrobust.report.calibration import fail_shares
     from medrobust.report.verdicts import Settings
@@ -107,14 +144,20 @@ def main() -> None:
     p.add_argument("--out", default=None, help="also write every rate as CSV")
     p.add_argument("--study", action="store_true", help="whole simulated runs: a perfect reproduction, defects")
     p.add_argument("--k", type=int, default=3, help="replicates (--study)")
+    p.add_argument("--from-csv", help="print the tables of an earlier run's --out file instead of simulating")
     a = p.parse_args()
     if a.study:
         study(a.sims, a.k, a.jobs)
+        return
+    if a.from_csv:
+        rows = list(csv.DictReader(open(a.from_csv)))
+        print(summary(rows))
         return
     t0 = time.perf_counter()
     with Pool(a.jobs) as pool:
         rows = pool.map(cell, cells(a.sims), chunksize=1)
     print(table(rows, a.sims))
+    print("\n" + summary(rows))
     print(f"\n{len(rows)} cells in {time.perf_counter() - t0:.0f} s with {a.jobs} processes")
     if a.out:
         with open(a.out, "w", newline="") as f:

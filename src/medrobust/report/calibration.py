@@ -24,7 +24,9 @@ from medrobust.report.tables import load_paper_values
 from medrobust.report.verdicts import FAILS, RunResults, Settings, Verdict, judge, load_claims
 from medrobust.runtime import derive_seed
 
-# (clean, corrupted) per model, and the robust model under AutoAttack; None: paper_values.yaml's number
+# Balanced accuracy (%) per model, one entry per CONDITIONS (clean, corrupted, autoattack; robust
+# models: all three, base and nonrobust-only: the first two): None where paper_values.yaml states the
+# value, an assumed number exactly where it does not (truths() checks this).
 ASSUMED: dict[str, dict[str, Any]] = {
     "pathmnist": {"base": (None, None), "robust": (None, None, None), "nonrobust": (None, 20.0)},
     "pneumoniamnist": {"base": (87.0, 70.0), "robust": (None, 75.0, None), "nonrobust": (None, 78.0)},

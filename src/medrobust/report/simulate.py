@@ -26,7 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medrobust.report import bootstrap
+from medrobust.report import bootstrap, rules
+from medrobust.report.intervals import Estimate, combine, t_quantile
+from medrobust.runtime import derive_seed
 
 # Test splits of the paper's five datasets: images per class (the official MedMNIST v2 splits).
 # OrganSMNIST's per-class counts are not known offline: 11 classes with a 1:4 spread of sizes,
@@ -157,14 +159,12 @@ RATES = ("cover", "cover_old", "cover_satterthwaite", "cover_k_minus_1", "cover_
          "broken_fail_power", "broken_hold_power")
 
 
-def _covers_with(e: "Estimate", truth: float, df: float) -> bool:
+def _covers_with(e: Estimate, truth: float, df: float) -> bool:
     """Whether e's interval, made with `df` degrees of freedom instead of its own, covers truth."""
-    from medrobust.report.intervals import t_quantile
-
     return abs(e.mean - truth) <= t_quantile(df, e.level) * e.se
 
 
-def _plain_satterthwaite(e: "Estimate") -> float:
+def _plain_satterthwaite(e: Estimate) -> float:
     seed_part = e.sd ** 2 / e.k if e.k > 1 else 0.0
     return (seed_part + e.se_images ** 2) ** 2 / (seed_part ** 2 / (e.k - 1)) if seed_part > 0 else math.inf
 
@@ -182,9 +182,6 @@ def measure(counts: tuple[int, ...], k: int, ratio: float, collapse: float, sims
     with the paper's value `equivalence` away; power: A above truth + shift, C > A fails, A > C
     holds, the paper's value reproduced. C5: per-class survivors at rate broken_fail (0.01:
     boundary) and 0.05 (power: fails) and 0 (holds)."""
-    from medrobust.report import rules
-    from medrobust.report.intervals import combine
-    from medrobust.runtime import derive_seed
 
     labels, n_classes = labels_of(counts), len(counts)
     evaluate = Evaluator(labels, bootstrap.stratified_weights(labels, draws, derive_seed(seed, 1)))

@@ -199,7 +199,7 @@ def _single(run: RunResults, name: str, claim: dict[str, Any], metric: str, st: 
                  "interval above")
 
 
-def _not_judged_because(name: str, claim: dict[str, Any], run: RunResults) -> str:
+def _not_judged_because(claim: dict[str, Any], run: RunResults) -> str:
     if run.dataset in claim.get("not_judged", {}):
         return claim["not_judged"][run.dataset]
     if claim.get("protocol") and run.settings.paper_protocol != run.settings.protocol:
@@ -224,7 +224,7 @@ def claim_verdicts(name: str, claim: dict[str, Any], run: RunResults) -> list[Ve
     if not _applies(claim, run):
         return []
     eps = _eps_list(claim.get("eps", "main"), run)
-    why = _not_judged_because(name, claim, run)
+    why = _not_judged_because(claim, run)
     out = []
     for metric in claim["metrics"]:
         if eps is None:
