@@ -67,12 +67,16 @@ def cells(sims: int) -> list[tuple[str, str, int, float, int, int]]:
     return [(*c, sims, i) for i, c in enumerate(main + positions)]
 
 
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
 def table(rows: list[dict[str, object]], sims: int) -> str:
     head = ["dataset", "n", "seeds", "k", "truth", *SHOWN.values()]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [_row(head), "|" + "---|" * len(head)]
     for r in rows:
-        lines.append("| " + " | ".join([str(r["dataset"]), str(r["n"]), str(r["seeds"]), str(r["k"]),
-                                        f"{r['target']:.2f}", *(f"{r[k]:.3f}" for k in SHOWN)]) + " |")
+        lines.append(_row([str(r["dataset"]), str(r["n"]), str(r["seeds"]), str(r["k"]),
+                           f"{float(r['target']):.2f}", *(f"{float(r[k]):.3f}" for k in SHOWN)]))
     def mc(r: float) -> float:
         return math.sqrt(r * (1 - r) / sims)
 
@@ -92,22 +96,22 @@ def summary(rows: list[dict[str, object]]) -> str:
     """Per k: every coverage as its smallest value over test sets, seed ratios 0-10 and true values
     (the collapse mixture apart), the largest rate of a wrong verdict at each rule's boundary, then each
     power per test set at seed ratio 1 (main grid)."""
-    def span(rate: str, of: list[dict[str, object]], pick=min) -> str:
+    def extreme(rate: str, of: list[dict[str, object]], pick=min) -> str:
         return f"{pick(float(r[rate]) for r in of):.3f}"
 
     head = ["k", *(SHOWN[c] + " (min)" for c in COVERAGE), "coverage: mixture (min)",
             *(SHOWN[b] + " (max)" for b in AT_BOUNDARY)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [_row(head), "|" + "---|" * len(head)]
     for k in KS:
         of = [r for r in rows if int(r["k"]) == k and r["seeds"] != "mixture"]
         mixture = [r for r in rows if int(r["k"]) == k and r["seeds"] == "mixture"]
-        lines.append("| " + " | ".join([str(k), *(span(c, of) for c in COVERAGE), span("cover", mixture),
-                                        *(span(b, of + mixture, max) for b in AT_BOUNDARY)]) + " |")
+        lines.append(_row([str(k), *(extreme(c, of) for c in COVERAGE), extreme("cover", mixture),
+                           *(extreme(b, of + mixture, max) for b in AT_BOUNDARY)]))
     head = ["test set", "k", *(SHOWN[w] for w in POWER)]
-    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["", _row(head), "|" + "---|" * len(head)]
     for d, k in itertools.product(TEST_SETS, KS):
         of = [r for r in rows if r["dataset"] == d and int(r["k"]) == k and r["seeds"] == "1x"]
-        lines.append("| " + " | ".join([f"{d} ({sum(TEST_SETS[d])})", str(k), *(span(w, of) for w in POWER)]) + " |")
+        lines.append(_row([f"{d} ({sum(TEST_SETS[d])})", str(k), *(extreme(w, of) for w in POWER)]))
     return "\n".join(lines)
 
 
@@ -150,8 +154,8 @@ def main() -> None:
         study(a.sims, a.k, a.jobs)
         return
     if a.from_csv:
-        rows = list(csv.DictReader(open(a.from_csv)))
-        print(summary(rows))
+        with open(a.from_csv, newline="") as f:
+            print(summary(list(csv.DictReader(f))))
         return
     t0 = time.perf_counter()
     with Pool(a.jobs) as pool:

@@ -138,8 +138,12 @@ class Evaluator:
         """(draws (..., B), points (...)) of a (..., N) boolean correctness array."""
         flat = correct.reshape(-1, correct.shape[-1]).astype(np.float32)
         draws = bootstrap.balanced_accuracy_of(self.blocks, flat)
-        points = bootstrap.balanced_accuracy_of(self.unit, flat)[:, 0]
-        return draws.reshape(*correct.shape[:-1], -1), points.reshape(correct.shape[:-1])
+        return draws.reshape(*correct.shape[:-1], -1), self.point(correct)
+
+    def point(self, correct: np.ndarray) -> np.ndarray:
+        """(...) balanced accuracy on the test set itself (no resampling)."""
+        flat = correct.reshape(-1, correct.shape[-1]).astype(np.float32)
+        return bootstrap.balanced_accuracy_of(self.unit, flat)[:, 0].reshape(correct.shape[:-1])
 
 
 def previous_interval(per_replicate: np.ndarray, seed: int, level: float = 0.95) -> tuple[float, float]:
@@ -182,7 +186,6 @@ def measure(counts: tuple[int, ...], k: int, ratio: float, collapse: float, sims
     with the paper's value `equivalence` away; power: A above truth + shift, C > A fails, A > C
     holds, the paper's value reproduced. C5: per-class survivors at rate broken_fail (0.01:
     boundary) and 0.05 (power: fails) and 0 (holds)."""
-
     labels, n_classes = labels_of(counts), len(counts)
     evaluate = Evaluator(labels, bootstrap.stratified_weights(labels, draws, derive_seed(seed, 1)))
     a = stage_for(target, counts, ratio, collapse)
@@ -193,7 +196,7 @@ def measure(counts: tuple[int, ...], k: int, ratio: float, collapse: float, sims
     for i in range(sims):
         correct = correctness(rng, labels, [a, a, c], k + 1)
         d, p = evaluate(correct[:, :k])
-        paper = float(evaluate(correct[0, k])[1])
+        paper = float(evaluate.point(correct[0, k]))
         ea, eab = combine(p[0], d[0], level), combine(p[0] - p[1], d[0] - d[1], level)
         eca, eac = combine(p[2] - p[0], d[2] - d[0], level), combine(p[0] - p[2], d[0] - d[2], level)
         hits["cover"] += ea.low <= truth <= ea.high
