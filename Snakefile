@@ -4,11 +4,11 @@ import os
 import sys
 from pathlib import Path
 
-from snakemake.utils import min_version
+from snakemake.utils import min_version, update_config
 
 import medrobust
 from medrobust.codedeps import package_digest
-from medrobust.config import check_local_files, load_schema, max_runtime_minutes, validate
+from medrobust.config import check_local_files, load_schema, max_runtime_minutes, typed_overrides, validate
 from medrobust.errors import ConfigError, DataError
 
 min_version("9.0")
@@ -43,7 +43,8 @@ if not workflow.overwrite_configfiles:
 # A wrong key or value, or a missing or corrupt local data file: one line naming it, exit 2,
 # before any job is scheduled.
 try:
-    validate(config, load_schema(WORKFLOW_DIR / "workflow" / "schemas" / "config.schema.yaml"))
+    update_config(config, typed_overrides(workflow.config_settings.config))
+    validate(config, load_schema(WORKFLOW_DIR / "src" / "medrobust" / "config.schema.yaml"))
     config["compute"]["max_runtime_minutes"] = max_runtime_minutes(config, os.environ)
     config["compute"]["device"] = config["compute"]["device"] or (
         "cuda" if config["compute"]["gpus_per_job"] else "cpu"

@@ -1,11 +1,12 @@
 import copy
+import re
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from medrobust.config import grid_points, load, validate
+from medrobust.config import grid_points, load, medmnist_info, medmnist_suffix, typed_overrides, validate
 from medrobust.errors import ConfigError
 
 from conftest import REPO, env_with_venv
@@ -92,3 +93,47 @@ def test_snakemake_stops_before_any_job_naming_the_key(tmp_path) -> None:
     assert done.returncode != 0
     assert "unknown config key training.ema_decai" in done.stdout + done.stderr
     assert not (tmp_path / "resources").exists() and not (tmp_path / "results").exists()
+
+
+def test_config_overrides_are_read_as_yaml() -> None:
+    # what Snakemake hands over for --config 'nonrobust={steps: 50, random_start: true}' mirror=null
+    raw = {"nonrobust": {"steps": "50", "random_start": "true", "targets": "other"}, "mirror": "null", "eps": ["4", "8"]}
+    assert typed_overrides(raw) == {"nonrobust": {"steps": 50, "random_start": True, "targets": "other"},
+                                    "mirror": None, "eps": [4, 8]}
+    assert typed_overrides({"container": "docker://ghcr.io/x/y:1.0", "a": ": no yaml"}) == \
+        {"container": "docker://ghcr.io/x/y:1.0", "a": ": no yaml"}
+
+
+def test_snakemake_reads_nested_config_overrides_as_yaml(tmp_path) -> None:
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n",
+                           "--configfile", str(REPO / "config.demo.yaml"), "--config", "nonrobust={steps: 50}",
+                           "mirror=null"], capture_output=True, text=True, env=env_with_venv(), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_medmnist_facts_without_torch() -> None:
+    """The scheduler reads MedMNIST's INFO (classes, channels, laterality) without importing torch."""
+    probe = ("import sys; from medrobust.config import medmnist_info, horizontal_flips, load; "
+             f"c = load({str(REPO / 'config.yaml')!r}); "
+             "print(medmnist_info()['organsmnist']['n_channels'], horizontal_flips(c, 'organsmnist'), 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env_with_venv(), timeout=120)
+    assert done.stdout.split() == ["1", "False", "False"], done.stderr[-2000:]
+    assert set(medmnist_info()) >= {"pathmnist", "pneumoniamnist", "octmnist", "organsmnist", "breastmnist"}
+
+
+def test_medmnist_file_names_follow_medmnist(tmp_path) -> None:
+    """At 28 px medmnist's loader reads breastmnist.npz: a file placed there is used, not downloaded."""
+    assert (medmnist_suffix(28), medmnist_suffix(64)) == ("", "_64")
+    with open(REPO / "config.yaml") as f:
+        cfg = yaml.safe_load(f)
+    cfg["datasets"] = {"breastmnist": cfg["datasets"]["breastmnist"]}
+    cfg["source_size"] = 28
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "resources" / "medmnist").mkdir(parents=True)
+    (tmp_path / "resources" / "medmnist" / "breastmnist.npz").write_bytes(b"")
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n",
+                           "--configfile", str(tmp_path / "c.yaml")], capture_output=True, text=True,
+                          env=env_with_venv(), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "input: resources/medmnist/breastmnist.npz" in done.stdout
+    assert not re.search(r"^download_medmnist\s+\d+$", done.stdout, re.M), done.stdout[-3000:]

@@ -80,3 +80,17 @@ def test_a_copied_checkout_reruns_nothing_and_an_edit_exactly_its_jobs(tmp_path:
     assert moved.returncode == 0 and moved.stdout.strip() == f"{a.resolve()}/.venv/bin/python", moved
     home = subprocess.run(["bash", "-c", probe], cwd=a, capture_output=True, text=True, timeout=60)
     assert home.returncode != 0 and not home.stdout.strip(), home
+
+
+def test_no_job_names_the_checkouts_path(tmp_path: Path) -> None:
+    """Every input, output, param and command of the demo's jobs is relative to the checkout: an
+    absolute path would re-run its job in a moved copy (the verdicts job read the claims by one)."""
+    a = tmp_path / "checkout"
+    copy_checkout(a)
+    env = {**env_with_venv(), "PYTHONPATH": str(a / "src")}
+    done = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "config.demo.yaml", "-n", "-F", "-p"],
+                          cwd=a, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0 and "verdicts" in done.stdout, done.stderr[-3000:]
+    jobs = done.stdout[re.search(r"^(local)?rule ", done.stdout, re.M).start():]  # after Snakemake's own header
+    leaks = [line for line in jobs.splitlines() if str(a) in line]
+    assert not leaks, leaks[:5]

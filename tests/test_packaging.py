@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import yaml
@@ -129,3 +130,21 @@ def test_run_sh_finds_magickwand_without_root(tmp_path: Path) -> None:
     if Path("/sbin/ldconfig").exists() and "libMagickWand" in subprocess.run(
             ["/sbin/ldconfig", "-p"], capture_output=True, text=True).stdout:
         assert found("set -euo pipefail; " + function + "magickwand_found", PATH="/usr/bin:/bin")
+
+
+def test_the_wheel_holds_every_data_file_the_package_reads(tmp_path: Path) -> None:
+    """A non-editable install reads the claims, the stated numbers and the schema from the wheel."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    tree = tmp_path / "tree"  # the files a clone has (no build/ or egg-info left by an editable install)
+    for rel in filter(None, files):
+        if (REPO / rel).is_file():
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, tree / rel)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(tree)], check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("medrobust-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    data = {f"medrobust/{p.name}" for p in (REPO / "src" / "medrobust").glob("*.yaml")}
+    assert data >= {"medrobust/claims.yaml", "medrobust/paper_values.yaml", "medrobust/config.schema.yaml"}
+    assert data <= names, data - names

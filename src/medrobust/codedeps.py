@@ -125,8 +125,13 @@ def command_modules(command: str, package_dir: Path = PACKAGE_DIR) -> list[str]:
 
 
 def command_files(command: str, package_dir: Path = PACKAGE_DIR) -> list[Path]:
-    """The source files of `command_modules` (the code inputs of the command's rules)."""
-    return [module_file(m, package_dir) for m in command_modules(command, package_dir)]
+    """The source files of `command_modules` (the code inputs of the command's rules), and the
+    package's data files (YAML at its top) whose quoted name one of them holds (claims.yaml):
+    editing the paper's claims re-runs the verdicts, and no absolute path enters a rule."""
+    modules = [module_file(m, package_dir) for m in command_modules(command, package_dir)]
+    sources = "\n".join(path.read_text() for path in modules)
+    data = [path for path in sorted(Path(package_dir).glob("*.yaml")) if f'"{path.name}"' in sources]
+    return modules + data
 
 
 def code_digest(command: str, package_dir: Path = PACKAGE_DIR) -> str:

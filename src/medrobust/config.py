@@ -6,7 +6,10 @@ Torch-free on purpose: the Snakefile imports this module into the scheduler.
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.util
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ import yaml
 
 from medrobust.errors import ConfigError, DataError
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "config.schema.yaml"
 GRID_FAMILIES = ("base", "nonrobust", "robust")
 
 
@@ -143,6 +146,44 @@ def encodes_laterality(label_names: list[str]) -> bool:
     return any(w in LATERALITY_WORDS for w in words)
 
 
+def typed_overrides(raw: Any) -> Any:
+    """`--config` values as YAML means them. Snakemake reads a nested value (`nonrobust={steps:
+    50}`) with YAML's base loader, which keeps every scalar a string ('50', 'null', 'true'), and
+    the schema would then reject a number it was given; each string is read again with the
+    safe loader (a string that is no other YAML scalar stays as it is)."""
+    if isinstance(raw, Mapping):
+        return {k: typed_overrides(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [typed_overrides(v) for v in raw]
+    if isinstance(raw, str):
+        try:
+            return yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            return raw
+    return raw
+
+
+def medmnist_suffix(size: int) -> str:
+    """How medmnist names a release's file: breastmnist.npz at 28 px, breastmnist_64.npz at 64."""
+    return "" if size == 28 else f"_{size}"
+
+
+@functools.cache
+def medmnist_info() -> dict[str, Any]:
+    """medmnist's INFO table, read from its info module alone: `import medmnist` runs the
+    package's __init__, which imports torch and torchvision (seconds, and memory, in the
+    scheduler and on a login node)."""
+    spec = importlib.util.find_spec("medmnist")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the medmnist package is not installed")
+    path = Path(spec.submodule_search_locations[0]) / "info.py"
+    module_spec = importlib.util.spec_from_file_location("medrobust._medmnist_info", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return dict(module.INFO)
+
+
 def horizontal_flips(config: dict[str, Any], name: str) -> bool:
     """Whether augmentation may flip this dataset's images: `datasets.<name>.hflip` if set; else
     training.augmentation.hflip, except for MedMNIST datasets whose labels encode laterality
@@ -153,9 +194,7 @@ def horizontal_flips(config: dict[str, Any], name: str) -> bool:
     if not config["training"]["augmentation"]["hflip"]:
         return False
     if ds["source"] == "medmnist":
-        import medmnist  # light import: no torch
-
-        return not encodes_laterality(list(medmnist.INFO[name]["label"].values()))
+        return not encodes_laterality(list(medmnist_info()[name]["label"].values()))
     return True
 
 
@@ -172,9 +211,7 @@ def _source_problems(name: str, ds: dict[str, Any]) -> list[str]:
     given = set(ds) - {"source", "grid", "robust_grid", "corruptions", "hflip"}
     problems = [f"{where}.{k}: not used with source '{ds['source']}'" for k in sorted(given - extra)]
     if ds["source"] == "medmnist":
-        import medmnist  # light import: no torch, no torchvision
-
-        if name not in medmnist.INFO:
+        if name not in medmnist_info():
             problems.append(f"{where}: '{name}' is not a MedMNIST dataset (source: medmnist)")
     if ds["source"] == "npz":
         for k in ("n_classes", "n_channels", "source_image_size"):

@@ -12,6 +12,8 @@ from medrobust.config import (
     grid_points,
     horizontal_flips,
     max_runtime_minutes,
+    medmnist_info,
+    medmnist_suffix,
     saliency_dataset,
     stage_eps,
     stages,
@@ -59,9 +61,7 @@ def write_provenance():
 def classes_of(dataset):
     ds = DATASETS[dataset]
     if ds["source"] == "medmnist":
-        import medmnist
-
-        return len(medmnist.INFO[dataset]["label"])
+        return len(medmnist_info()[dataset]["label"])
     return ds["synthetic"]["n_classes"] if ds["source"] == "synthetic" else ds["n_classes"]
 
 
@@ -72,9 +72,7 @@ def n_classes(wildcards):
 def n_channels(wildcards):
     ds = DATASETS[wildcards.dataset]
     if ds["source"] == "medmnist":
-        import medmnist
-
-        return medmnist.INFO[wildcards.dataset]["n_channels"]
+        return medmnist_info()[wildcards.dataset]["n_channels"]
     return ds["synthetic"]["n_channels"] if ds["source"] == "synthetic" else ds["n_channels"]
 
 
@@ -88,7 +86,9 @@ def raw_npz(wildcards):
     ds = DATASETS[wildcards.dataset]
     if ds["source"] == "npz":
         return ds["path"] if "path" in ds else f"resources/npz/{wildcards.dataset}.npz"
-    return f"resources/{ds['source']}/{wildcards.dataset}_{config['source_size']}.npz"
+    if ds["source"] == "medmnist":  # medmnist's loader reads the file by its own name
+        return f"resources/medmnist/{wildcards.dataset}{medmnist_suffix(config['source_size'])}.npz"
+    return f"resources/synthetic/{wildcards.dataset}_{config['source_size']}.npz"
 
 
 def medmnist_flag(wildcards):

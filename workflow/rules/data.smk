@@ -23,7 +23,7 @@ rule synthesize:
 
 rule download_medmnist:
     output:
-        f"resources/medmnist/{{dataset}}_{config['source_size']}.npz",
+        f"resources/medmnist/{{dataset}}{medmnist_suffix(config['source_size'])}.npz",
     params:
         size=config["source_size"],
         mirror=mirror_flag,

@@ -12,6 +12,7 @@ import medmnist
 import numpy as np
 from medmnist.dataset import MedMNIST
 
+from medrobust.config import medmnist_suffix
 from medrobust.errors import DataError, DownloadError
 from medrobust.io import SPLITS, check_split, read_npz, write_npz
 
@@ -20,7 +21,7 @@ def medmnist_source(flag: str, size: int, mirror: str | None) -> tuple[str, str,
     """(file name, URL, md5) of a MedMNIST release; a mirror replaces the host, never the md5."""
     if flag not in medmnist.INFO:
         raise DataError(f"'{flag}' is not a MedMNIST dataset (known: {', '.join(sorted(medmnist.INFO))})")
-    suffix = "" if size == 28 else f"_{size}"
+    suffix = medmnist_suffix(size)
     filename = f"{flag}{suffix}.npz"
     info = medmnist.INFO[flag]
     url = info[f"url{suffix}"] if mirror is None else f"{mirror.rstrip('/')}/{filename}"

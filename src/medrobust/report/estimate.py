@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from medrobust.config import attacked, corruption_registry, grid_points, saliency_dataset, stages
+from medrobust.config import attacked, corruption_registry, grid_points, medmnist_info, saliency_dataset, stages
 from medrobust.io import check_npz_splits
 
 SEVERITIES = 5
@@ -54,9 +54,7 @@ def _npz_sizes(path: str, n_classes: int) -> Sizes:
 
 def _sizes(ds: dict[str, Any], name: str) -> Sizes:
     if ds["source"] == "medmnist":
-        import medmnist
-
-        info = medmnist.INFO[name]
+        info = medmnist_info()[name]
         n = info["n_samples"]
         return Sizes(n["train"], n["val"], n["test"], len(info["label"]))
     if ds["source"] == "synthetic":
