@@ -41,7 +41,7 @@ from medrobust.report.simulate import RATES, TEST_SETS, measure
 
 SEEDS = {"0x": (0.0, 0.0), "1x": (1.0, 0.0), "4x": (4.0, 0.0), "10x": (10.0, 0.0), "mixture": (1.0, 0.3)}
 KS = (1, 2, 3, 5)
-SHOWN = {"cover": "coverage", "cover_old": "before", "cover_satterthwaite": "Satterthwaite",
+SHOWN = {"cover": "coverage", "cover_plain": "plain scale", "cover_old": "before", "cover_satterthwaite": "Satterthwaite",
          "cover_k_minus_1": "t(k-1)",
          "cover_diff": "coverage a-b", "cover_diff_old": "before a-b", "above_fail_at_boundary": "above: ✗ at boundary",
          "order_fail_at_boundary": "a>b: ✗ at 0", "stated_fail_at_truth": "stated: ✗ at P",
@@ -85,7 +85,7 @@ def table(rows: list[dict[str, object]], sims: int) -> str:
     return "\n".join(lines)
 
 
-COVERAGE = ("cover", "cover_diff", "cover_old", "cover_diff_old", "cover_satterthwaite", "cover_k_minus_1")
+COVERAGE = ("cover", "cover_diff", "cover_plain", "cover_old", "cover_diff_old", "cover_satterthwaite", "cover_k_minus_1")
 AT_BOUNDARY = ("above_fail_at_boundary", "order_fail_at_boundary", "stated_fail_at_truth",
                "stated_reproduced_at_margin", "broken_fail_at_boundary")
 POWER = ("above_fail_power", "order_fail_power", "order_hold_power", "stated_reproduced_power",

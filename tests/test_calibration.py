@@ -28,6 +28,14 @@ def test_intervals_cover_when_seeds_dominate(k: int, floor: float) -> None:
     assert rates["order_fail_at_boundary"] <= 0.025 + 0.02 and rates["above_fail_at_boundary"] <= 0.025 + 0.02
 
 
+def test_values_near_the_ends_cover_on_the_logit_scale() -> None:
+    """BreastMNIST, seed spread 4x the image spread, true value 0.90: a replicate's value is
+    skewed against 1, and a symmetric interval on three of them under-covered (0.85-0.87 in the
+    bench); on the logit scale it covers."""
+    rates = measure(TEST_SETS["breastmnist"], 3, 4.0, 0.0, 300, seed=7, target=0.90)
+    assert rates["cover_plain"] < 0.90 <= 0.93 <= rates["cover"] + 0.01
+
+
 @pytest.mark.parametrize("dataset", sorted(TEST_SETS))
 def test_a_perfect_reproduction_is_not_failed(dataset: str) -> None:
     """True values the paper's stated numbers (k = 3; seed spreads 1 point, 5 for nonrobust-only):
@@ -38,16 +46,19 @@ def test_a_perfect_reproduction_is_not_failed(dataset: str) -> None:
     assert worst[1] <= 0.05, worst
 
 
-# the datasets whose test sets resolve each defect at k = 3 (bench/verdict_rules.py --study: at least 0.8)
-RESOLVED = {"nonrobust at chance": ("pathmnist", "organsmnist"),
-            "robust 10 points below base under corruptions": ("pathmnist",),
-            "base keeps 5% under AutoAttack": ("pneumoniamnist", "octmnist", "pathmnist", "organsmnist")}
+# the replicate count and the datasets whose test sets resolve each defect (bench/verdict_rules.py
+# --study: at least 0.8). A chance-level nonrobust-only model needs k = 5: at k = 3 the t quantile
+# of about 2 degrees of freedom and Holm over the family's dozen checks leave it at 0.74-0.77
+# even on PathMNIST and OrganSMNIST (docs/verdicts.md)
+RESOLVED = {("nonrobust at chance", 5): ("pathmnist", "organsmnist"),
+            ("robust 10 points below base under corruptions", 3): ("pathmnist",),
+            ("base keeps 5% under AutoAttack", 3): ("pneumoniamnist", "octmnist", "pathmnist", "organsmnist")}
 
 
-@pytest.mark.parametrize(("defect", "dataset"), [(d, s) for d, sets in RESOLVED.items() for s in sets])
-def test_a_planted_defect_is_caught(defect: str, dataset: str) -> None:
+@pytest.mark.parametrize(("defect", "k", "dataset"), [(d, k, s) for (d, k), sets in RESOLVED.items() for s in sets])
+def test_a_planted_defect_is_caught(defect: str, k: int, dataset: str) -> None:
     claim, subject = calibration.DEFECTS[defect]
-    shares = calibration.fail_shares(dataset, 3, 200, 1, SETTINGS, defect)
+    shares = calibration.fail_shares(dataset, k, 200, 1, SETTINGS, defect)
     assert shares[claim, subject] >= 0.8
 
 

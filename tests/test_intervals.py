@@ -14,7 +14,7 @@ from medrobust.errors import DataError
 from medrobust.evaluate.metrics import classification_metrics
 from medrobust.io import write_npz
 from medrobust.report.bootstrap import metric_draws, stratified_weights
-from medrobust.report.intervals import WEIGHTS, combine, difference, estimate, stage_draws
+from medrobust.report.intervals import WEIGHTS, combine, difference, estimate, stage_draws, value_scale
 from medrobust.runtime import derive_seed
 from medrobust.report.summary import stage_rows
 
@@ -163,3 +163,21 @@ def test_interval_adds_seed_and_image_variance() -> None:
         1.959964 * one.se, rel=1e-6)
     # the Monte-Carlo error of the ends: a variance from 500 normal draws has sd v sqrt(2/500)
     assert e.mc_error == pytest.approx(t.ppf(0.975, e.df) * v * np.sqrt(2 / 500) / (2 * e.se), rel=0.25)
+
+
+def test_a_value_interval_is_made_on_the_logit_scale_and_stays_in_0_1() -> None:
+    rng = np.random.default_rng(0)
+    points = np.array([0.97, 0.90, 0.99])
+    draws = np.clip(points[:, None] + rng.normal(0, 0.01, (3, 500)), 0, 1)
+    e = combine(points, draws, 0.95, value_scale(156))
+    plain = combine(points, draws, 0.95)
+    assert e.mean == pytest.approx(points.mean()) and e.sd == pytest.approx(points.std(ddof=1))
+    assert 0 < e.low < e.mean < e.high < 1 and plain.high > 1  # the plain interval leaves [0, 1]
+    assert e.high - e.mean < e.mean - e.low  # skewed away from 1
+    # a p-value at most alpha exactly when the interval's end passes the threshold
+    for t in (e.low - 1e-6, e.low + 1e-6, e.high - 1e-6, e.high + 1e-6):
+        assert (e.p_at_least(t) <= 0.025) == (e.low >= t)
+        assert (e.p_at_most(t) <= 0.025) == (e.high <= t)
+    # every replicate and every draw at 0 (a broken model): exactly [0, 0]
+    zero = combine(np.zeros(3), np.zeros((3, 100)), 0.95, value_scale(156))
+    assert (zero.mean, zero.low, zero.high) == (0.0, 0.0, 0.0)

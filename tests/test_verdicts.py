@@ -37,6 +37,7 @@ def _stage(k: int = 3, seeds: float = 0.005, **values: tuple[float, float]) -> d
     for name, (mean, spread) in values.items():
         key = name.replace("__", "/")
         out[key], out[f"{key}/point"] = _arrays(mean, spread, seeds, k=k, seed=len(out))
+        out[f"{key.split('/')[0]}/n"] = np.full(k, 1000)  # the test set's size (the logit scale's floor)
     return out
 
 
@@ -60,7 +61,8 @@ def test_seed_based_verdicts_need_three_replicates() -> None:
     """With two replicates no verdict rests on the seed spread: failing and an ordering's
     holding read inconclusive and say why; holding above a threshold may."""
     draws, points = _arrays(0.25, 0.001, seeds=0.0005, k=2)
-    at_chance = {"nonrobust_eps4": {"clean/balanced_accuracy": draws, "clean/balanced_accuracy/point": points}}
+    at_chance = {"nonrobust_eps4": {"clean/balanced_accuracy": draws, "clean/balanced_accuracy/point": points,
+                                    "clean/n": np.full(2, 400)}}
     v = claim_verdicts("C1", CLAIMS["C1"], _run(at_chance))[0]
     assert v.verdict == UNSURE and "needs k >= 3" in v.note
     above = {"nonrobust_eps4": _stage(k=1, clean__balanced_accuracy=(0.6, 0.01))}
@@ -177,7 +179,8 @@ def test_stated_numbers_from_paper_values() -> None:
     small spread do not reproduce it; the stages this run lacks are not run."""
     draws, points = _arrays(0.70, 0.01, seeds=0.004)
     run = RunResults("pathmnist", 9, True, {"robust_eps4": {"clean/balanced_accuracy": draws,
-                                                              "clean/balanced_accuracy/point": points}}, 4, (4,),
+                                                              "clean/balanced_accuracy/point": points,
+                                                              "clean/n": np.full(3, 7180)}}, 4, (4,),
                      SETTINGS)
     mine = [v for v in stated_verdicts(load_paper_values(), run) if v.subject == "robust eps4 clean"]
     assert [v.verdict for v in mine] == [FAILS] and mine[0].n_replicates == 3 and mine[0].p < 0.01

@@ -39,7 +39,7 @@ def cmd_bootstrap(a: argparse.Namespace) -> None:
     arrays = stage_draws(replicates, a.draws, a.seed)
     write_draws(arrays, a.out)
     log.info("wrote %s: %d draws of %s over %d replicates", a.out, a.draws,
-             ", ".join(sorted(k for k in arrays if not k.endswith("/point"))), len(replicates))
+             ", ".join(sorted(k for k in arrays if k.count("/") == 1 and not k.endswith("/n"))), len(replicates))
 
 
 def cmd_summarize(a: argparse.Namespace) -> None:

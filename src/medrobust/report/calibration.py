@@ -97,6 +97,7 @@ def simulate_run(dataset: str, k: int, rng: np.random.Generator, evaluate: Evalu
     for i, (model, condition) in enumerate(keys):
         arrays = draws.setdefault("base" if model == "base" else f"{model}_eps4", {})
         arrays[f"{condition}/balanced_accuracy"], arrays[f"{condition}/balanced_accuracy/point"] = d[i], p[i]
+        arrays[f"{condition}/n"] = np.full(k, len(labels))
     for model in ("base", "nonrobust"):
         st = "base" if model == "base" else "nonrobust_eps4"
         rate = 0.05 if defect == "base keeps 5% under AutoAttack" and model == "base" else 0.0

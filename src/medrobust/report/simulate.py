@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medrobust.report import bootstrap, rules
-from medrobust.report.intervals import Estimate, combine, t_quantile
+from medrobust.report.intervals import Estimate, combine, t_quantile, value_scale
 from medrobust.runtime import derive_seed
 
 # Test splits of the paper's five datasets: images per class (the official MedMNIST v2 splits).
@@ -157,7 +157,7 @@ def previous_interval(per_replicate: np.ndarray, seed: int, level: float = 0.95)
     return float(low), float(high)
 
 
-RATES = ("cover", "cover_old", "cover_satterthwaite", "cover_k_minus_1", "cover_diff", "cover_diff_old", "above_fail_at_boundary",
+RATES = ("cover", "cover_plain", "cover_old", "cover_satterthwaite", "cover_k_minus_1", "cover_diff", "cover_diff_old", "above_fail_at_boundary",
          "order_fail_at_boundary", "stated_fail_at_truth", "stated_reproduced_at_margin", "above_fail_power",
          "order_fail_power", "order_hold_power", "stated_reproduced_power", "broken_fail_at_boundary",
          "broken_fail_power", "broken_hold_power")
@@ -197,11 +197,13 @@ def measure(counts: tuple[int, ...], k: int, ratio: float, collapse: float, sims
         correct = correctness(rng, labels, [a, a, c], k + 1)
         d, p = evaluate(correct[:, :k])
         paper = float(evaluate.point(correct[0, k]))
-        ea, eab = combine(p[0], d[0], level), combine(p[0] - p[1], d[0] - d[1], level)
+        ea, eab = combine(p[0], d[0], level, value_scale(len(labels))), combine(p[0] - p[1], d[0] - d[1], level)
+        plain = combine(p[0], d[0], level)
         eca, eac = combine(p[2] - p[0], d[2] - d[0], level), combine(p[0] - p[2], d[0] - d[2], level)
         hits["cover"] += ea.low <= truth <= ea.high
-        hits["cover_satterthwaite"] += _covers_with(ea, truth, _plain_satterthwaite(ea))
-        hits["cover_k_minus_1"] += _covers_with(ea, truth, float(k - 1) if k > 1 else math.inf)
+        hits["cover_plain"] += plain.low <= truth <= plain.high
+        hits["cover_satterthwaite"] += _covers_with(plain, truth, _plain_satterthwaite(plain))
+        hits["cover_k_minus_1"] += _covers_with(plain, truth, float(k - 1) if k > 1 else math.inf)
         hits["cover_old"] += (lambda lo, hi: lo <= truth <= hi)(*previous_interval(d[0], i, level))
         hits["cover_diff"] += eab.low <= 0 <= eab.high
         hits["cover_diff_old"] += (lambda lo, hi: lo <= 0 <= hi)(*previous_interval(d[0] - d[1], i, level))

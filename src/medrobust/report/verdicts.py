@@ -102,9 +102,10 @@ def _label(st: str) -> str:
 
 
 def method_of(e: Estimate) -> str:
+    scale = " on the logit scale" if e.scale is not None else ""
     if e.k > 1:
-        return f"t({e.k - 1}): seeds ({e.k} replicates) + test images (bootstrap)"
-    return "normal: test images only (1 replicate)"
+        return f"t({e.df:.1f}){scale}: seeds ({e.k} replicates) + test images (bootstrap)"
+    return f"normal{scale}: test images only (1 replicate)"
 
 
 def _eps_list(spec: Any, run: RunResults) -> list[int] | None:
