@@ -7,9 +7,9 @@ from pathlib import Path
 from snakemake.utils import min_version, update_config
 
 import medrobust
-from medrobust.codedeps import package_digest
-from medrobust.config import check_local_files, load_schema, max_runtime_minutes, typed_overrides, validate
-from medrobust.errors import ConfigError, DataError
+from medrobust.jobs.codedeps import package_digest
+from medrobust.core.config import check_local_files, load_schema, max_runtime_minutes, typed_overrides, validate
+from medrobust.core.errors import ConfigError, DataError
 
 min_version("9.0")
 
@@ -44,7 +44,7 @@ if not workflow.overwrite_configfiles:
 # before any job is scheduled.
 try:
     update_config(config, typed_overrides(workflow.config_settings.config))
-    validate(config, load_schema(WORKFLOW_DIR / "src" / "medrobust" / "config.schema.yaml"))
+    validate(config, load_schema(WORKFLOW_DIR / "src" / "medrobust" / "core" / "config.schema.yaml"))
     config["compute"]["max_runtime_minutes"] = max_runtime_minutes(config, os.environ)
     config["compute"]["device"] = config["compute"]["device"] or (
         "cuda" if config["compute"]["gpus_per_job"] else "cpu"

@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from medrobust.device import require_device
+from medrobust.jobs.device import require_device
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:
@@ -38,9 +38,9 @@ def model_parser(doc: str | None, batch_size: int, steps: int) -> argparse.Argum
 def model_and_batch(a: argparse.Namespace, device: torch.device,
                     split: str) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     """--model (or a random WRN-16-<--width>) and the first --batch-size images of `split` in [0, 1]."""
-    from medrobust.data.splits import load_split
-    from medrobust.runtime import as_float
-    from medrobust.train.models import build, load_model
+    from medrobust.core.network import build, load_model
+    from medrobust.core.numerics import as_float
+    from medrobust.core.splits import load_split
 
     model, ckpt = load_model(a.model, device)
     if a.width:

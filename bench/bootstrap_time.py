@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medrobust.io import write_npz
+from medrobust.core.io import write_npz
 from medrobust.report.intervals import estimate, stage_draws
 from medrobust.report.simulate import TEST_SETS, labels_of
 

@@ -39,7 +39,7 @@ tail -1 "$WORK/gpu.log"
 step "4. claiming: one GPU per concurrent job (the GPUs here, or 1)"
 N=$("$PY" -c 'import torch; print(max(1, min(4, torch.cuda.device_count())))')
 for i in $(seq "$N"); do
-    MEDROBUST_GPU_LOCK_DIR="$WORK/locks" "$PY" -c 'import time; from medrobust.gpus import claim_gpu
+    MEDROBUST_GPU_LOCK_DIR="$WORK/locks" "$PY" -c 'import time; from medrobust.jobs.gpus import claim_gpu
 c = claim_gpu(1, timeout=60); print(c.device, flush=True); time.sleep(5)' > "$WORK/claim$i.txt" &
 done
 wait

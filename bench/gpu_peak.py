@@ -15,7 +15,7 @@ import argparse
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from medrobust.train.models import build
+from medrobust.core.network import build
 
 BF16_DENSE_TFLOPS = {"H200": 989, "H100": 989, "GH200": 989, "A100": 312, "A800": 312, "L40S": 362, "L40": 181,
                      "A40": 150, "A6000": 155, "A10": 125, "L4": 121, "RTX 4090": 165, "RTX 3090": 71, "B200": 2250}

@@ -21,9 +21,9 @@ import torch
 import torchattacks
 
 from medrobust.attacks.construct import draw_targets
-from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
-from medrobust.runtime import resolve_precision
-from medrobust.train.models import predict
+from medrobust.core.network import predict
+from medrobust.core.numerics import resolve_precision
+from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 
 from benchlib import model_and_batch, model_parser, setup, sync
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 import torch
 
 from medrobust.attacks.construct import draw_targets
-from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
-from medrobust.runtime import autocast
-from medrobust.train.models import predict
+from medrobust.core.network import predict
+from medrobust.core.numerics import autocast
+from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 
 from benchlib import model_and_batch, model_parser, setup
 

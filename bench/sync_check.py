@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from medrobust.attacks.pgd import PGDConfig, cross_entropy, pgd
+from medrobust.core.pgd import PGDConfig, cross_entropy, pgd
 from medrobust.train.loop import Data, Standard, TrainConfig, new_run, train_step
 from medrobust.train.trades import Trades
 

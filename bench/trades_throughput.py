@@ -19,12 +19,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medrobust.attacks.pgd import default_step_size
+from medrobust.core.network import build
+from medrobust.core.numerics import resolve_precision
+from medrobust.core.pgd import default_step_size
 from medrobust.data.prepare import resize
 from medrobust.data.synthetic import SyntheticSpec, generate_split
-from medrobust.runtime import resolve_precision
 from medrobust.train.loop import Data, TrainConfig, model_args, new_run, train_step
-from medrobust.train.models import build
 from medrobust.train.trades import Trades
 
 from benchlib import attack_parser, setup, sync

@@ -23,13 +23,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
+from medrobust.core.io import write_npz
+from medrobust.core.network import build
+from medrobust.core.numerics import resolve_precision
+from medrobust.core.splits import load_split
 from medrobust.data.prepare import Source, prepare
-from medrobust.data.splits import load_split
 from medrobust.data.synthetic import SyntheticSpec, generate
-from medrobust.io import write_npz
-from medrobust.runtime import resolve_precision
 from medrobust.train.loop import Data, Standard, TrainConfig, model_args, new_run, steps_per_epoch, train_step
-from medrobust.train.models import build
 
 from benchlib import parser, setup, sync
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medrobust.core.io import write_npz
 from medrobust.data.synthetic import SyntheticSpec, generate
-from medrobust.io import write_npz
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(shutil.which("medrobust") or REPO / ".venv" / "bin" / "medrobust").parent
@@ -90,7 +90,7 @@ def tiny_model(prepared_medium: Path, tmp_path_factory: pytest.TempPathFactory):
     It learns the nonrobust texture (validation accuracy ~100%, above the shapes' 81%)."""
     import torch
 
-    from medrobust.data.splits import load_split
+    from medrobust.core.splits import load_split
     from medrobust.train.loop import Data, TrainConfig, fit
 
     dev = torch.device("cpu")
@@ -104,17 +104,17 @@ def tiny_model(prepared_medium: Path, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def checkpoint(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tiny_model saved as a medrobust checkpoint (4 classes, grey)."""
-    import torch
+    from medrobust.core.network import save_checkpoint
 
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    torch.save({"model_args": {"depth": 10, "width": 1, "n_classes": 4, "n_channels": 1, "activation": "swish",
-                               "mean": [0.0], "std": [1.0]},  # the real ones: buffers in the state dict
-                "state_dict": tiny_model.state_dict(), "hparams": {"precision": "fp32"}}, path)
+    save_checkpoint(path, {"depth": 10, "width": 1, "n_classes": 4, "n_channels": 1, "activation": "swish",
+                           "mean": [0.0], "std": [1.0]},  # the real ones: buffers in the state dict
+                    tiny_model.state_dict(), hparams={"precision": "fp32"})
     return path
 
 
 def tag(name: str) -> dict[str, str]:
-    """A job fingerprint (medrobust.runtime.fingerprint) for tests that run jobs by hand."""
+    """A job fingerprint (medrobust.jobs.state.fingerprint) for tests that run jobs by hand."""
     return {"code": name, "settings": name, "data": name}
 
 

@@ -7,10 +7,10 @@ import torch
 import torchattacks
 
 from medrobust.attacks.construct import ConstructionConfig, construct, draw_targets
-from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd, project
-from medrobust.data.splits import load_split
-from medrobust.runtime import Interrupted
-from medrobust.train.models import predict
+from medrobust.core.network import predict
+from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd, project
+from medrobust.core.splits import load_split
+from medrobust.jobs.state import Interrupted
 
 from conftest import tag
 

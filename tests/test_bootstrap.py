@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medrobust.evaluate import metrics
+from medrobust.core import metrics
 from medrobust.report.bootstrap import auc_draws, balanced_accuracy_draws, metric_draws, stratified_weights
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from medrobust.cli.main import main
-from medrobust.io import write_json
+from medrobust.core.io import write_json
 from medrobust.report.checks import (
     autoattack_near_zero,
     beats_chance,

@@ -6,8 +6,8 @@ import sys
 import pytest
 import yaml
 
-from medrobust.config import grid_points, load, medmnist_info, medmnist_suffix, typed_overrides, validate
-from medrobust.errors import ConfigError
+from medrobust.core.config import grid_points, load, medmnist_info, medmnist_suffix, typed_overrides, validate
+from medrobust.core.errors import ConfigError
 
 from conftest import REPO, env_with_venv
 
@@ -113,7 +113,7 @@ def test_snakemake_reads_nested_config_overrides_as_yaml(tmp_path) -> None:
 
 def test_medmnist_facts_without_torch() -> None:
     """The scheduler reads MedMNIST's INFO (classes, channels, laterality) without importing torch."""
-    probe = ("import sys; from medrobust.config import medmnist_info, horizontal_flips, load; "
+    probe = ("import sys; from medrobust.core.config import medmnist_info, horizontal_flips, load; "
              f"c = load({str(REPO / 'config.yaml')!r}); "
              "print(medmnist_info()['organsmnist']['n_channels'], horizontal_flips(c, 'organsmnist'), 'torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env_with_venv(), timeout=120)

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from medrobust.core.errors import DataError, DownloadError
+from medrobust.core.io import read_npz, write_npz
 from medrobust.data.prepare import Source, fetch, load_splits, medmnist_source, prepare
 from medrobust.data.synthetic import SyntheticSpec, generate
-from medrobust.errors import DataError, DownloadError
-from medrobust.io import read_npz, write_npz
 
 from conftest import breastmnist_like, corrupt
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from medrobust import device as dev
-from medrobust.data.splits import load_split
-from medrobust.device import CudaReport, DeviceError, Gpu, diagnose, require_device, runs_on, verdict
-from medrobust.errors import ConfigError
-from medrobust.provenance import record
-from medrobust.runtime import Interrupted, fingerprint, fingerprint_mismatch
+from medrobust.core.errors import ConfigError
+from medrobust.core.splits import load_split
+from medrobust.jobs import device as dev
+from medrobust.jobs.device import CudaReport, DeviceError, Gpu, diagnose, require_device, runs_on, verdict
+from medrobust.jobs.provenance import record
+from medrobust.jobs.state import Interrupted, fingerprint, fingerprint_mismatch
 from medrobust.train import loop
 from medrobust.train.loop import Data, TrainConfig, fit
 
@@ -129,7 +129,7 @@ def test_provenance_names_the_device_only_when_torch_is_loaded() -> None:
     assert facts["cuda"] == torch.version.cuda and facts["float32_matmul_precision"] in ("highest", "high", "medium")
     assert {"gpus", "driver", "cudnn", "tf32_matmul", "tf32_cudnn", "cudnn_benchmark"} <= set(facts)
     json.dumps(facts)
-    light = subprocess.run([sys.executable, "-c", "import sys; from medrobust.provenance import record; "
+    light = subprocess.run([sys.executable, "-c", "import sys; from medrobust.jobs.provenance import record; "
                             "r = record(); print('torch' in sys.modules, 'device' in r)"],
                            capture_output=True, text=True, timeout=120)
     assert light.stdout.split() == ["False", "False"], light.stderr[-2000:]

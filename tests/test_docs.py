@@ -154,7 +154,7 @@ FILE_SUFFIXES = {"pt", "json", "csv", "npz", "yaml", "yml", "py", "md", "png", "
 
 
 def schema() -> dict:
-    return yaml.safe_load((REPO / "src" / "medrobust" / "config.schema.yaml").read_text())
+    return yaml.safe_load((REPO / "src" / "medrobust" / "core" / "config.schema.yaml").read_text())
 
 
 def deref(root: dict, node: dict) -> dict:
@@ -205,7 +205,7 @@ def config_paths(page: Path, top: set[str]) -> set[str]:
 def test_every_config_key_in_the_docs_is_in_the_schema() -> None:
     """`training.label_smoothing`, `datasets.<name>.hflip`, `robust.patience: N`: each code span
     that is a dotted path starting with a top-level key of the schema (file names aside) names a
-    key of src/medrobust/config.schema.yaml."""
+    key of src/medrobust/core/config.schema.yaml."""
     root = schema()
     top = set(root["properties"])
     checked, unknown = set(), []

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from medrobust import config as cfg_mod
 from medrobust.cli.main import main
+from medrobust.core import config as cfg_mod
 from medrobust.data import corrupt
 from medrobust.report import estimate
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from medrobust.errors import DataError
+from medrobust.core.errors import DataError
+from medrobust.core.io import read_npz, write_npz
 from medrobust.evaluate.clean import evaluate
 from medrobust.evaluate.corrupted import evaluate_corrupted
-from medrobust.io import read_npz, write_npz
 
 
 def test_corruption_metrics_on_a_known_case(checkpoint: Path, prepared_medium: Path, tmp_path: Path) -> None:
@@ -52,7 +52,7 @@ def test_a_file_without_corruptions_is_rejected_by_name(checkpoint: Path, prepar
 def test_clean_evaluation_counts_the_predicted_classes(prepared_small: Path, tmp_path: Path) -> None:
     """A model whose last layer always favours class 2 assigns every test image to it; the
     counts say so, and the metrics are those of a constant prediction (balanced accuracy 1/C)."""
-    from medrobust.train.models import build
+    from medrobust.core.network import build
 
     args = {"depth": 10, "width": 1, "n_classes": 4, "n_channels": 1, "mean": [0.5], "std": [0.25]}
     model = build(**args)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medrobust.errors import DataError
+from medrobust.core.errors import DataError
 from medrobust.evaluate.saliency import normalise_saliency
 from medrobust.report.figures import bar_figure, bar_plot, eps_figure, eps_plot, saliency_figure, saliency_plot
 from medrobust.report.tables import (

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from medrobust.gpus import (claim_gpu, count_gpus, default_lock_dir, lock_name, parse_visible, ready_lock_dir,
+from medrobust.jobs.gpus import (claim_gpu, count_gpus, default_lock_dir, lock_name, parse_visible, ready_lock_dir,
                             release_gpu, visible_devices)
-from medrobust.locks import LockUnavailable
+from medrobust.jobs.locks import LockUnavailable
 
 # claims (default polling, 2 s), prints what it got, then holds the GPU until the stop file appears
 CLAIM = """
 import logging, os, sys, time
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-from medrobust.gpus import claim_gpu
+from medrobust.jobs.gpus import claim_gpu
 c = claim_gpu(int(sys.argv[2]), lock_dir=sys.argv[1], timeout=float(sys.argv[4]) or None)
 print(c.device, c.slot, os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
 while not os.path.exists(sys.argv[3]):

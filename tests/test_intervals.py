@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from scipy.stats import chi2, t
 
-from medrobust.errors import DataError
-from medrobust.evaluate.metrics import classification_metrics
-from medrobust.io import write_npz
+from medrobust.core.errors import DataError
+from medrobust.core.io import write_npz
+from medrobust.core.metrics import classification_metrics
+from medrobust.core.numerics import derive_seed
 from medrobust.report.bootstrap import metric_draws, stratified_weights
 from medrobust.report.intervals import WEIGHTS, combine, difference, estimate, stage_draws, value_scale
-from medrobust.runtime import derive_seed
 from medrobust.report.summary import stage_rows
 
 N, C = 120, 3
@@ -175,9 +175,9 @@ def test_a_value_interval_is_made_on_the_logit_scale_and_stays_in_0_1() -> None:
     assert 0 < e.low < e.mean < e.high < 1 and plain.high > 1  # the plain interval leaves [0, 1]
     assert e.high - e.mean < e.mean - e.low  # skewed away from 1
     # a p-value at most alpha exactly when the interval's end passes the threshold
-    for t in (e.low - 1e-6, e.low + 1e-6, e.high - 1e-6, e.high + 1e-6):
-        assert (e.p_at_least(t) <= 0.025) == (e.low >= t)
-        assert (e.p_at_most(t) <= 0.025) == (e.high <= t)
+    for x in (e.low - 1e-6, e.low + 1e-6, e.high - 1e-6, e.high + 1e-6):
+        assert (e.p_at_least(x) <= 0.025) == (e.low >= x)
+        assert (e.p_at_most(x) <= 0.025) == (e.high <= x)
     # every replicate and every draw at 0 (a broken model): exactly [0, 0]
     zero = combine(np.zeros(3), np.zeros((3, 100)), 0.95, value_scale(156))
     assert (zero.mean, zero.low, zero.high) == (0.0, 0.0, 0.0)

@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-from medrobust import codedeps
+from medrobust.jobs import codedeps
 
 from conftest import REPO
 
@@ -61,7 +61,24 @@ def test_no_import_cycle_inside_the_package() -> None:
     for module in sorted(graph):
         if module not in state:
             visit(module)
-    assert {"runtime", "io", "config", "attacks.pgd", "train.loop", "cli.main"} <= set(graph)
+    assert {"jobs.state", "core.io", "core.config", "core.pgd", "train.loop", "cli.main"} <= set(graph)
+
+
+STAGES = ("data", "train", "attacks", "evaluate", "report")
+
+
+def test_stages_import_the_core_and_the_jobs_never_each_other() -> None:
+    """The layout of docs/design.md: core/ and jobs/ import no stage, jobs/ imports the core and
+    not the reverse, a stage imports no other stage (the network, metrics and PGD that several
+    stages need live in the core), and every module belongs to one of them (or cli/)."""
+    graph = _graph()
+    folder = {name: "top" if name == "__init__" else name.split(".")[0] for name in graph}
+    crossing = sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                      if folder[a] != folder[b] and folder[a] != "cli"
+                      and not (folder[b] == "core" or (folder[b] == "jobs" and folder[a] != "core")))
+    assert not crossing, crossing
+    assert {folder[n] for n in graph} <= {"top", "core", "jobs", "cli", *STAGES}
+    assert {n for n in graph if folder[n] == "top"} == {"__init__"}
 
 
 def test_no_private_name_is_imported_across_modules() -> None:

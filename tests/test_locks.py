@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from medrobust.errors import DataError
-from medrobust.locks import LockUnavailable, StateBusy, retire
-from medrobust.runtime import state_lock
+from medrobust.core.errors import DataError
+from medrobust.jobs.locks import LockUnavailable, StateBusy, retire
+from medrobust.jobs.state import state_lock
 
 ELSEWHERE = "node-elsewhere-017"
 HOLD = """
 import sys, time
-from medrobust.runtime import state_lock
+from medrobust.jobs.state import state_lock
 with state_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(60)
@@ -36,8 +36,8 @@ import errno, fcntl, os, sys, time
 def no_posix_locks(*args):
     raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
 fcntl.lockf = no_posix_locks
-from medrobust.locks import StateBusy
-from medrobust.runtime import state_lock
+from medrobust.jobs.locks import StateBusy
+from medrobust.jobs.state import state_lock
 print("ready", flush=True)
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.005)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from medrobust.evaluate.metrics import balanced_accuracy, classification_metrics, macro_auc
+from medrobust.core.metrics import balanced_accuracy, classification_metrics, macro_auc
 
 
 def _probs(rng: np.random.Generator, n: int, c: int, ties: bool) -> np.ndarray:

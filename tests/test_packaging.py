@@ -145,6 +145,7 @@ def test_the_wheel_holds_every_data_file_the_package_reads(tmp_path: Path) -> No
                     str(tmp_path), str(tree)], check=True, capture_output=True, timeout=300)
     (wheel,) = tmp_path.glob("medrobust-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    data = {f"medrobust/{p.name}" for p in (REPO / "src" / "medrobust").glob("*.yaml")}
-    assert data >= {"medrobust/claims.yaml", "medrobust/paper_values.yaml", "medrobust/config.schema.yaml"}
+    package = REPO / "src" / "medrobust"
+    data = {f"medrobust/{p.relative_to(package).as_posix()}" for p in package.rglob("*.yaml")}
+    assert data >= {"medrobust/claims.yaml", "medrobust/paper_values.yaml", "medrobust/core/config.schema.yaml"}
     assert data <= names, data - names

@@ -1,12 +1,12 @@
 """The perturbations the study is about survive bf16 autocast where they enter the network: the
-stem (standardisation and first convolution) runs in fp32 (train/models.py)."""
+stem (standardisation and first convolution) runs in fp32 (core/network.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from medrobust.train.models import build
+from medrobust.core.network import build
 
 
 def stem_response(model: torch.nn.Module, x: torch.Tensor, delta: torch.Tensor, bf16: bool) -> torch.Tensor:

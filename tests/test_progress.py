@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from medrobust.progress import ProgressLog, format_duration
+from medrobust.jobs.progress import ProgressLog, format_duration
 
 
 def test_a_line_every_interval_and_at_the_end(caplog) -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from medrobust.attacks.pgd import PGDConfig, default_step_size
+from medrobust.core.pgd import PGDConfig, default_step_size
 from medrobust.evaluate.saliency import CHOICES, example, pick_index
 
 EPS = 0.1

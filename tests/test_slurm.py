@@ -196,7 +196,7 @@ def test_no_request_passes_the_partition_limit_and_long_jobs_get_their_pieces(tm
     local = resources_by_attempt(tmp_path, "train", wildcards, "config.yaml", **limit)
     assert [a["runtime"] for a in local["attempts"]] == [600, 600, 600] and local["retries"] is None
     cluster = resources_by_attempt(tmp_path, "train", wildcards, "config.yaml", **limit, MEDROBUST_PROFILE="slurm")
-    from medrobust.config import grid_points, load, stages
+    from medrobust.core.config import grid_points, load, stages
     from medrobust.report import estimate
 
     config = load(REPO / "config.yaml")
@@ -285,7 +285,7 @@ def test_local_rules_are_downloads_and_seconds_long_steps() -> None:
     commands = rule_commands()
     assert local_rules() <= commands.keys() and not local_rules() & rules_with_gpus()
     for rule in local_rules():
-        from medrobust.codedeps import command_modules
+        from medrobust.jobs.codedeps import command_modules
 
         heavy = [m for c in commands[rule] for m in command_modules(c) if m.startswith(HEAVY_MODULES)]
         assert not heavy, f"local rule {rule} runs {heavy}: submit it (remove it from localrules)"

@@ -24,9 +24,9 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from medrobust.attacks.pgd import PGDConfig, cross_entropy, pgd
+from medrobust.core.network import build
+from medrobust.core.pgd import PGDConfig, cross_entropy, pgd
 from medrobust.train.loop import Data, Standard, TrainConfig, new_run, train_step
-from medrobust.train.models import build
 from medrobust.train.trades import Trades
 
 aten = torch.ops.aten

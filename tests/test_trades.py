@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
-from medrobust.data.splits import load_split
+from medrobust.core.network import predict
+from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd
+from medrobust.core.splits import load_split
 from medrobust.train.loop import Data, TrainConfig, fit
-from medrobust.train.models import predict
 from medrobust.train.trades import Trades, kl_divergence, trades_loss, trades_perturb
 
 from conftest import tag

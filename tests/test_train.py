@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from medrobust.data.splits import load_split
-from medrobust.errors import ConfigError, DataError
-from medrobust.runtime import Interrupted
+from medrobust.core.errors import ConfigError, DataError
+from medrobust.core.network import load_model
+from medrobust.core.splits import load_split
+from medrobust.jobs.state import Interrupted
 from medrobust.train.history import COLUMNS, TIMING, read_history, write_history
 from medrobust.train.loop import Data, TrainConfig, augment_batch, cosine_lr, ema_decay_at, ema_update, fit
-from medrobust.train.models import load_model
 
 from conftest import env_with_venv, sigterm_when_logged, tag
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medrobust import codedeps
-from medrobust.config import encodes_laterality, horizontal_flips, load
-from medrobust.io import read_npz, write_npz
-from medrobust.runtime import state_lock
+from medrobust.core.config import encodes_laterality, horizontal_flips, load
+from medrobust.core.io import read_npz, write_npz
+from medrobust.jobs import codedeps
+from medrobust.jobs.state import state_lock
 
 from conftest import REPO, corrupt, env_with_venv, sigterm_when_logged
 
@@ -27,13 +27,13 @@ TINY_HP = dict(lr=0.1, batch_size=50, augment=False, depth=10, width=1, precisio
 
 def test_each_command_runs_the_modules_its_rules_depend_on() -> None:
     train, trades, construct = (set(codedeps.command_modules(c)) for c in ("train", "train-trades", "construct"))
-    assert {"train.loop", "train.models", "evaluate.metrics", "io", "runtime", "cli.train"} <= train
+    assert {"train.loop", "core.network", "core.metrics", "core.io", "jobs.state", "cli.train"} <= train
     # editing TRADES or an attack re-trains no base model
-    assert not {"train.trades", "attacks.pgd", "attacks.construct", "attacks.autoattack"} & train
-    assert {"train.trades", "attacks.pgd", "train.loop"} <= trades
-    assert {"attacks.construct", "attacks.pgd", "train.models", "cli.nonrobust"} <= construct
+    assert not {"train.trades", "core.pgd", "attacks.construct", "attacks.autoattack"} & train
+    assert {"train.trades", "core.pgd", "train.loop"} <= trades
+    assert {"attacks.construct", "core.pgd", "core.network", "cli.nonrobust"} <= construct
     assert "train.loop" not in construct
-    assert "attacks.pgd" not in codedeps.command_modules("autoattack")
+    assert "core.pgd" not in codedeps.command_modules("autoattack")
     assert set(codedeps.command_modules("figure")) >= {"report.figures", "report.tables", "cli.outputs"}
     with pytest.raises(ValueError, match="no command 'nope'"):
         codedeps.command_modules("nope")

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medrobust.core.io import write_json, write_npz
 from medrobust.data.synthetic import SyntheticSpec, generate
-from medrobust.io import write_json, write_npz
 
 from conftest import REPO, env_with_venv
 
@@ -216,7 +216,7 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
                        lambda: planned(tmp_path, "--configfile", demo, repo=repo)) == robust
     # an edit of the attacks: the constructions, the nonrobust-only and robust models, their
     # evaluations and AutoAttacks, Fig. 1; never the base models
-    assert _after_edit(repo / "src" / "medrobust" / "attacks" / "pgd.py",
+    assert _after_edit(repo / "src" / "medrobust" / "core" / "pgd.py",
                        lambda: planned(tmp_path, "--configfile", demo, repo=repo)) == \
         {"construct_nonrobust": 1, "train": 2, "select": 2, "evaluate_clean": 2, "evaluate_clean_last": 1,
          "evaluate_corrupted": 2, "autoattack": 2, "figure_saliency": 1, "figure_curves": 2, "figure_examples": 1,

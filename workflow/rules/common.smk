@@ -5,8 +5,8 @@ import os
 import shlex
 from datetime import datetime, timezone
 
-from medrobust.codedeps import code_digest
-from medrobust.config import (
+from medrobust.jobs.codedeps import code_digest
+from medrobust.core.config import (
     attacked,
     corruption_registry,
     grid_points,
@@ -18,11 +18,11 @@ from medrobust.config import (
     stage_eps,
     stages,
 )
-from medrobust.io import write_json
-from medrobust.provenance import record
+from medrobust.core.io import write_json
+from medrobust.jobs.provenance import record
 from medrobust.report.estimate import pieces
 from medrobust.report.verdicts import PAPER_DATASETS
-from medrobust.runtime import derive_seed
+from medrobust.core.numerics import derive_seed
 from snakemake.iocontainers import Wildcards
 
 ENV = "../../envs/medrobust.yaml"
@@ -42,7 +42,7 @@ def with_source(*sources):
 
 @functools.cache
 def code(command):
-    """A digest of the package modules `medrobust <command>` imports (medrobust.codedeps), as a
+    """A digest of the package modules `medrobust <command>` imports (medrobust.jobs.codedeps), as a
     param: editing one re-runs exactly the jobs whose command imports it. It holds no path (a
     file input would record the checkout's absolute path), so a moved or copied checkout re-runs
     nothing."""

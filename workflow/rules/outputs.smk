@@ -158,7 +158,7 @@ rule table_results:
 
 # The paper's claims (src/medrobust/claims.yaml) and stated numbers (paper_values.yaml), judged on
 # the bootstrap draws of every stage: the first thing the report shows. The two files are package
-# data, in code("verdicts") (medrobust.codedeps), not inputs: an input would hold the checkout's
+# data, in code("verdicts") (medrobust.jobs.codedeps), not inputs: an input would hold the checkout's
 # absolute path, and a moved checkout would re-run the job.
 rule verdicts:
     input:

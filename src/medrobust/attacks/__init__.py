@@ -1,2 +1,2 @@
-"""Attacks: L-inf PGD with a pluggable objective, the nonrobust-feature set built with it
-(workflow/rules/nonrobust.smk), and AutoAttack (workflow/rules/evaluate.smk)."""
+"""Attacks: the nonrobust-feature set built with core/'s PGD (workflow/rules/nonrobust.smk), and
+AutoAttack (workflow/rules/evaluate.smk)."""

@@ -33,9 +33,9 @@ from typing import Any, Callable
 
 import torch
 
-from medrobust.io import atomic_path
-from medrobust.progress import ProgressLog
-from medrobust.runtime import Interrupted, fingerprint_mismatch
+from medrobust.core.io import atomic_path
+from medrobust.jobs.progress import ProgressLog
+from medrobust.jobs.state import Interrupted, fingerprint_mismatch
 
 log = logging.getLogger(__name__)
 STANDARD_TARGETS = 9

@@ -42,12 +42,13 @@ from typing import Any
 
 import torch
 
-from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
-from medrobust.errors import ConfigError
-from medrobust.io import atomic_path
-from medrobust.progress import ProgressLog
-from medrobust.runtime import Interrupted, as_float, claim_state_dir, derive_seed
-from medrobust.train.models import predict
+from medrobust.core.errors import ConfigError
+from medrobust.core.io import atomic_path
+from medrobust.core.network import predict
+from medrobust.core.numerics import as_float, derive_seed
+from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd
+from medrobust.jobs.progress import ProgressLog
+from medrobust.jobs.state import Interrupted, claim_state_dir
 
 log = logging.getLogger(__name__)
 TARGET_MODES = ("uniform", "other", "deterministic")

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from medrobust.errors import ConfigError
+from medrobust.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -36,13 +36,13 @@ def add_device_args(s: argparse.ArgumentParser) -> None:
 
 
 def job_device(a: argparse.Namespace) -> torch.device:
-    """Use --threads CPU threads; return the --device (medrobust.device.require_device: a DeviceError
+    """Use --threads CPU threads; return the --device (medrobust.jobs.device.require_device: a DeviceError
     for cuda without a usable GPU). A GPU job first claims one GPU of those it inherited
-    (medrobust.gpus), before anything starts CUDA, which reads CUDA_VISIBLE_DEVICES once."""
+    (medrobust.jobs.gpus), before anything starts CUDA, which reads CUDA_VISIBLE_DEVICES once."""
     import torch
 
-    from medrobust.device import require_device
-    from medrobust.gpus import claim_gpu
+    from medrobust.jobs.device import require_device
+    from medrobust.jobs.gpus import claim_gpu
 
     if a.device != "cpu":
         claim_gpu(a.jobs_per_gpu)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from medrobust.cli.args import log
-from medrobust.io import write_json, write_npz
+from medrobust.core.io import write_json, write_npz
 
 
 def cmd_synthesize(a: argparse.Namespace) -> None:
@@ -32,7 +32,7 @@ def cmd_download(a: argparse.Namespace) -> None:
 
 def cmd_prepare(a: argparse.Namespace) -> None:
     from medrobust.data.prepare import Source, prepare
-    from medrobust.provenance import record
+    from medrobust.jobs.provenance import record
 
     src = Source(Path(a.source), a.n_classes, a.n_channels, a.source_size, a.medmnist)
     stats = prepare(src, a.out, a.size)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medrobust.cli.args import add_device_args, job_device, log
-from medrobust.io import write_json, write_npz
+from medrobust.core.io import write_json, write_npz
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,8 +22,8 @@ def cmd_corrupt(a: argparse.Namespace) -> None:
 
     from medrobust.data.corrupt import claim_state, corrupt_all, corruption_names
     from medrobust.data.prepare import Source, load_splits
-    from medrobust.provenance import record
-    from medrobust.runtime import fingerprint, sigterm_flag, state_lock
+    from medrobust.jobs.provenance import record
+    from medrobust.jobs.state import fingerprint, sigterm_flag, state_lock
 
     should_stop = sigterm_flag()  # first, so that a SIGTERM at any time is a request to stop
     src = Source(Path(a.source), a.n_classes, a.n_channels, a.source_size, a.medmnist)
@@ -47,7 +47,7 @@ def cmd_corrupt(a: argparse.Namespace) -> None:
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
     from medrobust.evaluate.clean import evaluate
-    from medrobust.provenance import record
+    from medrobust.jobs.provenance import record
 
     a.out_probs = probs_path(a)
     metrics, probs = evaluate(a.model, a.data, a.split, job_device(a), weights=a.weights)
@@ -59,7 +59,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
 
 def cmd_evaluate_corrupted(a: argparse.Namespace) -> None:
     from medrobust.evaluate.corrupted import evaluate_corrupted
-    from medrobust.provenance import record
+    from medrobust.jobs.provenance import record
 
     a.out_probs = probs_path(a)
     result, probs = evaluate_corrupted(a.model, a.data, job_device(a), a.batch_size)
@@ -71,9 +71,10 @@ def cmd_evaluate_corrupted(a: argparse.Namespace) -> None:
 
 def cmd_autoattack(a: argparse.Namespace) -> None:
     from medrobust.attacks import autoattack
-    from medrobust.provenance import record
-    from medrobust.runtime import eval_mode, exact_evaluation, fingerprint, sigterm_flag, state_lock
-    from medrobust.train.models import load_model
+    from medrobust.core.network import load_model
+    from medrobust.core.numerics import eval_mode, exact_evaluation
+    from medrobust.jobs.provenance import record
+    from medrobust.jobs.state import fingerprint, sigterm_flag, state_lock
 
     should_stop = sigterm_flag()  # first, so that a SIGTERM at any time is a request to stop
     a.out_probs = probs_path(a)
@@ -117,8 +118,8 @@ def attacked_images(a: argparse.Namespace, device: torch.device,
     all, or a seeded subset of --n-images, the same for every model."""
     import numpy as np
 
-    from medrobust.data.splits import load_split
-    from medrobust.runtime import as_float
+    from medrobust.core.numerics import as_float
+    from medrobust.core.splits import load_split
 
     x, y = load_split(a.data, a.split, device, n_classes)
     idx = np.arange(len(y))
@@ -132,8 +133,8 @@ def image_metrics(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batc
     """Metrics of the model on these images, and its class probabilities (float32)."""
     import numpy as np
 
-    from medrobust.evaluate.metrics import classification_metrics
-    from medrobust.train.models import predict
+    from medrobust.core.metrics import classification_metrics
+    from medrobust.core.network import predict
 
     probs = predict(model, x, batch_size, precision)
     return {**classification_metrics(y.cpu().numpy(), probs), "n": len(y)}, probs.astype(np.float32)

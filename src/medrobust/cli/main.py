@@ -12,7 +12,7 @@ import sys
 
 from medrobust.cli import data, evaluate, nonrobust, outputs, review, train
 from medrobust.cli.args import log
-from medrobust.errors import ConfigError, DataError, DownloadError
+from medrobust.core.errors import ConfigError, DataError, DownloadError
 
 EXIT_INTERRUPTED = 143  # as if killed by SIGTERM, so schedulers treat it as a preemption
 
@@ -28,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parser().parse_args(argv)
-    from medrobust.runtime import Interrupted
+    from medrobust.jobs.state import Interrupted
 
     try:
         args.func(args)

@@ -8,17 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from medrobust.cli.args import add_device_args, job_device, log, parse_json
-from medrobust.io import write_json, write_npz
+from medrobust.core.io import write_json, write_npz
 
 
 def cmd_construct(a: argparse.Namespace) -> None:
     import numpy as np
 
     from medrobust.attacks.construct import ConstructionConfig, construct
-    from medrobust.data.splits import load_split
-    from medrobust.provenance import record
-    from medrobust.runtime import fingerprint, resolve_precision, sigterm_flag, state_lock
-    from medrobust.train.models import load_model
+    from medrobust.core.network import load_model
+    from medrobust.core.numerics import resolve_precision
+    from medrobust.core.splits import load_split
+    from medrobust.jobs.provenance import record
+    from medrobust.jobs.state import fingerprint, sigterm_flag, state_lock
 
     should_stop = sigterm_flag()  # first, so that a SIGTERM at any time is a request to stop
     device = job_device(a)

@@ -9,15 +9,15 @@ import json
 from typing import Any
 
 from medrobust.cli.args import add_device_args, job_device, log
-from medrobust.io import read_json, write_json
+from medrobust.core.io import read_json, write_json
 
 
 def cmd_saliency(a: argparse.Namespace) -> None:
-    from medrobust.data.splits import load_split
+    from medrobust.core.network import load_model
+    from medrobust.core.numerics import as_float
+    from medrobust.core.splits import load_split
     from medrobust.evaluate.saliency import example
     from medrobust.report.figures import saliency_figure
-    from medrobust.runtime import as_float
-    from medrobust.train.models import load_model
 
     device = job_device(a)
     loaded = {label: load_model(path, device) for label, path in (("Robust", a.robust), ("Standard", a.standard))}
@@ -43,7 +43,7 @@ def cmd_bootstrap(a: argparse.Namespace) -> None:
 
 
 def cmd_summarize(a: argparse.Namespace) -> None:
-    from medrobust.io import npz_shapes, read_npz
+    from medrobust.core.io import npz_shapes, read_npz
     from medrobust.report.summary import stage_rows
     from medrobust.report.tables import write_summary
 
@@ -94,7 +94,7 @@ def cmd_table(a: argparse.Namespace) -> None:
 
 
 def cmd_verdicts(a: argparse.Namespace) -> None:
-    from medrobust.io import atomic_path, npz_shapes, read_npz
+    from medrobust.core.io import atomic_path, npz_shapes, read_npz
     from medrobust.report import verdict_tables as vt
     from medrobust.report.tables import load_paper_values, to_csv, write_table
     from medrobust.report.verdicts import RunResults, Settings, judge, load_claims
@@ -124,8 +124,8 @@ def cmd_verdicts(a: argparse.Namespace) -> None:
 def cmd_provenance(a: argparse.Namespace) -> None:
     import yaml
 
-    from medrobust.io import atomic_path, write_csv
-    from medrobust.provenance import record
+    from medrobust.core.io import atomic_path, write_csv
+    from medrobust.jobs.provenance import record
 
     now = record()
     rows = [{"file": "(this report)", **_flat(now)}]
@@ -145,7 +145,7 @@ def _flat(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_estimate(a: argparse.Namespace) -> None:
-    from medrobust.config import load
+    from medrobust.core.config import load
     from medrobust.report.estimate import render, study
 
     config = load(a.config)
@@ -154,7 +154,7 @@ def cmd_estimate(a: argparse.Namespace) -> None:
 
 def cmd_doctor(a: argparse.Namespace) -> None:
     """What the GPU jobs would find on this machine, and whether they would run on its GPUs."""
-    from medrobust.device import describe, probe, verdict
+    from medrobust.jobs.device import describe, probe, verdict
 
     report = probe()
     print("\n".join([*describe(report), f"ImageMagick (MagickWand, for MedMNIST-C): {_magick()}", verdict(report)]))

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medrobust.cli.args import add_figure_outputs, log
-from medrobust.io import read_json
+from medrobust.core.io import read_json
 
 
 def cmd_curves(a: argparse.Namespace) -> None:
@@ -25,10 +25,10 @@ def cmd_curves(a: argparse.Namespace) -> None:
 def cmd_examples(a: argparse.Namespace) -> None:
     import numpy as np
 
-    from medrobust.io import read_npz
+    from medrobust.core.io import read_npz
+    from medrobust.core.numerics import as_float
     from medrobust.report.diagnostics import examples_figure, pick_examples
     from medrobust.report.tables import dataset_label
-    from medrobust.runtime import as_float
 
     built = read_npz(a.nonrobust, ("train_images", "train_labels", "train_source_index", "train_original_labels"))
     clean = read_npz(a.data, ("train_images",))["train_images"]

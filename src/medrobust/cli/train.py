@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from medrobust.cli.args import add_device_args, job_device, log, parse_json
-from medrobust.errors import ConfigError
-from medrobust.io import atomic_path, write_json
+from medrobust.core.errors import ConfigError
+from medrobust.core.io import atomic_path, write_json
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -30,9 +30,11 @@ def cmd_train_trades(a: argparse.Namespace) -> None:
 def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
     import torch
 
-    from medrobust.data.splits import load_split
-    from medrobust.provenance import record
-    from medrobust.runtime import fingerprint, resolve_precision, sigterm_flag, state_lock
+    from medrobust.core.network import save_checkpoint
+    from medrobust.core.numerics import resolve_precision
+    from medrobust.core.splits import load_split
+    from medrobust.jobs.provenance import record
+    from medrobust.jobs.state import fingerprint, sigterm_flag, state_lock
     from medrobust.train.history import write_history
     from medrobust.train.loop import Data, TrainConfig, fit, kept_by
 
@@ -60,11 +62,7 @@ def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
                 "history": run.history, "train_data": a.train_data, "val_data": a.val_data, "device": str(device),
                 "precision": precision, "seconds_this_session": time.perf_counter() - t0, "code": tag["code"],
                 "provenance": record(hparams)}
-        weights = {"state_dict": run.model.state_dict()}
-        if run.last_state is not None:  # the last epoch's too, so that it is evaluated without retraining
-            weights["last_state_dict"] = run.last_state
-        with atomic_path(a.out_model) as tmp:
-            torch.save({"model_args": run.model_args, **weights, **meta}, tmp)
+        save_checkpoint(a.out_model, run.model_args, run.model.state_dict(), run.last_state, **meta)
         write_json(a.out_metrics, meta)
         write_history(run.history, cfg.batch_size, a.out_history)
         state.unlink(missing_ok=True)
@@ -74,8 +72,8 @@ def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
 
 def selected_hparams(path: str, seed: int | None) -> dict[str, Any]:
     """A seed replicate's settings: the selected grid point's (medrobust select), another seed."""
-    from medrobust.errors import DataError
-    from medrobust.io import read_json
+    from medrobust.core.errors import DataError
+    from medrobust.core.io import read_json
 
     if seed is None:
         raise ConfigError("--selected needs --seed (the replicate's seed)")
@@ -100,7 +98,7 @@ def epochs_record(history: list[dict[str, float]], kept: dict[str, float], crite
 
 
 def cmd_select(a: argparse.Namespace) -> None:
-    from medrobust.provenance import record
+    from medrobust.jobs.provenance import record
     from medrobust.train.select import select
 
     choice = select(a.metrics, a.criterion)

@@ -1,2 +1,2 @@
 """Data stage (workflow/rules/data.smk): the synthetic set, MedMNIST download and preparation,
-splits as tensors, and the MedMNIST-C corrupted test sets."""
+and the MedMNIST-C corrupted test sets (splits as tensors are in core/)."""

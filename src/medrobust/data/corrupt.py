@@ -85,10 +85,10 @@ from medmnistc.corruptions.noise import ImpulseNoise
 from medmnistc.corruptions.registry import CORRUPTIONS_DS, DATASET_RGB
 from PIL import Image
 
+from medrobust.core.io import atomic_path
 from medrobust.data.prepare import resize
-from medrobust.io import atomic_path
-from medrobust.progress import ProgressLog
-from medrobust.runtime import Interrupted, claim_state_dir
+from medrobust.jobs.progress import ProgressLog
+from medrobust.jobs.state import Interrupted, claim_state_dir
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import medmnist
 import numpy as np
 from medmnist.dataset import MedMNIST
 
-from medrobust.config import medmnist_suffix
-from medrobust.errors import DataError, DownloadError
-from medrobust.io import SPLITS, check_split, read_npz, write_npz
+from medrobust.core.config import medmnist_suffix
+from medrobust.core.errors import DataError, DownloadError
+from medrobust.core.io import SPLITS, check_split, read_npz, write_npz
 
 
 def medmnist_source(flag: str, size: int, mirror: str | None) -> tuple[str, str, str]:

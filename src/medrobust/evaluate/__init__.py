@@ -1,2 +1,2 @@
-"""Evaluation stage (workflow/rules/evaluate.smk): metrics, clean and corrupted evaluation, and
-the saliency maps of Fig. 1."""
+"""Evaluation stage (workflow/rules/evaluate.smk): clean and corrupted evaluation, and the
+saliency maps of Fig. 1 (the metrics are in core/)."""

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from medrobust.data.splits import load_split
-from medrobust.evaluate.metrics import classification_metrics
-from medrobust.runtime import exact_evaluation
-from medrobust.train.models import load_model, predict
+from medrobust.core.metrics import classification_metrics
+from medrobust.core.network import load_model, predict
+from medrobust.core.numerics import exact_evaluation
+from medrobust.core.splits import load_split
 
 
 def evaluate(model_path: str | Path, data_path: str | Path, split: str, device: torch.device,

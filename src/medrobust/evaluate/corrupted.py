@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from medrobust.data.splits import as_nchw
-from medrobust.errors import DataError
-from medrobust.evaluate.metrics import classification_metrics
-from medrobust.io import check_labels, npz_shapes, read_npz
-from medrobust.progress import ProgressLog
-from medrobust.runtime import exact_evaluation
-from medrobust.train.models import load_model, predict
+from medrobust.core.errors import DataError
+from medrobust.core.io import check_labels, npz_shapes, read_npz
+from medrobust.core.metrics import classification_metrics
+from medrobust.core.network import load_model, predict
+from medrobust.core.numerics import exact_evaluation
+from medrobust.core.splits import as_nchw
+from medrobust.jobs.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 

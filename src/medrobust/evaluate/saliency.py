@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
-from medrobust.runtime import exact_evaluation
+from medrobust.core.numerics import exact_evaluation
+from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 
 
 def normalise_saliency(grad: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ The metrics are evaluated on weighted data, not on resampled copies: an image dr
 counts m times. Balanced accuracy is the mean over classes of the weighted recall; the AUC of
 one class is the weighted Mann-Whitney statistic, each (positive, negative) pair counting
 w_i * w_j (ties 1/2), over the product of the classes' total weights. These equal the exact
-metrics of `medrobust.evaluate.metrics` on the explicitly resampled data (the tests check
+metrics of `medrobust.core.metrics` on the explicitly resampled data (the tests check
 this), and weights of all ones give the metrics of the test set itself.
 
 Why weights instead of resampled indices: the weights name images, not rows of one model's

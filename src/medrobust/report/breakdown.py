@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from medrobust.errors import DataError
-from medrobust.io import read_csv, write_csv
+from medrobust.core.errors import DataError
+from medrobust.core.io import read_csv, write_csv
 
 COLUMNS = ("dataset", "model", "eps", "corruption", "severity", "metric", "value")
 SELECTION_COLUMNS = ("stage", "variant", "lr", "batch_size", "epochs", "augment", "criterion", "value",

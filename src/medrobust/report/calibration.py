@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from medrobust.core.numerics import derive_seed
 from medrobust.report import bootstrap
 from medrobust.report.simulate import TEST_SETS, Evaluator, Stage, correctness, labels_of, stage_for
 from medrobust.report.tables import load_paper_values
 from medrobust.report.verdicts import FAILS, RunResults, Settings, Verdict, judge, load_claims
-from medrobust.runtime import derive_seed
 
 # Balanced accuracy (%) per model, one entry per CONDITIONS (clean, corrupted, autoattack; robust
 # models: all three, base and nonrobust-only: the first two): None where paper_values.yaml states the

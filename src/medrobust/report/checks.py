@@ -14,7 +14,7 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import Any
 
-from medrobust.io import read_json, write_csv
+from medrobust.core.io import read_json, write_csv
 from medrobust.report.summary import stage_model
 from medrobust.report.tables import Results, Row
 

@@ -18,8 +18,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from medrobust.config import attacked, corruption_registry, grid_points, medmnist_info, saliency_dataset, stages
-from medrobust.io import check_npz_splits
+from medrobust.core.config import attacked, corruption_registry, grid_points, medmnist_info, saliency_dataset, stages
+from medrobust.core.io import check_npz_splits
 
 SEVERITIES = 5
 # medmnistc registry sizes (medrobust.data.corrupt.corruption_names; a test keeps them in step)

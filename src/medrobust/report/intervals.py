@@ -52,10 +52,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medrobust.errors import DataError
-from medrobust.io import npz_shapes, read_npz
+from medrobust.core.errors import DataError
+from medrobust.core.io import npz_shapes, read_npz
+from medrobust.core.numerics import derive_seed
 from medrobust.report import bootstrap
-from medrobust.runtime import derive_seed
 
 METRICS = ("balanced_accuracy", "auc")
 # evaluation kind -> (condition of the summary table, array of its probability file)
@@ -127,7 +127,7 @@ def stage_draws(replicates: Sequence[Mapping[str, str]], draws: int, seed: int) 
 
 
 def write_draws(arrays: Mapping[str, np.ndarray], path: str | Path) -> None:
-    from medrobust.io import write_npz
+    from medrobust.core.io import write_npz
 
     write_npz(path, dict(arrays))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from medrobust.io import atomic_path
+from medrobust.core.io import atomic_path
 
 COLORS = {"base": "tab:blue", "robust": "tab:green", "nonrobust": "tab:red"}
 

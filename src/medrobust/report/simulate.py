@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from medrobust.core.numerics import derive_seed
 from medrobust.report import bootstrap, rules
 from medrobust.report.intervals import Estimate, combine, t_quantile, value_scale
-from medrobust.runtime import derive_seed
 
 # Test splits of the paper's five datasets: images per class (the official MedMNIST v2 splits).
 # OrganSMNIST's per-class counts are not known offline: 11 classes with a 1:4 spread of sizes,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from medrobust.errors import DataError
+from medrobust.core.errors import DataError
 from medrobust.report.intervals import estimate
 from medrobust.report.tables import Row
 

@@ -21,8 +21,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from medrobust.errors import DataError
-from medrobust.io import atomic_path, float_cell, read_csv, write_csv
+from medrobust.core.errors import DataError
+from medrobust.core.io import atomic_path, float_cell, read_csv, write_csv
 
 COLUMNS = ("dataset", "model", "eps", "condition", "metric", "value", "n_classes", "n", "ci_low", "ci_high", "sd",
            "n_replicates")

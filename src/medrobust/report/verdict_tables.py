@@ -186,8 +186,8 @@ def markdown(verdicts: Sequence[Verdict], claims: dict[str, dict[str, Any]], set
 
 def write_verdicts(verdicts: Sequence[Verdict], path: str) -> None:
     """results/summary/verdicts.csv: one row per verdict, values as fractions (repr)."""
-    from medrobust.io import float_cell as number
-    from medrobust.io import write_csv
+    from medrobust.core.io import float_cell as number
+    from medrobust.core.io import write_csv
 
     write_csv(path, COLUMNS, ([v.dataset, v.claim, v.metric, v.subject, v.verdict, number(v.value), number(v.low),
                                number(v.high), v.reference, v.rule, number(v.detectable), v.n_replicates,

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medrobust.errors import DataError
-from medrobust.io import read_csv, write_csv
+from medrobust.core.errors import DataError
+from medrobust.core.io import read_csv, write_csv
 
 COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_balanced_accuracy", "val_auc",
            "val_robust_balanced_accuracy", "images_per_second", "seconds")

@@ -37,13 +37,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medrobust.device import gpu_name
-from medrobust.errors import ConfigError
-from medrobust.evaluate.metrics import classification_metrics
-from medrobust.io import atomic_path
-from medrobust.progress import format_duration
-from medrobust.runtime import Interrupted, as_float, autocast, derive_seed, fingerprint_mismatch
-from medrobust.train.models import WideResNet, build, predict
+from medrobust.core.errors import ConfigError
+from medrobust.core.io import atomic_path
+from medrobust.core.metrics import classification_metrics
+from medrobust.core.network import WideResNet, build, predict
+from medrobust.core.numerics import as_float, autocast, derive_seed
+from medrobust.jobs.device import gpu_name
+from medrobust.jobs.progress import format_duration
+from medrobust.jobs.state import Interrupted, fingerprint_mismatch
 
 log = logging.getLogger(__name__)
 

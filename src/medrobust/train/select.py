@@ -6,8 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from medrobust.errors import DataError
-from medrobust.io import read_json
+from medrobust.core.errors import DataError
+from medrobust.core.io import read_json
 
 CRITERIA = ("val_balanced_accuracy", "val_auc", "val_robust_balanced_accuracy")
 TIE_BREAKERS = ("val_balanced_accuracy", "val_auc")

@@ -2,7 +2,7 @@
 
 As in the authors' reference code (yaodongyu/TRADES, `trades.py`):
 
-* the inner attack maximises KL(f(x) || f(x')) by L-inf PGD (medrobust.attacks.pgd), starting at
+* the inner attack maximises KL(f(x) || f(x')) by L-inf PGD (medrobust.core.pgd), starting at
   x + 0.001 * N(0, 1), with the model in eval mode (batch-norm statistics fixed) and f(x) held
   constant;
 * the outer loss runs in train mode, with gradients through both f(x) and f(x + delta);
@@ -23,11 +23,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medrobust.attacks.pgd import PGDConfig, cross_entropy, default_step_size, pgd
-from medrobust.evaluate.metrics import classification_metrics
-from medrobust.runtime import as_float, autocast, derive_seed, eval_mode
+from medrobust.core.metrics import classification_metrics
+from medrobust.core.network import predict
+from medrobust.core.numerics import as_float, autocast, derive_seed, eval_mode
+from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.train.loop import Data, TrainConfig
-from medrobust.train.models import predict
 
 
 def kl_divergence(logits_p: torch.Tensor, logits_q: torch.Tensor) -> torch.Tensor:

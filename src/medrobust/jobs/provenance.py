@@ -12,11 +12,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from medrobust.device import in_use
+from medrobust.jobs.device import in_use
 
 PACKAGES = ("medrobust", "torch", "torchvision", "numpy", "medmnist", "medmnistc", "pyautoattack", "scikit-learn",
             "scipy", "pandas", "matplotlib", "snakemake")
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]  # the checkout (src/medrobust/jobs/provenance.py)
 
 
 def versions() -> dict[str, str | None]:
@@ -63,7 +63,7 @@ def record(config: Any = None) -> dict[str, Any]:
 
 
 def device_facts() -> dict[str, Any]:
-    """The GPUs, driver, CUDA, cuDNN and float32 settings of this process (medrobust.device.in_use)."""
+    """The GPUs, driver, CUDA, cuDNN and float32 settings of this process (medrobust.jobs.device.in_use)."""
     try:
         return in_use()
     except Exception as e:  # provenance is written after the work is done: it must never fail the job

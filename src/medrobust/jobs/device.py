@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from medrobust.errors import ConfigError, DataError
+from medrobust.core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import torch

@@ -16,7 +16,7 @@ CUDA_VISIBLE_DEVICES once, when it starts, so it never imports torch itself.
   of `jobs_per_gpu` slots of one device: an flock on `<lock dir>/<device>.slot<j>`. The lock dir is
   node-local ($MEDROBUST_GPU_LOCK_DIR, else /tmp/medrobust-gpu-locks-<uid>, mode 0700): GPUs belong
   to a node, so the locks must too, and a checkout on Lustre or NFS may lack flock or share it
-  between nodes. The lock file is never deleted (as in medrobust.locks, so that no two processes
+  between nodes. The lock file is never deleted (as in medrobust.jobs.locks, so that no two processes
   lock two inodes of one name); the kernel drops the flock when the process dies, kill -9 included.
 - Order: slots before devices (slot 0 of every device, then slot 1, ...), devices in the order they
   were inherited, so jobs spread over all GPUs before any two share one.
@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from medrobust.errors import ConfigError
-from medrobust.locks import BUSY, LockUnavailable, new_record, strerror, write_record
+from medrobust.core.errors import ConfigError
+from medrobust.jobs.locks import BUSY, LockUnavailable, new_record, strerror, write_record
 
 log = logging.getLogger("medrobust")
 

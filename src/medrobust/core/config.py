@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from medrobust.errors import ConfigError, DataError
+from medrobust.core.errors import ConfigError, DataError
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "config.schema.yaml"
 GRID_FAMILIES = ("base", "nonrobust", "robust")
@@ -227,7 +227,7 @@ def _source_problems(name: str, ds: dict[str, Any]) -> list[str]:
 def check_local_files(config: dict[str, Any]) -> None:
     """Every dataset file given by path exists and is a readable MedMNIST-format npz whose
     splits have as many labels as images (headers only); else a DataError naming it."""
-    from medrobust.io import check_npz_splits
+    from medrobust.core.io import check_npz_splits
 
     for name, ds in config["datasets"].items():
         if ds["source"] == "npz" and "path" in ds:

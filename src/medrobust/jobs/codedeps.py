@@ -26,7 +26,7 @@ import hashlib
 from pathlib import Path
 
 PACKAGE = "medrobust"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/medrobust
 DISPATCHER = "cli.main"
 COMMAND_MODULES = ("cli.data", "cli.train", "cli.nonrobust", "cli.evaluate", "cli.outputs", "cli.review")
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medrobust.runtime import autocast, eval_mode
+from medrobust.core.numerics import autocast, eval_mode
 
 Objective = Callable[[torch.Tensor], torch.Tensor]  # logits -> per-sample value the attack maximises
 STARTS = ("none", "uniform", "trades")

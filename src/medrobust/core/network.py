@@ -16,8 +16,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medrobust.errors import DataError
-from medrobust.runtime import as_float, autocast, eval_mode
+from medrobust.core.errors import DataError
+from medrobust.core.io import atomic_path
+from medrobust.core.numerics import as_float, autocast, eval_mode
 
 ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU}
 
@@ -75,6 +76,18 @@ class WideResNet(nn.Module):
 
 def build(**model_args: Any) -> WideResNet:
     return WideResNet(**model_args)
+
+
+def save_checkpoint(path: str | Path, model_args: dict[str, Any], state_dict: dict[str, Any],
+                    last_state_dict: dict[str, Any] | None = None, **meta: Any) -> None:
+    """The self-describing checkpoint `load_model` reads, written atomically: the network's
+    arguments, the kept epoch's weights, the last epoch's when another epoch was kept (so that
+    it is evaluated without retraining), and `meta` (hyperparameters, history, provenance)."""
+    weights = {"state_dict": state_dict}
+    if last_state_dict is not None:
+        weights["last_state_dict"] = last_state_dict
+    with atomic_path(path) as tmp:
+        torch.save({"model_args": model_args, **weights, **meta}, tmp)
 
 
 def load_model(path: str | Path, device: torch.device, weights: str = "kept") -> tuple[WideResNet, dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from medrobust.errors import DataError
+from medrobust.core.errors import DataError
 
 SPLITS = ("train", "val", "test")
 

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from medrobust.errors import DataError
+from medrobust.core.errors import DataError
 
 log = logging.getLogger("medrobust")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medrobust.errors import DataError
-from medrobust.io import check_labels, read_npz
+from medrobust.core.errors import DataError
+from medrobust.core.io import check_labels, read_npz
 
 
 def load_split(path: str | Path, split: str, device: torch.device,

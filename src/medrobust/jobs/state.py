@@ -1,8 +1,5 @@
-"""What every job shares: device and precision, seeds, image conversion, eval mode, interruption (SIGTERM),
-one process per resumable state (a lock), and the fingerprint a resumable state must match.
-
-Torch is imported inside the functions that need it, so that light commands (select, tables)
-and the scheduler can import this module cheaply.
+"""What every job shares: interruption (SIGTERM), one process per resumable state (a lock), and
+the fingerprint a resumable state must match.
 """
 
 from __future__ import annotations
@@ -12,92 +9,17 @@ import hashlib
 import json
 import logging
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any
 
-import numpy as np
-
-from medrobust.locks import held
-
-if TYPE_CHECKING:
-    import torch
+from medrobust.jobs.locks import held
 
 log = logging.getLogger("medrobust")
 
 
 class Interrupted(RuntimeError):
     """A job stopped on request (SIGTERM) after saving its state."""
-
-
-def derive_seed(*parts: int) -> int:
-    """An independent 32-bit seed for each tuple of integers (seed, purpose, index, ...)."""
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' is bf16 on CUDA and fp32 elsewhere; explicit choices are kept."""
-    import torch
-
-    if precision != "auto":
-        return precision
-    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
-
-
-EVALUATION_PRECISION = "fp32"
-
-
-def exact_evaluation() -> str:
-    """Every test-time number (clean, corrupted, AutoAttack, the figures' predictions) at one
-    precision: fp32 with TF32 off and cudnn.benchmark off (no autotuned algorithm choice), so a
-    checkpoint's test numbers agree across nodes up to argmax flips of near ties. Returns the
-    precision to pass on. Training keeps bf16."""
-    import torch
-
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cudnn.benchmark = False
-    torch.set_float32_matmul_precision("highest")
-    return EVALUATION_PRECISION
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast where asked (weights stay fp32); a no-op for fp32."""
-    import torch
-
-    if resolve_precision(precision, device) == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-@overload
-def as_float(x: torch.Tensor) -> torch.Tensor: ...
-@overload
-def as_float(x: np.ndarray) -> np.ndarray: ...
-def as_float(x: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
-    """Images stored as uint8 (0..255) or float (0..1) to float32 in [0, 1]: tensors or arrays."""
-    if isinstance(x, np.ndarray):
-        return x.astype(np.float32) / 255 if x.dtype == np.uint8 else x.astype(np.float32)
-    import torch
-
-    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module, freeze: bool = False) -> Iterator[torch.nn.Module]:
-    """The model in eval mode for the block (batch-norm statistics fixed, no dropout), and with
-    `freeze` its parameters without gradients; both restored afterwards, even on an error."""
-    was_training = model.training
-    grads_were = [p.requires_grad for p in model.parameters()]
-    model.eval()
-    if freeze:
-        model.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, g in zip(model.parameters(), grads_were):
-            p.requires_grad_(g)
-        model.train(was_training)
 
 
 def sigterm_flag() -> Callable[[], bool]:
@@ -120,7 +42,7 @@ def state_lock(state: str | Path) -> contextlib.AbstractContextManager[None]:
     when its process dies; `<state>.lock` itself stays after the block. Where the file system has
     no POSIX locks (Lustre without flock, NFS without a lock daemon), an exclusive file
     `<state>.lock.excl` takes its place, deleted after the block and taken over from a killed
-    holder only when provably stale (medrobust.locks says when). A file system with neither
+    holder only when provably stale (medrobust.jobs.locks says when). A file system with neither
     gives LockUnavailable, one line.
     """
     return held(Path(f"{state}.lock"), str(state))
@@ -141,7 +63,7 @@ def fingerprint(command: str, settings: dict[str, Any], *files: str | Path, devi
     runs (every package module it imports), every result-changing setting, the content of every
     input file, and, when given, the kind of device ("cpu", "cuda") and the resolved precision
     ("bf16", "fp32"): a state half-trained on a GPU in bf16 is not continued on a CPU in fp32."""
-    from medrobust.codedeps import code_digest
+    from medrobust.jobs.codedeps import code_digest
 
     tag = {"code": code_digest(command),
            "settings": hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16],
@@ -168,7 +90,7 @@ def claim_state_dir(directory: Path, fingerprint: dict[str, str], what: str) -> 
     fingerprint (fingerprint.json), else clear it, saying why in the log."""
     import shutil
 
-    from medrobust.io import read_json, write_json
+    from medrobust.core.io import read_json, write_json
 
     stamp = directory / "fingerprint.json"
     if stamp.exists():

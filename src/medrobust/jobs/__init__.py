@@ -1,0 +1,2 @@
+"""The job machinery: locks, GPU slots, device checks, code digests, progress, provenance and
+resumable state. Imports the core and no stage."""
