@@ -1,5 +1,7 @@
 """PGD invariants, agreement with torchattacks, and the nonrobust-set construction."""
 
+import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -7,10 +9,10 @@ import torch
 import torchattacks
 
 from medrobust.attacks.construct import ConstructionConfig, construct, draw_targets
+from medrobust.core.errors import Interrupted
 from medrobust.core.network import predict
 from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd, project
 from medrobust.core.splits import load_split
-from medrobust.jobs.state import Interrupted
 
 from conftest import tag
 
@@ -110,6 +112,12 @@ def _check_pairing(built: dict, x: torch.Tensor, y: torch.Tensor, targets: torch
     assert (torch.from_numpy(built["adv"]) - x[src].float() / 255).abs().amax() <= EPS + 1e-6
 
 
+def _stop_after(n: int) -> Callable[[], bool]:
+    """A stop flag that turns true at its (n + 1)-th reading."""
+    readings = itertools.count(1)
+    return lambda: next(readings) > n
+
+
 def test_construction_statistics_and_resume(tiny_model, prepared_medium: Path, tmp_path: Path) -> None:
     x, y = load_split(prepared_medium, "train", torch.device("cpu"), 4)
     x, y = x[:120], y[:120]
@@ -127,15 +135,18 @@ def test_construction_statistics_and_resume(tiny_model, prepared_medium: Path, t
     assert sum(stats["target_class_counts"]) == stats["n_used"]
     assert whole["adv"].dtype == "float32" and whole["adv"].min() >= 0 and whole["adv"].max() <= 1
 
-    with pytest.raises(Interrupted, match="after 20 of"):  # SIGTERM during the first batch
-        construct(tiny_model, x, y, 4, cfg, tmp_path / "b", tag("t"), batch_size=20, chunk=40, should_stop=lambda: True)
+    # SIGTERM at step 15 of the second batch (the flag is read before each of its 30 steps): the
+    # attack stops there, the unfinished batch is dropped, the first one kept
+    with pytest.raises(Interrupted, match="after 20 of .*stopped at step 15 of 30 of a 20-image batch"):
+        construct(tiny_model, x, y, 4, cfg, tmp_path / "b", tag("t"), batch_size=20, chunk=40,
+                  should_stop=_stop_after(30 + 15))
     assert [p.name for p in (tmp_path / "b").glob("0*.pt")] == ["00000.pt"]
     saved = torch.load(tmp_path / "b" / "00000.pt", weights_only=True)
     assert len(saved["adv"]) == 20 < len(saved["source_index"])  # the chunk's finished batch, kept
-    calls = iter([False, False, True])  # requeued: three more batches, across a chunk boundary, then SIGTERM
+    # requeued: three more batches, across a chunk boundary, then SIGTERM
     with pytest.raises(Interrupted):
         construct(tiny_model, x, y, 4, cfg, tmp_path / "b", tag("t"), batch_size=20, chunk=40,
-                  should_stop=lambda: next(calls))
+                  should_stop=_stop_after(3 * 30))
     again = construct(tiny_model, x, y, 4, cfg, tmp_path / "b", tag("t"), batch_size=20, chunk=40)
     assert again["stats"]["attack_images_per_second"] is not None
     for key in ("adv", "targets", "source_index", "labels"):  # bit-identical to the uninterrupted run

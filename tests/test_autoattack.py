@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from medrobust.attacks import autoattack
+from medrobust.core.errors import Interrupted
 from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.core.splits import load_split
-from medrobust.jobs.state import Interrupted
 
 from conftest import tag
 

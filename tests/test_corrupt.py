@@ -223,7 +223,7 @@ def test_generic_set_is_intensity_only_and_documented() -> None:
 def test_interrupted_after_any_block_resumes_to_the_same_bytes(tmp_path, monkeypatch) -> None:
     """A stop after every block (SIGTERM, requeue, again and again): the finished blocks of the
     current corruption are kept, and the result is byte-identical to one uninterrupted call."""
-    from medrobust.jobs.state import Interrupted
+    from medrobust.core.errors import Interrupted
 
     monkeypatch.setattr(mc, "BLOCK", 4)  # three blocks per corruption and severity
     x = images(10, 1)

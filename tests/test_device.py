@@ -14,11 +14,12 @@ import pytest
 import torch
 
 from medrobust.core.errors import ConfigError
+from medrobust.core.errors import Interrupted
 from medrobust.core.splits import load_split
 from medrobust.jobs import device as dev
 from medrobust.jobs.device import CudaReport, DeviceError, Gpu, diagnose, require_device, runs_on, verdict
 from medrobust.jobs.provenance import record
-from medrobust.jobs.state import Interrupted, fingerprint, fingerprint_mismatch
+from medrobust.jobs.state import fingerprint, fingerprint_mismatch
 from medrobust.train import loop
 from medrobust.train.loop import Data, TrainConfig, fit
 

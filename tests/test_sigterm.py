@@ -3,8 +3,9 @@ commands construct, autoattack and corrupt: each one stops well within those 30 
 code 143 and its resumable state saved, and a rerun ends with the outputs of an uninterrupted run.
 
 The signal goes to the command's whole process group, as SLURM delivers it to a job step, as
-soon as the command's start line is logged; the commands read the stop flag after every batch
-(or block of images), so each one stops after its first batch: in the middle of its work.
+soon as the command's start line is logged; construct reads the stop flag before every attack
+step (dropping the unfinished batch), autoattack and corrupt after every batch (or block of
+images), so each one stops in the middle of its work.
 """
 
 from __future__ import annotations

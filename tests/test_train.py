@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from medrobust.core.errors import ConfigError, DataError
+from medrobust.core.errors import Interrupted
 from medrobust.core.network import load_model
 from medrobust.core.splits import load_split
-from medrobust.jobs.state import Interrupted
 from medrobust.train.history import COLUMNS, TIMING, read_history, write_history
 from medrobust.train.loop import Data, TrainConfig, augment_batch, cosine_lr, ema_decay_at, ema_update, fit
 

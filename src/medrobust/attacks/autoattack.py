@@ -33,9 +33,10 @@ from typing import Any, Callable
 
 import torch
 
+from medrobust.core.errors import Interrupted
 from medrobust.core.io import atomic_path
 from medrobust.jobs.progress import ProgressLog
-from medrobust.jobs.state import Interrupted, fingerprint_mismatch
+from medrobust.jobs.state import fingerprint_mismatch
 
 log = logging.getLogger(__name__)
 STANDARD_TARGETS = 9

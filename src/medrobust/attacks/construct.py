@@ -43,12 +43,13 @@ from typing import Any
 import torch
 
 from medrobust.core.errors import ConfigError
+from medrobust.core.errors import Interrupted
 from medrobust.core.io import atomic_path
 from medrobust.core.network import predict
 from medrobust.core.numerics import as_float, derive_seed
 from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.jobs.progress import ProgressLog
-from medrobust.jobs.state import Interrupted, claim_state_dir
+from medrobust.jobs.state import claim_state_dir
 
 log = logging.getLogger(__name__)
 TARGET_MODES = ("uniform", "other", "deterministic")
@@ -159,23 +160,25 @@ def _attack_chunk(model: torch.nn.Module, x: torch.Tensor, idx: torch.Tensor, ta
                   path: Path, should_stop: Callable[[], bool]) -> dict[str, torch.Tensor]:
     """`piece` with its remaining batches attacked, saved to `path`. The batches are those of an
     uninterrupted run (each one's generator is seeded by its first index), so a resumed chunk
-    is bit-identical. `should_stop()` is read after every batch: when true, the finished
-    batches are saved and Interrupted raised."""
+    is bit-identical. `should_stop()` is read before every attack step: when true, the
+    unfinished batch is dropped, the finished ones saved, and Interrupted raised."""
     done = {k: [piece[k]] for k in RESULTS}
     for i in range(len(piece["adv"]), len(idx), batch_size):
         b = idx[i:i + batch_size]
         xb, tb = as_float(x[b]), targets[b]
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, 4, int(b[0])))
-        adv = pgd(model, xb, cross_entropy(tb, targeted=True), cfg.pgd, precision=cfg.precision, generator=gen)
+        try:
+            adv = pgd(model, xb, cross_entropy(tb, targeted=True), cfg.pgd, precision=cfg.precision, generator=gen,
+                      should_stop=should_stop)
+        except Interrupted as e:
+            _save_chunk(path, piece, done)
+            raise Interrupted(f"stopped after {i} of {len(idx)} images of chunk {path.stem} ({e}); "
+                              f"the finished batches are kept in {path.parent}") from None
         pred = torch.from_numpy(predict(model, adv, batch_size, cfg.precision).argmax(1)).to(tb.device)
         done["adv"].append(adv.cpu())
         done["hit"].append((pred == tb).cpu())
         done["linf"].append((adv - xb).abs().amax((1, 2, 3)).cpu())
         meter.advance(len(b))
-        if should_stop():
-            _save_chunk(path, piece, done)
-            raise Interrupted(f"stopped after {i + len(b)} of {len(idx)} images of chunk {path.stem}; "
-                              f"the finished batches are kept in {path.parent}")
     return _save_chunk(path, piece, done)
 
 

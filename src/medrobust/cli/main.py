@@ -28,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parser().parse_args(argv)
-    from medrobust.jobs.state import Interrupted
+    from medrobust.core.errors import Interrupted
 
     try:
         args.func(args)

@@ -1,4 +1,5 @@
-"""The errors a user can cause, each turned into one line naming the key or file (exit 2)."""
+"""The errors a user can cause, each turned into one line naming the key or file (exit 2), and
+the stop a signal asks for (Interrupted: exit 143, state saved)."""
 
 
 class ConfigError(ValueError):
@@ -11,3 +12,7 @@ class DataError(ValueError):
 
 class DownloadError(RuntimeError):
     """A download failed or its md5 did not match; the message names the file and the URL."""
+
+
+class Interrupted(RuntimeError):
+    """A job stopped on request (SIGTERM) after saving its state."""

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from medrobust.core.errors import Interrupted
 from medrobust.core.numerics import autocast, eval_mode
 
 Objective = Callable[[torch.Tensor], torch.Tensor]  # logits -> per-sample value the attack maximises
@@ -86,15 +87,19 @@ def start_point(x: torch.Tensor, cfg: PGDConfig, generator: torch.Generator | No
 
 
 def pgd(model: nn.Module, x: torch.Tensor, objective: Objective, cfg: PGDConfig, *, precision: str = "fp32",
-        generator: torch.Generator | None = None) -> torch.Tensor:
+        generator: torch.Generator | None = None, should_stop: Callable[[], bool] | None = None) -> torch.Tensor:
     """L-inf PGD on a batch, maximising `objective` (e.g. `cross_entropy(labels)`).
 
-    Returns adversarial images in [0, 1] within eps of x (float32, detached)."""
+    Returns adversarial images in [0, 1] within eps of x (float32, detached). `should_stop()`
+    is read before every step: when true, Interrupted is raised and the batch is dropped (a
+    long attack of a large batch stops within one step of a signal, not at the batch's end)."""
     with eval_mode(model, freeze=True):
         x = x.detach().float()
         x_adv = start_point(x, cfg, generator)
         best, best_value = x_adv.detach(), torch.full((len(x),), -torch.inf, device=x.device)
-        for _ in range(cfg.steps):
+        for step in range(cfg.steps):
+            if should_stop is not None and should_stop():
+                raise Interrupted(f"stopped at step {step} of {cfg.steps} of a {len(x)}-image batch (dropped)")
             x_adv.requires_grad_(True)
             with autocast(x.device, precision):
                 logits = model(x_adv)

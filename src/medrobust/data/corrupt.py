@@ -85,10 +85,11 @@ from medmnistc.corruptions.noise import ImpulseNoise
 from medmnistc.corruptions.registry import CORRUPTIONS_DS, DATASET_RGB
 from PIL import Image
 
+from medrobust.core.errors import Interrupted
 from medrobust.core.io import atomic_path
 from medrobust.data.prepare import resize
 from medrobust.jobs.progress import ProgressLog
-from medrobust.jobs.state import Interrupted, claim_state_dir
+from medrobust.jobs.state import claim_state_dir
 
 log = logging.getLogger(__name__)
 

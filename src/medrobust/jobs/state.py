@@ -18,10 +18,6 @@ from medrobust.jobs.locks import held
 log = logging.getLogger("medrobust")
 
 
-class Interrupted(RuntimeError):
-    """A job stopped on request (SIGTERM) after saving its state."""
-
-
 def sigterm_flag() -> Callable[[], bool]:
     """Turn SIGTERM (SLURM time limit or preemption) into a request to save state and stop."""
     requested = {"stop": False}

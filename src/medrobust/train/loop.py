@@ -38,13 +38,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from medrobust.core.errors import ConfigError
+from medrobust.core.errors import Interrupted
 from medrobust.core.io import atomic_path
 from medrobust.core.metrics import classification_metrics
 from medrobust.core.network import WideResNet, build, predict
 from medrobust.core.numerics import as_float, autocast, derive_seed
 from medrobust.jobs.device import gpu_name
 from medrobust.jobs.progress import format_duration
-from medrobust.jobs.state import Interrupted, fingerprint_mismatch
+from medrobust.jobs.state import fingerprint_mismatch
 
 log = logging.getLogger(__name__)
 
