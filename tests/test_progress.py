@@ -1,4 +1,5 @@
-"""Progress lines of long jobs: done/total, rate and ETA, at most every `every` seconds, and at the end."""
+"""Progress lines of long jobs: done/total, rate and ETA, after the first piece, at most every `every`
+seconds, and at the end."""
 
 import logging
 
@@ -16,9 +17,9 @@ def test_a_line_every_interval_and_at_the_end(caplog) -> None:
             now[0] += 10
             meter.advance(10)
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["construction: 30/100 images (30%) | 1.0 images/s | eta 00:01:10",
-                     "construction: 60/100 images (60%) | 1.0 images/s | eta 00:00:40",
-                     "construction: 90/100 images (90%) | 1.0 images/s | eta 00:00:10",
+    assert lines == ["construction: 10/100 images (10%) | 1.0 images/s | eta 00:01:30",  # the first piece
+                     "construction: 40/100 images (40%) | 1.0 images/s | eta 00:01:00",
+                     "construction: 70/100 images (70%) | 1.0 images/s | eta 00:00:30",
                      "construction: 100/100 images (100%) | 1.0 images/s | eta 00:00:00"]
 
 

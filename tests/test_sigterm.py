@@ -96,7 +96,8 @@ def test_construct_stops_within_a_batch_and_resumes(checkpoint: Path, prepared_s
                 "--settings", json.dumps(settings), "--batch-size", "10", "--threads", "1", "--device", "cpu",
                 "--out", str(d / "set.npz"), "--stats", str(d / "set.json")]
 
-    _stop_then_resume(command, "constructing", "set.npz.parts/00000.pt", ["set.npz", "set.json"], tmp_path)
+    # the signal comes after the first batch's progress line, during the second batch's attack
+    _stop_then_resume(command, "construction: ", "set.npz.parts/00000.pt", ["set.npz", "set.json"], tmp_path)
 
 
 def test_autoattack_stops_within_an_attack_and_resumes(checkpoint: Path, prepared_medium: Path,

@@ -20,8 +20,9 @@ def format_duration(seconds: float) -> str:
 
 
 class ProgressLog:
-    """`advance(n)` after each piece of work; a line is logged when `every` seconds have passed
-    since the last one, and when the total is reached."""
+    """`advance(n)` after each piece of work; a line is logged after the first piece (an early
+    rate and ETA), when `every` seconds have passed since the last one, and when the total is
+    reached."""
 
     def __init__(self, log: logging.Logger, what: str, total: int, unit: str = "images", every: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -30,9 +31,10 @@ class ProgressLog:
         self.start = self.last = clock()
 
     def advance(self, n: int = 1) -> None:
+        first = self.done == 0
         self.done += n
         now = self.clock()
-        if now - self.last >= self.every or self.done >= self.total:
+        if first or now - self.last >= self.every or self.done >= self.total:
             self.last = now
             self.log.info("%s", self.line(now))
 
