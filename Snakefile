@@ -87,6 +87,7 @@ if config["container"]:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/resources.smk"
 
 
 wildcard_constraints:

@@ -104,7 +104,8 @@ def test_functions_and_files_stay_short() -> None:
 
 def test_each_rule_file_has_its_command_module() -> None:
     """cli/<name>.py holds exactly the commands that workflow/rules/<name>.smk runs."""
-    assert set(codedeps.COMMAND_MODULES) == {f"cli.{p.stem}" for p in RULES.glob("*.smk") if p.stem != "common"}
+    shared = ("common", "resources")  # paths and input functions; cluster resources
+    assert set(codedeps.COMMAND_MODULES) == {f"cli.{p.stem}" for p in RULES.glob("*.smk") if p.stem not in shared}
     for module in codedeps.COMMAND_MODULES:
         rules = (RULES / f"{module.split('.')[1]}.smk").read_text()
         run = set(re.findall(r"\bmedrobust ([a-z][a-z-]+)", rules)) | _chosen_commands(rules)
@@ -116,10 +117,12 @@ def test_each_rule_file_has_its_command_module() -> None:
 
 def _chosen_commands(rules: str) -> set[str]:
     """Commands a rule picks per job (`medrobust {params.command}` with `command=<function>`):
-    the string constants that function of common.smk returns."""
-    common, found = (RULES / "common.smk").read_text(), set()
+    the string constants that function returns (in common.smk, or medrobust.core.hparams where
+    it hands the choice on)."""
+    common = (RULES / "common.smk").read_text() + "\n" + (PACKAGE / "core" / "hparams.py").read_text()
+    found = set()
     for name in re.findall(r"\bcommand=(\w+)", rules):
-        source = re.search(rf"^def {name}\(.*?(?=^\S)", common, re.S | re.M).group(0)
+        source = "".join(m.group(0) for m in re.finditer(rf"^def {name}\(.*?(?=^\S)", common, re.S | re.M))
         returned = [r.value for r in ast.walk(ast.parse(source)) if isinstance(r, ast.Return)]
         while any(isinstance(v, ast.IfExp) for v in returned):  # a if cond else b: a and b
             returned = [w for v in returned for w in ((v.body, v.orelse) if isinstance(v, ast.IfExp) else (v,))]

@@ -1,17 +1,14 @@
 # Paths, grids and input functions shared by the rules (no torch in the scheduler).
 import functools
 import json
-import os
 import shlex
 from datetime import datetime, timezone
 
-from medrobust.jobs.codedeps import code_digest
+from medrobust.core import hparams
 from medrobust.core.config import (
     attacked,
     corruption_registry,
     grid_points,
-    horizontal_flips,
-    max_runtime_minutes,
     medmnist_info,
     medmnist_suffix,
     saliency_dataset,
@@ -19,11 +16,9 @@ from medrobust.core.config import (
     stages,
 )
 from medrobust.core.io import write_json
+from medrobust.jobs.codedeps import code_digest
 from medrobust.jobs.provenance import record
-from medrobust.report.estimate import pieces
 from medrobust.report.verdicts import PAPER_DATASETS
-from medrobust.core.numerics import derive_seed
-from snakemake.iocontainers import Wildcards
 
 ENV = "../../envs/medrobust.yaml"
 PACKAGE = WORKFLOW_DIR / "src" / "medrobust"
@@ -143,11 +138,6 @@ def chain_dir(dataset, rep):
     return f"results/{dataset}" if rep == 0 else f"results/{dataset}/rep{rep}"
 
 
-def replicate_seed(rep):
-    """The master seed of replicate `rep`: the configured seed for replicate 0."""
-    return config["seed"] if rep == 0 else derive_seed(config["seed"], rep)
-
-
 def rep_of(wildcards):
     return int(getattr(wildcards, "rep", 0))
 
@@ -161,67 +151,23 @@ def replicate_training_set(wildcards):
 def replicate_hparams(wildcards, input):
     """Replicate 0's selected hyperparameters (read by the job from selected.json) and this
     replicate's seed."""
-    return f"--selected {input.selected} --seed {replicate_seed(rep_of(wildcards))}"
+    return f"--selected {input.selected} --seed {hparams.replicate_seed(config, rep_of(wildcards))}"
 
 
 def construction_settings(wildcards):
     """Every setting that changes the nonrobust-feature set, as one shell-quoted JSON (a param)."""
-    nr = config["nonrobust"]
-    settings = {
-        "eps": int(wildcards.eps) / 255,
-        "steps": nr["steps"],
-        "step_size_factor": nr["step_size_factor"],
-        "targets": nr["targets"],
-        "random_start": nr["random_start"],
-        "seed": replicate_seed(rep_of(wildcards)),
-        "precision": nr["precision"],
-    }
+    settings = hparams.construction_settings(config, int(wildcards.eps), rep_of(wildcards))
     return shlex.quote(json.dumps(settings, sort_keys=True))
 
 
 def train_hparams(wildcards):
     """Every setting that changes a training result, as one shell-quoted JSON (a param)."""
-    point = grid_points(config, wildcards.dataset, wildcards.stage)[wildcards.variant]
-    t, m = config["training"], config["model"]
-    hp = {
-        "lr": point.lr,
-        "batch_size": point.batch_size,
-        "epochs": point.epochs,
-        "augment": point.augment,
-        "seed": config["seed"],
-        "momentum": t["momentum"],
-        "nesterov": t["nesterov"],
-        "weight_decay": t["weight_decay"],
-        "label_smoothing": t["label_smoothing"],
-        "ema_decay": t["ema_decay"],
-        "crop_padding": t["augmentation"]["crop_padding"],
-        "hflip": horizontal_flips(config, wildcards.dataset),
-        "precision": t["precision"],
-        "channels_last": t["channels_last"],
-        "depth": m["depth"],
-        "width": m["width"],
-        "activation": m["activation"],
-    }
-    if wildcards.stage.startswith("nonrobust"):
-        hp["keep"] = config["nonrobust"]["keep_epoch"]
-    if wildcards.stage.startswith("robust"):
-        r = config["robust"]
-        hp |= {
-            "method": "trades",
-            "eps": stage_eps(wildcards.stage) / 255,
-            "beta": r["beta"],
-            "attack_steps": r["steps"],
-            "step_size_factor": r["step_size_factor"],
-            "val_attack_steps": r["val_attack_steps"],
-            "val_max_images": r["val_max_images"],
-            "patience": r["patience"],
-        }
+    hp = hparams.train_hparams(config, wildcards.dataset, wildcards.stage, wildcards.variant)
     return f"--hparams {shlex.quote(json.dumps(hp, sort_keys=True))}"
 
 
 def train_command(wildcards):
-    """Robust stages train with TRADES, the others with cross-entropy."""
-    return "train-trades" if wildcards.stage.startswith("robust") else "train"
+    return hparams.train_command(wildcards.stage)
 
 
 def train_code(wildcards):
@@ -229,10 +175,7 @@ def train_code(wildcards):
 
 
 def selection_criterion(wildcards):
-    """Robust models are selected by balanced accuracy under attack on validation (Section 3.2)."""
-    if wildcards.stage.startswith("robust"):
-        return "val_robust_balanced_accuracy"
-    return "val_balanced_accuracy"
+    return hparams.selection_criterion(wildcards.stage)
 
 
 def grid_paths(dataset, stage, name):
@@ -425,106 +368,3 @@ def all_targets():
         *review_figures(),
         "results/summary/corruptions.csv",
     ]
-
-
-# ---- cluster resources (snakemake --profile slurm); a local run ignores them -----------------
-# A retried job (the profile's `retries`, or the rule's below) asks for more: memory doubles once
-# and wall time grows with the attempt (1, 2, ...), so a job killed for running out of either
-# gets more on its next try; neither ever passes the partition's limit.
-
-GPUS = config["compute"]["gpus_per_job"]
-
-
-class Untracked:
-    """A param that changes no result (only speed, rounding or where a job runs): Snakemake's
-    params trigger records builtin values only, so changing it re-runs nothing (tested), while
-    the command line still gets its text."""
-
-    def __init__(self, text):
-        self.text = text
-
-    def __str__(self):
-        return self.text
-
-
-# What a GPU job requires (cuda: stop, saying why, without a usable GPU), and how many jobs share
-# one GPU of a local multi-GPU machine.
-DEVICE = Untracked(f"--device {config['compute']['device']} --jobs-per-gpu {config['compute']['jobs_per_gpu']}")
-# Wall time (min) of the CPU rules that run on compute nodes (synthesize, prepare, corrupt_test).
-CPU_JOB_MINUTES = 240
-MAX_MINUTES = config["compute"]["max_runtime_minutes"]  # MEDROBUST_MAX_RUNTIME_MINUTES applied (Snakefile)
-
-
-def mem_mb(wildcards, attempt):
-    """Memory of a job on this dataset: a base plus a share proportional to its size."""
-    from medrobust.report.estimate import dataset_sizes
-
-    z, c = dataset_sizes(config, wildcards.dataset), config["compute"]
-    channels = n_channels(wildcards)
-    megabytes = (z.n_train + z.n_val + z.n_test) * source_size(wildcards) ** 2 * channels / 1e6
-    return int(c["mem_mb"] + c["mem_per_dataset_mb"] * megabytes) * min(attempt, 2)
-
-
-def saliency_mem_mb(wildcards, attempt):
-    """Fig. 1's job reads the test split of its dataset (no dataset wildcard in its output)."""
-    return mem_mb(Wildcards(fromdict={"dataset": saliency_dataset(config)}), attempt)
-
-
-def requested_minutes(kind, wildcards):
-    """A job's wall time before the cap: its estimated GPU time times the safety factor
-    (medrobust.report.estimate); the CPU jobs a fixed CPU_JOB_MINUTES."""
-    from medrobust.report import estimate
-
-    if kind == "cpu":
-        return CPU_JOB_MINUTES
-    if kind == "train":
-        # a replicate (no variant wildcard) trains at a selection made at run time: the longest point
-        variants = (
-            [wildcards.variant]
-            if hasattr(wildcards, "variant")
-            else grid_points(config, wildcards.dataset, wildcards.stage)
-        )
-        seconds = max(estimate.train_seconds(config, wildcards.dataset, wildcards.stage, v) for v in variants)
-    elif kind == "construct":
-        seconds = estimate.construct_seconds(config, wildcards.dataset)
-    elif kind == "saliency":
-        seconds = estimate.saliency_seconds(config)
-    else:
-        seconds = estimate.evaluate_seconds(config, wildcards.dataset, kind)
-    return estimate.runtime_minutes(config, seconds)
-
-
-def runtime(kind):
-    """Wall time (min) of a job's attempt: its request times the attempt, at most MAX_MINUTES.
-    A job that needs longer runs in pieces (SIGTERM before the limit, state saved, resubmitted)."""
-
-    def minutes(wildcards, attempt):
-        return min(MAX_MINUTES, requested_minutes(kind, wildcards) * attempt)
-
-    return minutes
-
-
-def jobs_of_kind(kind):
-    """The wildcards of every job of this kind in the configured study."""
-    if kind == "saliency":
-        return [Wildcards()]
-    if kind == "train":
-        return [
-            Wildcards(fromdict={"dataset": d, "stage": s, "variant": v})
-            for d in DATASETS
-            for s in stages(config)
-            for v in grid_points(config, d, s)
-        ]
-    return [Wildcards(fromdict={"dataset": d}) for d in DATASETS]
-
-
-def retries(kind):
-    """Resubmissions of a cluster job: one per piece of its longest request under MAX_MINUTES,
-    plus one for a real failure. None on a local run (the command line's --retries): Snakemake
-    parses the workflow before it knows the executor, so slurm/config.yaml says it is in use.
-    None inside a submitted job too (its environment has the same variable), which would
-    otherwise restart the job within its own allocation until the time limit kills it."""
-    if os.environ.get("MEDROBUST_PROFILE") != "slurm" or not workflow.is_main_process:
-        return None
-    longest = max([requested_minutes(kind, w) for w in jobs_of_kind(kind)], default=0)
-    return pieces(longest, MAX_MINUTES) + 1

@@ -1,0 +1,55 @@
+"""The config turned into each job's settings: what a training run, a construction and a
+replicate use. Pure functions of the validated config; the rules pass their results to the
+commands as JSON params (so a change of any of them re-runs exactly its jobs), and the tests
+check that every key is one the command accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medrobust.core.config import grid_points, horizontal_flips, stage_eps
+from medrobust.core.numerics import derive_seed
+
+
+def replicate_seed(config: dict[str, Any], rep: int) -> int:
+    """The master seed of replicate `rep`: the configured seed for replicate 0."""
+    return config["seed"] if rep == 0 else derive_seed(config["seed"], rep)
+
+
+def construction_settings(config: dict[str, Any], eps: int, rep: int) -> dict[str, Any]:
+    """Every setting that changes a nonrobust-feature set (medrobust construct --settings)."""
+    nr = config["nonrobust"]
+    return {"eps": eps / 255, "steps": nr["steps"], "step_size_factor": nr["step_size_factor"],
+            "targets": nr["targets"], "random_start": nr["random_start"], "seed": replicate_seed(config, rep),
+            "precision": nr["precision"]}
+
+
+def train_hparams(config: dict[str, Any], dataset: str, stage: str, variant: str) -> dict[str, Any]:
+    """Every setting that changes a training result (medrobust train --hparams): the grid
+    point's, the training and model sections', and the stage's (TRADES for robust stages)."""
+    point = grid_points(config, dataset, stage)[variant]
+    t, m = config["training"], config["model"]
+    hp = {"lr": point.lr, "batch_size": point.batch_size, "epochs": point.epochs, "augment": point.augment,
+          "seed": config["seed"], "momentum": t["momentum"], "nesterov": t["nesterov"],
+          "weight_decay": t["weight_decay"], "label_smoothing": t["label_smoothing"], "ema_decay": t["ema_decay"],
+          "crop_padding": t["augmentation"]["crop_padding"], "hflip": horizontal_flips(config, dataset),
+          "precision": t["precision"], "channels_last": t["channels_last"], "depth": m["depth"], "width": m["width"],
+          "activation": m["activation"]}
+    if stage.startswith("nonrobust"):
+        hp["keep"] = config["nonrobust"]["keep_epoch"]
+    if stage.startswith("robust"):
+        r = config["robust"]
+        hp |= {"method": "trades", "eps": stage_eps(stage) / 255, "beta": r["beta"], "attack_steps": r["steps"],
+               "step_size_factor": r["step_size_factor"], "val_attack_steps": r["val_attack_steps"],
+               "val_max_images": r["val_max_images"], "patience": r["patience"]}
+    return hp
+
+
+def train_command(stage: str) -> str:
+    """Robust stages train with TRADES, the others with cross-entropy."""
+    return "train-trades" if stage.startswith("robust") else "train"
+
+
+def selection_criterion(stage: str) -> str:
+    """Robust models are selected by balanced accuracy under attack on validation (Section 3.2)."""
+    return "val_robust_balanced_accuracy" if stage.startswith("robust") else "val_balanced_accuracy"
