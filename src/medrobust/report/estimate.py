@@ -18,6 +18,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from medrobust.core import hparams
 from medrobust.core.config import attacked, corruption_registry, grid_points, medmnist_info, saliency_dataset, stages
 from medrobust.core.io import check_npz_splits
 
@@ -64,18 +65,19 @@ def _sizes(ds: dict[str, Any], name: str) -> Sizes:
 
 
 def train_seconds(config: dict[str, Any], name: str, stage: str, variant: str) -> float:
+    """One training run, from the settings its job gets (medrobust.core.hparams)."""
     c, z = config["compute"], dataset_sizes(config, name)
-    p = grid_points(config, name, stage)[variant]
-    if stage.startswith("robust"):
-        r = config["robust"]
-        val = r["val_max_images"] or z.n_val
-        steps = p.epochs * (z.n_train * (r["steps"] + 2) + val * (r["val_attack_steps"] + 1))
+    hp = hparams.train_hparams(config, name, stage, variant)
+    if hp.get("method") == "trades":
+        val = hp["val_max_images"] or z.n_val
+        steps = hp["epochs"] * (z.n_train * (hp["attack_steps"] + 2) + val * (hp["val_attack_steps"] + 1))
         return steps / c["train_images_per_second"]
-    return p.epochs * (z.n_train / c["train_images_per_second"] + z.n_val / c["forward_images_per_second"])
+    return hp["epochs"] * (z.n_train / c["train_images_per_second"] + z.n_val / c["forward_images_per_second"])
 
 
 def construct_seconds(config: dict[str, Any], name: str) -> float:
-    return dataset_sizes(config, name).n_train * config["nonrobust"]["steps"] / config["compute"]["train_images_per_second"]
+    steps = hparams.construction_settings(config, config["eps"][0], 0)["steps"]
+    return dataset_sizes(config, name).n_train * steps / config["compute"]["train_images_per_second"]
 
 
 def evaluate_seconds(config: dict[str, Any], name: str, kind: str) -> float:
