@@ -41,6 +41,10 @@ def test_replicate_seeds_are_the_configured_seed_then_derived_and_distinct() -> 
     assert hparams.replicate_seed(config, 1) != seeds[1]
 
 
-def test_robust_models_are_selected_under_attack() -> None:
-    assert hparams.selection_criterion("robust_eps4") == "val_robust_balanced_accuracy"
-    assert hparams.selection_criterion("nonrobust_eps8") == hparams.selection_criterion("base") == "val_balanced_accuracy"
+def test_robust_models_are_selected_under_attack_unless_the_config_says_clean() -> None:
+    config = load(REPO / "config.yaml")
+    assert hparams.selection_criterion(config, "robust_eps4") == "val_robust_balanced_accuracy"
+    for stage in ("nonrobust_eps8", "base"):
+        assert hparams.selection_criterion(config, stage) == "val_balanced_accuracy"
+    config["robust"]["select_by"] = "clean"
+    assert hparams.selection_criterion(config, "robust_eps4") == "val_balanced_accuracy"

@@ -175,7 +175,7 @@ def train_code(wildcards):
 
 
 def selection_criterion(wildcards):
-    return hparams.selection_criterion(wildcards.stage)
+    return hparams.selection_criterion(config, wildcards.stage)
 
 
 def grid_paths(dataset, stage, name):

@@ -50,6 +50,8 @@ def train_command(stage: str) -> str:
     return "train-trades" if stage.startswith("robust") else "train"
 
 
-def selection_criterion(stage: str) -> str:
-    """Robust models are selected by balanced accuracy under attack on validation (Section 3.2)."""
-    return "val_robust_balanced_accuracy" if stage.startswith("robust") else "val_balanced_accuracy"
+def selection_criterion(config: dict[str, Any], stage: str) -> str:
+    """The validation number a grid point is selected by: robust models by balanced accuracy
+    under attack (Section 3.2; robust.select_by), the others by clean balanced accuracy."""
+    robust = stage.startswith("robust") and config["robust"]["select_by"] == "robust"
+    return "val_robust_balanced_accuracy" if robust else "val_balanced_accuracy"
