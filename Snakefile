@@ -7,9 +7,10 @@ from pathlib import Path
 from snakemake.utils import min_version, update_config
 
 import medrobust
-from medrobust.jobs.codedeps import package_digest
 from medrobust.core.config import check_local_files, load_schema, max_runtime_minutes, typed_overrides, validate
 from medrobust.core.errors import ConfigError, DataError
+from medrobust.core.stages import STAGE_PATTERN
+from medrobust.jobs.codedeps import package_digest
 
 min_version("9.0")
 
@@ -92,7 +93,7 @@ include: "workflow/rules/resources.smk"
 
 wildcard_constraints:
     dataset=one_of(DATASETS),
-    stage=r"base|(nonrobust|robust)_eps\d+",
+    stage=STAGE_PATTERN,
     eps=one_of(str(e) for e in config["eps"]),
     variant=r"lr[0-9.e+-]+_bs\d+_ep\d+_aug[01]",
     rep=r"[1-9]\d*",

@@ -128,3 +128,19 @@ def _chosen_commands(rules: str) -> set[str]:
             returned = [w for v in returned for w in ((v.body, v.orelse) if isinstance(v, ast.IfExp) else (v,))]
         found |= {v.value for v in returned if isinstance(v, ast.Constant)}
     return found
+
+
+def test_the_vocabulary_is_defined_once() -> None:
+    """Stage names are parsed, and the metrics named, in medrobust.core.stages alone."""
+    defining, parsing = [], []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "stages.py" and path.parent.name == "core":
+            continue
+        text = path.read_text()
+        defining += [path.name for name in ("METRICS", "METRIC_LABELS") if re.search(rf"^{name} = ", text, re.M)]
+        if re.search(r"_eps\(\\d|split\(\"_eps|startswith\(\"(?:base|robust|nonrobust)", text):
+            parsing.append(path.name)
+    for path in RULES.glob("*.smk"):
+        if re.search(r"startswith\(\"(?:base|robust|nonrobust)", path.read_text()):
+            parsing.append(path.name)
+    assert not defining and not parsing, (defining, parsing)

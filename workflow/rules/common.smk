@@ -12,10 +12,10 @@ from medrobust.core.config import (
     medmnist_info,
     medmnist_suffix,
     saliency_dataset,
-    stage_eps,
     stages,
 )
 from medrobust.core.io import write_json
+from medrobust.core.stages import model_of, stage_eps
 from medrobust.jobs.codedeps import code_digest
 from medrobust.jobs.provenance import record
 from medrobust.report.verdicts import PAPER_DATASETS
@@ -120,7 +120,7 @@ def prepared_npz(wildcards):
 
 def training_set(wildcards):
     """What a stage trains on: the nonrobust-feature set, or the clean prepared set."""
-    if wildcards.stage.startswith("nonrobust"):
+    if model_of(wildcards.stage) == "nonrobust":
         return nonrobust_set(wildcards.dataset, stage_eps(wildcards.stage))
     return prepared(wildcards.dataset)
 
@@ -143,7 +143,7 @@ def rep_of(wildcards):
 
 
 def replicate_training_set(wildcards):
-    if wildcards.stage.startswith("nonrobust"):
+    if model_of(wildcards.stage) == "nonrobust":
         return nonrobust_set(wildcards.dataset, stage_eps(wildcards.stage), rep_of(wildcards))
     return prepared(wildcards.dataset)
 
@@ -200,7 +200,7 @@ def evaluations(dataset, stage, rep=0):
     """The evaluation files of one model (replicate `rep` of a stage), by kind."""
     kinds = ["clean", "corrupted"] + ["autoattack"] * attacked(config, stage)
     files = {kind: f"{chain_dir(dataset, rep)}/{stage}/eval/{kind}_test.json" for kind in kinds}
-    if stage.startswith("nonrobust"):
+    if model_of(stage) == "nonrobust":
         files["clean_last"] = f"{chain_dir(dataset, rep)}/{stage}/eval/clean_test_last.json"
     return files
 
@@ -260,7 +260,7 @@ def stage_files(dataset, stage):
     """What the sanity checks of one stage read: its clean evaluation, its selection and, for a
     nonrobust-only stage, the construction statistics of its training set."""
     files = {"clean": evaluations(dataset, stage)["clean"], "selection": f"results/{dataset}/{stage}/selected.json"}
-    if stage.startswith("nonrobust"):
+    if model_of(stage) == "nonrobust":
         files["construction"] = f"results/{dataset}/data/nonrobust_eps{stage_eps(stage)}.json"
     return files
 

@@ -18,6 +18,7 @@ import jsonschema
 import yaml
 
 from medrobust.core.errors import ConfigError, DataError
+from medrobust.core.stages import model_of, stage_eps, stage_names
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "config.schema.yaml"
 GRID_FAMILIES = ("base", "nonrobust", "robust")
@@ -260,18 +261,13 @@ class GridPoint:
 
 
 def stages(config: dict[str, Any]) -> list[str]:
-    """Model stages: base, then nonrobust_eps<e> and robust_eps<e> for each budget e (in 1/255)."""
-    return ["base"] + [f"{kind}_eps{e}" for e in config["eps"] for kind in ("nonrobust", "robust")]
-
-
-def stage_eps(stage: str) -> int:
-    """The budget (in 1/255) in a stage name such as nonrobust_eps4."""
-    return int(stage.rsplit("_eps", 1)[1])
+    """The run's model stages (medrobust.core.stages.stage_names of its eps)."""
+    return stage_names(config["eps"])
 
 
 def grid_points(config: dict[str, Any], dataset: str, stage: str) -> dict[str, GridPoint]:
     """Every point of the dataset's grid for a stage, by name, in a stable order."""
-    family = stage.split("_eps")[0]
+    family = model_of(stage)
     ds = config["datasets"][dataset]
     grid = config["grids"][family][ds.get("robust_grid", ds["grid"]) if family == "robust" else ds["grid"]]
     points = [GridPoint(float(lr), int(bs), int(ep), bool(aug))

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from medrobust.core.config import grid_points, horizontal_flips, stage_eps
+from medrobust.core.config import grid_points, horizontal_flips
 from medrobust.core.numerics import derive_seed
+from medrobust.core.stages import model_of, stage_eps
 
 
 def replicate_seed(config: dict[str, Any], rep: int) -> int:
@@ -35,9 +36,9 @@ def train_hparams(config: dict[str, Any], dataset: str, stage: str, variant: str
           "crop_padding": t["augmentation"]["crop_padding"], "hflip": horizontal_flips(config, dataset),
           "precision": t["precision"], "channels_last": t["channels_last"], "depth": m["depth"], "width": m["width"],
           "activation": m["activation"]}
-    if stage.startswith("nonrobust"):
+    if model_of(stage) == "nonrobust":
         hp["keep"] = config["nonrobust"]["keep_epoch"]
-    if stage.startswith("robust"):
+    if model_of(stage) == "robust":
         r = config["robust"]
         hp |= {"method": "trades", "eps": stage_eps(stage) / 255, "beta": r["beta"], "attack_steps": r["steps"],
                "step_size_factor": r["step_size_factor"], "val_attack_steps": r["val_attack_steps"],
@@ -47,11 +48,11 @@ def train_hparams(config: dict[str, Any], dataset: str, stage: str, variant: str
 
 def train_command(stage: str) -> str:
     """Robust stages train with TRADES, the others with cross-entropy."""
-    return "train-trades" if stage.startswith("robust") else "train"
+    return "train-trades" if model_of(stage) == "robust" else "train"
 
 
 def selection_criterion(config: dict[str, Any], stage: str) -> str:
     """The validation number a grid point is selected by: robust models by balanced accuracy
     under attack (Section 3.2; robust.select_by), the others by clean balanced accuracy."""
-    robust = stage.startswith("robust") and config["robust"]["select_by"] == "robust"
+    robust = model_of(stage) == "robust" and config["robust"]["select_by"] == "robust"
     return "val_robust_balanced_accuracy" if robust else "val_balanced_accuracy"

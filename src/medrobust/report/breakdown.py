@@ -11,7 +11,6 @@ the mean over corruptions (severity `mean`: the summary table's *corrupted* valu
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,11 @@ import numpy as np
 
 from medrobust.core.errors import DataError
 from medrobust.core.io import read_csv, write_csv
+from medrobust.core.stages import METRICS, parse_stage
 
 COLUMNS = ("dataset", "model", "eps", "corruption", "severity", "metric", "value")
 SELECTION_COLUMNS = ("stage", "variant", "lr", "batch_size", "epochs", "augment", "criterion", "value",
                      "val_balanced_accuracy", "val_auc", "selected")
-METRICS = ("balanced_accuracy", "auc")
 
 
 @dataclass(frozen=True)
@@ -39,17 +38,9 @@ class Cell:
     value: float
 
 
-def stage_model(stage: str) -> tuple[str, int | None]:
-    """'robust_eps4' -> ('robust', 4); 'base' -> ('base', None)."""
-    match = re.fullmatch(r"(base|robust|nonrobust)(?:_eps(\d+))?", stage)
-    if not match:
-        raise ValueError(f"not a stage: {stage!r}")
-    return match[1], int(match[2]) if match[2] else None
-
-
 def stage_cells(dataset: str, stage: str, clean: dict[str, Any], corrupted: dict[str, Any]) -> list[Cell]:
     """The rows of one selected model from its clean_test.json and corrupted_test.json."""
-    model, eps = stage_model(stage)
+    model, eps = parse_stage(stage)
     cells = [Cell(dataset, model, eps, "none", "0", m, clean["metrics"][m]) for m in METRICS]
     by_severity = corrupted["by_severity"]
     for name in sorted(by_severity):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medrobust.core.io import read_json, write_csv
-from medrobust.report.summary import stage_model
+from medrobust.core.stages import parse_stage
 from medrobust.report.tables import Results, Row
 
 ONE_CLASS_SHARE = 0.95  # flagged when at least this share of clean test predictions is one class
@@ -100,7 +100,7 @@ def selected_history(selection: dict[str, Any]) -> list[dict[str, Any]] | None:
 
 def summary_checks(dataset: str, stage: str, results: Results) -> list[Check]:
     """The checks read off the summary table: AutoAttack near zero, robust vs base under corruption."""
-    model, eps = stage_model(stage)
+    model, eps = parse_stage(stage)
     out = []
     attacked = results.get(dataset, model, eps, "autoattack", METRIC)
     if model in ("base", "nonrobust") and attacked is not None:

@@ -16,7 +16,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from medrobust.report.breakdown import Cell, stage_model
+from medrobust.core.stages import parse_stage
+from medrobust.report.breakdown import Cell
 from medrobust.report.plotting import COLORS, save_figure
 from medrobust.report.tables import MODEL_LABELS, dataset_label
 
@@ -27,7 +28,7 @@ ROBUST = "val_robust_balanced_accuracy"
 
 
 def stage_title(dataset: str, stage: str) -> str:
-    model, eps = stage_model(stage)
+    model, eps = parse_stage(stage)
     return f"{dataset_label(dataset)}, {MODEL_LABELS[model]}" + ("" if eps is None else f" (ε={eps}/255)")
 
 

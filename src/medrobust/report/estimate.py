@@ -21,6 +21,7 @@ from typing import Any
 from medrobust.core import hparams
 from medrobust.core.config import attacked, corruption_registry, grid_points, medmnist_info, saliency_dataset, stages
 from medrobust.core.io import check_npz_splits
+from medrobust.core.stages import model_of
 
 SEVERITIES = 5
 # medmnistc registry sizes (medrobust.data.corrupt.corruption_names; a test keeps them in step)
@@ -104,7 +105,7 @@ def _chain_seconds(config: dict[str, Any], name: str, stage: str) -> tuple[int, 
     """Jobs and GPU-seconds of one stage's evaluations (and, for a nonrobust-only stage, its
     construction and its last epoch's evaluation), without training."""
     jobs, seconds = 2, evaluate_seconds(config, name, "clean") + evaluate_seconds(config, name, "corrupted")
-    if stage.startswith("nonrobust"):
+    if model_of(stage) == "nonrobust":
         jobs, seconds = jobs + 2, seconds + construct_seconds(config, name) + evaluate_seconds(config, name, "clean")
     if attacked(config, stage):
         jobs, seconds = jobs + 1, seconds + evaluate_seconds(config, name, "autoattack")

@@ -20,10 +20,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
+from medrobust.core.stages import METRICS, metric_title
 from medrobust.report.plotting import COLORS, save_figure
-from medrobust.report.tables import CONDITION_LABELS, METRICS, MODEL_LABELS, Results, Row, dataset_label
+from medrobust.report.tables import CONDITION_LABELS, MODEL_LABELS, Results, Row, dataset_label
 
-METRIC_LABELS = {"balanced_accuracy": "Balanced accuracy", "auc": "AUC"}
 DASHES = (0, (3, 2))
 SALIENCY_CMAP = "inferno"
 GROUP_WIDTH = 0.84  # of the unit space each dataset has on the x axis
@@ -70,7 +70,7 @@ def _draw_groups(ax: Axes, res: Results, metric: str, pairs: Sequence[tuple[Bar,
     ax.set_xlim(-0.55 - pad, len(res.datasets) - 0.45 + pad)
     ax.set_ylim(0, 100)
     ax.yaxis.set_major_formatter(PercentFormatter(100, decimals=0))
-    ax.set_ylabel(METRIC_LABELS[metric])
+    ax.set_ylabel(metric_title(metric))
     ax.grid(axis="y", color="0.9", linewidth=0.6)
     ax.set_axisbelow(True)
     ax.spines[["top", "right"]].set_visible(False)

@@ -55,9 +55,9 @@ import numpy as np
 from medrobust.core.errors import DataError
 from medrobust.core.io import npz_shapes, read_npz
 from medrobust.core.numerics import derive_seed
+from medrobust.core.stages import METRICS
 from medrobust.report import bootstrap
 
-METRICS = ("balanced_accuracy", "auc")
 # evaluation kind -> (condition of the summary table, array of its probability file)
 CONDITIONS = {"clean": [("clean", "probs")], "clean_last": [("clean_last_epoch", "probs")],
               "corrupted": [("corrupted", "probs")],

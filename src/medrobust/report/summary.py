@@ -6,27 +6,16 @@ and a nonrobust-only model's last epoch), with its bootstrap interval and spread
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from medrobust.core.errors import DataError
+from medrobust.core.stages import METRICS, parse_stage
 from medrobust.report.intervals import estimate
 from medrobust.report.tables import Row
 
-METRICS = ("balanced_accuracy", "auc")
-
-
-def stage_model(stage: str) -> tuple[str, int | None]:
-    """'base' -> ('base', None); 'robust_eps4' -> ('robust', 4); 'nonrobust_eps8' -> ('nonrobust', 8)."""
-    if stage == "base":
-        return "base", None
-    m = re.fullmatch(r"(robust|nonrobust)_eps(\d+)", stage)
-    if not m:
-        raise ValueError(f"unknown stage {stage!r}")
-    return m[1], int(m[2])
 
 
 def _values(files: Mapping[str, dict[str, Any]]) -> dict[str, tuple[dict[str, Any], int | None]]:
@@ -58,7 +47,7 @@ def stage_rows(dataset: str, stage: str, n_classes: int, replicates: Sequence[Ma
     """Rows of one stage: per condition and metric, the mean over replicates of the evaluation
     files' values, with the interval and spread of the bootstrap draws (`draws`, one stage's
     medrobust bootstrap output)."""
-    model, eps = stage_model(stage)
+    model, eps = parse_stage(stage)
     per = [_values(files) for files in replicates]
     rows = []
     for condition, (metrics, images) in per[0].items():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -23,6 +22,7 @@ import yaml
 
 from medrobust.core.errors import DataError
 from medrobust.core.io import atomic_path, float_cell, read_csv, write_csv
+from medrobust.core.stages import METRICS, parse_stage
 
 COLUMNS = ("dataset", "model", "eps", "condition", "metric", "value", "n_classes", "n", "ci_low", "ci_high", "sd",
            "n_replicates")
@@ -31,7 +31,6 @@ MODELS = ("base", "robust", "nonrobust")
 # autoattack_clean: the clean images AutoAttack ran on (a seeded subset), at its precision
 # clean_last_epoch: a model that kept another epoch (nonrobust-only: the best on validation), at its last
 CONDITIONS = ("clean", "corrupted", "autoattack", "autoattack_clean", "clean_last_epoch")
-METRICS = ("balanced_accuracy", "auc")
 MODEL_LABELS = {"base": "All features", "robust": "Robust features", "nonrobust": "Nonrobust features only"}
 CONDITION_LABELS = {"clean": "In-distribution", "corrupted": "Mean OOD (MedMNIST-C)", "autoattack": "AutoAttack",
                     "autoattack_clean": "Clean (AutoAttack's images)", "clean_last_epoch": "In-distribution, last epoch"}
@@ -263,10 +262,10 @@ def robustness_table(summary: Sequence[Row]) -> Table:
 
 
 def _stage_label(stage: str) -> str:
-    match = re.fullmatch(r"(base|robust|nonrobust)(?:_eps(\d+))?", stage)
-    if not match:
+    try:
+        model, eps = parse_stage(stage)
+    except ValueError:
         return stage
-    model, eps = match.groups()
     return MODEL_LABELS[model] + (f" (ε={eps}/255)" if eps else "")
 
 

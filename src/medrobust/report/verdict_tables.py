@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from medrobust.core.stages import METRIC_LABELS, METRICS
 from medrobust.report.tables import Table, dataset_label, to_markdown
-from medrobust.report.verdicts import (BORDERLINE, CONSISTENT, FAILS, HOLDS, METRIC_LABELS, METRICS, NOT_JUDGED,
+from medrobust.report.verdicts import (BORDERLINE, CONSISTENT, FAILS, HOLDS, NOT_JUDGED,
                                        NOT_RUN, REPRODUCED, SYMBOLS, UNSURE, Verdict)
 
 EVIDENCE = ("Dataset", "Claim", "Metric", "Compared", "Verdict", "Estimate (%)", "95% interval (%)", "Reference (%)",

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from medrobust.core.stages import stage_label, stage_name
 from medrobust.report import rules
 from medrobust.report.intervals import Estimate, difference, estimate
 from medrobust.report.rules import BORDERLINE, CONSISTENT, FAILS, HOLDS, REPRODUCED, UNSURE, Outcome
@@ -27,8 +28,6 @@ NOT_RUN, NOT_JUDGED = "not run", "not judged"
 SYMBOLS = {HOLDS: "✓", REPRODUCED: "✓", FAILS: "✗", UNSURE: "?", CONSISTENT: "≈", BORDERLINE: "~", NOT_RUN: "·",
            NOT_JUDGED: "–"}
 KINDS = ("above", "order", "best", "broken", "gap", "shown")
-METRICS = ("balanced_accuracy", "auc")
-METRIC_LABELS = {"balanced_accuracy": "balanced accuracy", "auc": "AUC"}
 PAPER_DATASETS = ("pathmnist", "pneumoniamnist", "octmnist", "organsmnist", "breastmnist")
 
 
@@ -94,11 +93,11 @@ def load_claims(text: str | None = None) -> dict[str, dict[str, Any]]:
 
 
 def stage(model: str, eps: int | None) -> str:
-    return "base" if model == "base" else f"{model}_eps{eps}"
+    return stage_name(model, eps)
 
 
 def _label(st: str) -> str:
-    return st.replace("_eps", " eps")
+    return stage_label(st)
 
 
 def method_of(e: Estimate) -> str:
