@@ -262,7 +262,7 @@ def local_rules() -> set[str]:
 
 
 # What only a compute node should run: the network (forward passes, training) and the attacks.
-HEAVY_MODULES = ("train.models", "train.loop", "train.trades", "attacks", "evaluate.saliency", "evaluate.clean",
+HEAVY_MODULES = ("core.network", "core.pgd", "train.loop", "train.trades", "attacks", "evaluate.saliency", "evaluate.clean",
                  "evaluate.corrupted", "data.corrupt")
 
 

@@ -10,7 +10,7 @@ of every subpackage on the way (Python runs it on import). The other command mod
 are not part of it: only their argument parsers run, never their commands, so editing one
 command's code re-runs only that command's jobs.
 
-Modules are named by their dotted path inside the package ("attacks.pgd"); a subpackage by its
+Modules are named by their dotted path inside the package ("core.pgd"); a subpackage by its
 own name ("attacks", its `__init__.py`) and the package itself by "__init__".
 
 The rules use `command_files` as code inputs (editing a module re-runs exactly the jobs whose
