@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medrobust.core.errors import ConfigError
-from medrobust.core.errors import Interrupted
+from medrobust.core.errors import ConfigError, Interrupted
 from medrobust.core.splits import load_split
 from medrobust.jobs import device as dev
 from medrobust.jobs.device import CudaReport, DeviceError, Gpu, diagnose, require_device, runs_on, verdict

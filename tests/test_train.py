@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from medrobust.core.errors import ConfigError, DataError
-from medrobust.core.errors import Interrupted
+from medrobust.core.errors import ConfigError, DataError, Interrupted
 from medrobust.core.network import load_model
 from medrobust.core.splits import load_split
 from medrobust.train.history import COLUMNS, TIMING, read_history, write_history

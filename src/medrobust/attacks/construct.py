@@ -42,8 +42,7 @@ from typing import Any
 
 import torch
 
-from medrobust.core.errors import ConfigError
-from medrobust.core.errors import Interrupted
+from medrobust.core.errors import ConfigError, Interrupted
 from medrobust.core.io import atomic_path
 from medrobust.core.network import predict
 from medrobust.core.numerics import as_float, derive_seed

@@ -12,7 +12,7 @@ import sys
 
 from medrobust.cli import data, evaluate, nonrobust, outputs, review, train
 from medrobust.cli.args import log
-from medrobust.core.errors import ConfigError, DataError, DownloadError
+from medrobust.core.errors import ConfigError, DataError, DownloadError, Interrupted
 
 EXIT_INTERRUPTED = 143  # as if killed by SIGTERM, so schedulers treat it as a preemption
 
@@ -28,8 +28,6 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parser().parse_args(argv)
-    from medrobust.core.errors import Interrupted
-
     try:
         args.func(args)
     except (ConfigError, DataError, DownloadError) as e:

@@ -2,8 +2,8 @@
 
 The model takes images in [0, 1]; per-channel standardisation is its first operation, so
 attacks and saliency maps work in pixel space. `model_args` fully describe a model, and
-`build(**model_args)` rebuilds it, and `load_model` from a checkpoint. `predict` runs a model
-over images in batches.
+`build(**model_args)` rebuilds it; `save_checkpoint` writes the one checkpoint format and
+`load_model` reads it. `predict` runs a model over images in batches.
 """
 
 from __future__ import annotations

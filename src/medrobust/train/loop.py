@@ -37,8 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from medrobust.core.errors import ConfigError
-from medrobust.core.errors import Interrupted
+from medrobust.core.errors import ConfigError, Interrupted
 from medrobust.core.io import atomic_path
 from medrobust.core.metrics import classification_metrics
 from medrobust.core.network import WideResNet, build, predict
