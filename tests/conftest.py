@@ -97,7 +97,7 @@ def tiny_model(prepared_medium: Path, tmp_path_factory: pytest.TempPathFactory):
     tx, ty = load_split(prepared_medium, "train", dev, 4)
     vx, vy = load_split(prepared_medium, "val", dev, 4)
     cfg = TrainConfig(lr=0.1, batch_size=64, epochs=10, augment=False, depth=10, width=1, precision="fp32", ema_decay=0.9)
-    model, _, _, _, _ = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path_factory.mktemp("tiny") / "s.pt", tag("tiny"))
+    model, _, _, _, _ = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path_factory.mktemp("tiny") / "s")
     return model.eval()
 
 

@@ -14,7 +14,6 @@ from medrobust.core.network import predict
 from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd, project
 from medrobust.core.splits import load_split
 
-from conftest import tag
 
 EPS = 4 / 255
 TOL = 1e-6
@@ -123,7 +122,7 @@ def test_construction_statistics_and_resume(tiny_model, prepared_medium: Path, t
     x, y = x[:120], y[:120]
     cfg = ConstructionConfig(eps=EPS, steps=30, random_start=True, precision="fp32")  # seeded per batch
     targets = draw_targets(y, 4, "uniform", 0)
-    whole = construct(tiny_model, x, y, 4, cfg, tmp_path / "a", tag("t"), batch_size=20, chunk=40)
+    whole = construct(tiny_model, x, y, 4, cfg, tmp_path / "a", batch_size=20, chunk=40)
     stats = whole["stats"]
     correct = predict(tiny_model, x, 256, "fp32").argmax(1) == y.numpy()
     assert stats["n_used"] == correct.sum() == len(whole["adv"]) == len(whole["targets"])
@@ -138,16 +137,16 @@ def test_construction_statistics_and_resume(tiny_model, prepared_medium: Path, t
     # SIGTERM at step 15 of the second batch (the flag is read before each of its 30 steps): the
     # attack stops there, the unfinished batch is dropped, the first one kept
     with pytest.raises(Interrupted, match="after 20 of .*stopped at step 15 of 30 of a 20-image batch"):
-        construct(tiny_model, x, y, 4, cfg, tmp_path / "b", tag("t"), batch_size=20, chunk=40,
+        construct(tiny_model, x, y, 4, cfg, tmp_path / "b", batch_size=20, chunk=40,
                   should_stop=_stop_after(30 + 15))
     assert [p.name for p in (tmp_path / "b").glob("0*.pt")] == ["00000.pt"]
     saved = torch.load(tmp_path / "b" / "00000.pt", weights_only=True)
     assert len(saved["adv"]) == 20 < len(saved["source_index"])  # the chunk's finished batch, kept
     # requeued: three more batches, across a chunk boundary, then SIGTERM
     with pytest.raises(Interrupted):
-        construct(tiny_model, x, y, 4, cfg, tmp_path / "b", tag("t"), batch_size=20, chunk=40,
+        construct(tiny_model, x, y, 4, cfg, tmp_path / "b", batch_size=20, chunk=40,
                   should_stop=_stop_after(3 * 30))
-    again = construct(tiny_model, x, y, 4, cfg, tmp_path / "b", tag("t"), batch_size=20, chunk=40)
+    again = construct(tiny_model, x, y, 4, cfg, tmp_path / "b", batch_size=20, chunk=40)
     assert again["stats"]["attack_images_per_second"] is not None
     for key in ("adv", "targets", "source_index", "labels"):  # bit-identical to the uninterrupted run
         assert (again[key] == whole[key]).all()
@@ -175,23 +174,13 @@ def test_resume_after_a_prediction_flips_keeps_every_image_with_its_label(tiny_m
     cfg = ConstructionConfig(eps=EPS, steps=10, precision="fp32")
     targets = draw_targets(y, 4, "uniform", 0)
     with pytest.raises(Interrupted):  # chunks 0 and 1 done, chunk 2 begun, then a requeue
-        construct(tiny_model, x, y, 4, cfg, tmp_path / "p", tag("t"), batch_size=20, chunk=40,
+        construct(tiny_model, x, y, 4, cfg, tmp_path / "p", batch_size=20, chunk=40,
                   should_stop=lambda: (tmp_path / "p" / "00001.pt").exists())
     first = int(torch.from_numpy(predict(tiny_model, x[:40], 64, "fp32").argmax(1) == y[:40].numpy()).nonzero()[0])
     flipped = _FlipOne(tiny_model, x[first].float() / 255).eval()
-    resumed = construct(flipped, x, y, 4, cfg, tmp_path / "p", tag("t"), batch_size=20, chunk=40)
+    resumed = construct(flipped, x, y, 4, cfg, tmp_path / "p", batch_size=20, chunk=40)
     assert "rebuilding" in caplog.text and "00000.pt" in caplog.text and "00001.pt" not in caplog.text
     assert first not in resumed["source_index"].tolist()
     correct = predict(flipped, x, 64, "fp32").argmax(1) == y.numpy()
     assert (resumed["source_index"] == correct.nonzero()[0]).all()
     _check_pairing(resumed, x, y, targets)
-
-
-def test_chunks_of_another_job_are_discarded_with_the_reason(tiny_model, prepared_medium: Path, tmp_path: Path,
-                                                             caplog) -> None:
-    x, y = load_split(prepared_medium, "train", torch.device("cpu"), 4)
-    x, y = x[:40], y[:40]
-    cfg = ConstructionConfig(eps=EPS, steps=2, precision="fp32")
-    construct(tiny_model, x, y, 4, cfg, tmp_path / "p", tag("old"), batch_size=40, chunk=40)
-    construct(tiny_model, x, y, 4, cfg, tmp_path / "p", {**tag("old"), "code": "new"}, batch_size=40, chunk=40)
-    assert "discarding the chunks" in caplog.text and "written by other code" in caplog.text

@@ -11,7 +11,6 @@ from medrobust.core.errors import Interrupted
 from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.core.splits import load_split
 
-from conftest import tag
 
 EPS = 0.5 / 255  # small enough that the tiny model keeps some points under PGD-20
 
@@ -58,7 +57,7 @@ def test_autoattack_is_at_least_as_strong_as_pgd(tiny_model, batch, tmp_path: Pa
         pgd_acc = (tiny_model(adv).argmax(1) == y).float().mean().item()
         clean_acc = (tiny_model(x).argmax(1) == y).float().mean().item()
     aa = _cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu")))
-    progress = autoattack.run(aa, x, y, tmp_path / "state.pt", tag("t"), 64)
+    progress = autoattack.run(aa, x, y, tmp_path / "state", 64)
     aa_acc = list(progress.done.values())[-1]
     assert 0 < pgd_acc < clean_acc  # the test means something: PGD breaks some points, not all
     assert aa_acc <= pgd_acc
@@ -72,20 +71,17 @@ def test_autoattack_is_at_least_as_strong_as_pgd(tiny_model, batch, tmp_path: Pa
 
 def test_interrupted_autoattack_resumes_after_the_last_finished_attack(tiny_model, batch, tmp_path: Path) -> None:
     x, y = batch
-    state = tmp_path / "state.pt"
+    state = tmp_path / "state"
     aa = _cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu")))
     with pytest.raises(Interrupted):
-        autoattack.run(aa, x, y, state, tag("t"), 64, should_stop=lambda: True)
-    saved = torch.load(state, weights_only=True)
+        autoattack.run(aa, x, y, state, 64, should_stop=lambda: True)
+    saved = torch.load(state / "progress.pt", weights_only=True)
     assert list(saved["done"]) == ["apgd-ce"]
-    resumed = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, y, state, tag("t"), 64)
+    resumed = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, y, state, 64)
     fresh = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, y,
-                           tmp_path / "fresh.pt", tag("t"), 64)
+                           tmp_path / "fresh", 64)
     assert resumed.done == fresh.done
     assert torch.equal(resumed.robust, fresh.robust)
-    # a state from another evaluation (other tag) is not reused
-    other = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, y, state, tag("u"), 64)
-    assert other.done == fresh.done
 
 
 def test_interrupted_inside_attacks_resumes_at_the_next_batch_with_equal_results(tiny_model, batch,
@@ -93,15 +89,15 @@ def test_interrupted_inside_attacks_resumes_at_the_next_batch_with_equal_results
     """A stop after every batch (SIGTERM, requeue, again and again) gives the uninterrupted result."""
     x, y = batch
     fresh = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, y,
-                           tmp_path / "fresh.pt", tag("t"), 2)
-    state, mid_attack = tmp_path / "state.pt", set()
+                           tmp_path / "fresh", 2)
+    state, mid_attack = tmp_path / "state", set()
     while True:
         try:
             resumed = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, y,
-                                     state, tag("t"), 2, should_stop=lambda: True)
+                                     state, 2, should_stop=lambda: True)
             break
         except Interrupted:
-            saved = torch.load(state, weights_only=True)
+            saved = torch.load(state / "progress.pt", weights_only=True)
             if saved["attack"] is not None:  # stopped inside an attack: its point list and batches done kept
                 assert 0 < saved["batches_done"] < -(-len(saved["index"]) // 2)
                 mid_attack.add(saved["attack"])
@@ -120,7 +116,7 @@ def test_few_class_models_get_a_valid_attack_list(batch, tmp_path: Path, n_class
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(x[0].numel(), n_classes)).eval()
     y = model(x).argmax(1).detach()  # every point correctly classified, so the first attack runs on all
     aa = _cheap(autoattack.build(model, n_classes, EPS, 0, torch.device("cpu")))
-    progress = autoattack.run(aa, x, y, tmp_path / "s.pt", tag("t"), 64)
+    progress = autoattack.run(aa, x, y, tmp_path / "s", 64)
     assert list(progress.done) == autoattack.attack_plan(n_classes)[0]
 
 
@@ -145,6 +141,6 @@ def test_nothing_left_to_attack_is_not_an_error(tiny_model, batch, tmp_path: Pat
     with torch.no_grad():
         wrong = (tiny_model(x).argmax(1) + 1) % 4
     progress = autoattack.run(_cheap(autoattack.build(tiny_model, 4, EPS, 0, torch.device("cpu"))), x, wrong,
-                              tmp_path / "s.pt", tag("w"), 64)
+                              tmp_path / "s", 64)
     assert progress.done == {a: 0.0 for a in ("apgd-ce", "apgd-t", "fab-t", "square")}
     assert torch.equal(progress.x_adv, x)

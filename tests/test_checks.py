@@ -14,10 +14,11 @@ import numpy as np
 
 from medrobust.cli.main import main
 from medrobust.core.io import write_json
+from medrobust.core.paths import key
 from medrobust.report.checks import (
     autoattack_near_zero,
     beats_chance,
-    gather,
+    every_check,
     one_class,
     robust_not_below_base,
     target_hit_rate,
@@ -84,28 +85,28 @@ def _study(root: Path) -> list[dict]:
                    Row("breastmnist", "robust", 8, "clean", BA, 0.50, 2),
                    Row("breastmnist", "robust", 8, "corrupted", BA, 0.50, 2),
                    Row("breastmnist", "robust", 8, "autoattack", BA, 0.50, 2)], root / "metrics.csv")
-    layout = []
+    inputs = {}
     for stage, counts, history in (("base", [60, 96], [0.5, 0.7, 0.8]), ("robust_eps8", [0, 156], [0.5, 0.5])):
         write_json(root / stage / "clean.json", {"metrics": {BA: 0.5, "predicted_class_counts": counts}})
-        variant = "lr0.1_bs128_ep3_aug0"
-        write_json(root / stage / variant / "metrics.json", {"history": _history(history)})
-        write_json(root / stage / "selected.json", {"selected": variant, "candidates": [
-            {"variant": "lr0.05_bs128_ep3_aug0", "path": str(root / "elsewhere.json")},  # not selected: never read
-            {"variant": variant, "path": str(root / stage / variant / "metrics.json")}]})
-        layout.append({"dataset": "breastmnist", "stage": stage, "n_classes": 2,
-                       "clean": str(root / stage / "clean.json"), "selection": str(root / stage / "selected.json")})
+        point = "lr0.1_bs128_ep3_aug0"
+        write_json(root / stage / point / "metrics.json", {"history": _history(history)})
+        write_json(root / stage / "selected.json", {"selected": point, "candidates": [
+            {"point": "lr0.05_bs128_ep3_aug0", "path": str(root / "elsewhere.json")},  # not selected: never read
+            {"point": point, "path": str(root / stage / point / "metrics.json")}]})
+        inputs[key("breastmnist", stage, None, "selection")] = str(root / stage / "selected.json")
+        inputs[key("breastmnist", stage, 0, "clean")] = str(root / stage / "clean.json")
     write_json(root / "nonrobust_eps8.json", {"target_hit_rate": 0.85, "n_used": 400})
-    layout.append({"dataset": "breastmnist", "stage": "nonrobust_eps8", "n_classes": 2,
-                   "clean": str(root / "absent.json"), "selection": str(root / "absent_selected.json"),
-                   "construction": str(root / "nonrobust_eps8.json")})
-    return layout
+    inputs |= {key("breastmnist", "nonrobust_eps8", None, "selection"): str(root / "absent_selected.json"),
+               key("breastmnist", "nonrobust_eps8", 0, "clean"): str(root / "absent.json"),
+               key("breastmnist", "nonrobust_eps8", 0, "construction"): str(root / "nonrobust_eps8.json")}
+    return inputs
 
 
 def test_checks_command_end_to_end(tmp_path: Path) -> None:
-    layout = _study(tmp_path)
+    inputs = _study(tmp_path)
     out = tmp_path / "summary" / "checks.csv"
-    assert main(["checks", "--layout", json.dumps(layout), "--summary", str(tmp_path / "metrics.csv"),
-                 "--out", str(out)]) == 0
+    assert main(["checks", "--inputs", json.dumps(inputs), "--n-classes", '{"breastmnist": 2}',
+                 "--summary", str(tmp_path / "metrics.csv"), "--out", str(out)]) == 0
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
     assert all(list(r) == ["dataset", "stage", "check", "expected", "measured", "flag"] for r in rows)
@@ -123,12 +124,12 @@ def test_checks_command_end_to_end(tmp_path: Path) -> None:
     assert collapsed["measured"] == "100.00% class 1 (156 of 156)"
 
 
-def test_gather_without_the_new_counts_gives_no_one_class_row(tmp_path: Path) -> None:
+def test_a_clean_evaluation_without_the_new_counts_gives_no_one_class_row(tmp_path: Path) -> None:
     """A clean evaluation written before predicted_class_counts existed: no row, not an error."""
     write_json(tmp_path / "clean.json", {"metrics": {BA: 0.8}})
     layout = [{"dataset": "d", "stage": "base", "n_classes": 2, "clean": str(tmp_path / "clean.json"),
                "selection": str(tmp_path / "missing.json")}]
-    assert gather(layout, [Row("d", "base", None, "clean", BA, 0.8, 2)]) == []
+    assert every_check(layout, [Row("d", "base", None, "clean", BA, 0.8, 2)]) == []
 
 
 def test_checks_csv_is_a_target_of_the_demo(tmp_path: Path) -> None:
@@ -139,9 +140,9 @@ def test_checks_csv_is_a_target_of_the_demo(tmp_path: Path) -> None:
     jobs = {m[1]: m[2] for m in re.finditer(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", done.stdout, re.M)}
     assert "output: results/summary/checks.csv" in jobs["checks"]
     assert "results/summary/checks.csv" in re.search(r"input: (.*)", jobs["all"])[1]  # type: ignore[index]
-    for needed in ("results/summary/metrics.csv", "results/synthetic/data/nonrobust_eps4.json",
-                   "results/synthetic/robust_eps4/selected.json", "results/synthetic/base/eval/clean_test.json",
-                   "results/synthetic/base/lr0.1_bs64_ep20_aug0/metrics.json"):
+    for needed in ("results/summary/metrics.csv", "results/synthetic/rep0/data/nonrobust_eps4.json",
+                   "results/synthetic/grid/robust_eps4/selected.json", "results/synthetic/rep0/base/eval/clean.json",
+                   "results/synthetic/grid/base/lr0.1_bs64_ep20_aug0/metrics.json"):
         assert needed in jobs["checks"], needed
 
 

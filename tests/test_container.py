@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
+from medrobust.core import paths
+
 from conftest import REPO, env_with_venv, slice_config
 from container_image import build, image_size, install_packages, podman, podman_env, podman_installed
 from same_results import assert_same_results, comparable
@@ -23,8 +25,8 @@ from same_results import assert_same_results, comparable
 TAG = "localhost/medrobust:test"
 # Fixed, so that a later run reuses the base image's work folder.
 WORKDIR = Path(tempfile.gettempdir()) / "medrobust-container"
-VARIANT = "lr0.1_bs64_ep2_aug0"
-TARGETS = [f"results/synthetic/base/{VARIANT}/metrics.json", "results/synthetic/base/eval/clean_test.json"]
+POINT = "lr0.1_bs64_ep2_aug0"
+TARGETS = [f"{paths.point_dir('synthetic', 'base', POINT)}/metrics.json", paths.evaluation("synthetic", "base", 0, "clean")]
 CONFIG = slice_config({stage: {"tiny": {"lr": [0.1], "batch_size": [64], "epochs": [2]}}
                        for stage in ("base", "nonrobust", "robust")})
 
@@ -62,8 +64,8 @@ def test_demo_slice_in_the_container_image_equals_a_local_run(tmp_path: Path) ->
     assert "5 of 5 steps (100%) done" in out, out[-4000:]
     files = assert_same_results(tmp_path / "local", tmp_path / "container", TARGETS)
     assert {f.name for f in files} == {"prepared.json", "prepared.npz", "metrics.json", "selected.json",
-                                       "clean_test.json", "clean_test_probs.npz"}
-    for rel in ("resources/synthetic/synthetic_64.npz", f"results/synthetic/base/{VARIANT}/model.pt"):
+                                       "clean.json", "clean_probs.npz"}
+    for rel in ("resources/synthetic/synthetic_64.npz", f"{paths.point_dir('synthetic', 'base', POINT)}/model.pt"):
         assert same_file_content(tmp_path / "local" / rel, tmp_path / "container" / rel), rel
 
 

@@ -229,7 +229,6 @@ def test_interrupted_after_any_block_resumes_to_the_same_bytes(tmp_path, monkeyp
     x = images(10, 1)
     whole = mc.corrupt_all(x, "generic", SIZE, 32, seed=3)
     state = tmp_path / "state"
-    mc.claim_state(state, {"code": "c", "settings": "s", "data": "d"})
     for done in (4, 8, 10):
         with pytest.raises(Interrupted, match=f"stopped after {done} of 10 images of pixelate at severity 1;"):
             mc.corrupt_all(x, "generic", SIZE, 32, seed=3, state=state, should_stop=lambda: True)
@@ -245,12 +244,3 @@ def test_interrupted_after_any_block_resumes_to_the_same_bytes(tmp_path, monkeyp
     assert list(resumed) == list(whole)
     assert all(resumed[k].tobytes() == whole[k].tobytes() for k in whole)
 
-
-def test_a_state_of_another_job_is_cleared_with_the_reason(tmp_path, caplog) -> None:
-    state = tmp_path / "state"
-    mc.claim_state(state, {"code": "c", "settings": "s", "data": "d"})
-    np.save(state / "pixelate-1.npy", np.zeros((2, 32, 32), np.uint8))
-    mc.claim_state(state, {"code": "c", "settings": "s", "data": "d"})
-    assert (state / "pixelate-1.npy").exists()  # the same job: kept
-    mc.claim_state(state, {"code": "c", "settings": "other", "data": "d"})
-    assert not (state / "pixelate-1.npy").exists() and "written by other settings" in caplog.text

@@ -18,11 +18,11 @@ from medrobust.core.splits import load_split
 from medrobust.jobs import device as dev
 from medrobust.jobs.device import CudaReport, DeviceError, Gpu, diagnose, require_device, runs_on, verdict
 from medrobust.jobs.provenance import record
-from medrobust.jobs.state import fingerprint, fingerprint_mismatch
+from medrobust.jobs.state import fingerprint, fingerprint_mismatch, resumable
 from medrobust.train import loop
 from medrobust.train.loop import Data, TrainConfig, fit
 
-from conftest import env_with_venv, tag
+from conftest import env_with_venv
 
 CU130 = dict(torch="2.13.0+cu130", cuda="13.0", arch_list=("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"))
 V100 = Gpu("Tesla V100-SXM2-32GB", (7, 0), 31.7)
@@ -147,7 +147,7 @@ def test_fingerprints_know_the_device_and_precision(prepared_small: Path) -> Non
 
 def _train_args(data: Path, out: Path) -> list[str]:
     return ["medrobust", "train", "--train-data", str(data), "--val-data", str(data), "--n-classes", "4",
-            "--hparams", json.dumps(HP), "--state", str(out / "state.pt"), "--out-model", str(out / "model.pt"),
+            "--hparams", json.dumps(HP), "--state", str(out / "state"), "--out-model", str(out / "model.pt"),
             "--out-metrics", str(out / "metrics.json"), "--out-history", str(out / "history.csv"),
             "--threads", "1", "--device", "cpu"]
 
@@ -161,22 +161,22 @@ def test_a_state_from_a_gpu_in_bf16_is_not_resumed_on_the_cpu(prepared_small: Pa
     """A state half-trained on a GPU in bf16 (this very code, settings and data) starts afresh
     on the CPU in fp32, and the log says why."""
     gpu = fingerprint("train", {**HP, "n_classes": 4}, prepared_small, prepared_small, device="cuda", precision="bf16")
-    with pytest.raises(Interrupted):
-        fit(TrainConfig.from_dict(HP), _data(prepared_small), tmp_path / "state.pt", gpu, lambda: True)
+    with pytest.raises(Interrupted), resumable(tmp_path / "state", gpu, "training state") as state:
+        fit(TrainConfig.from_dict(HP), _data(prepared_small), state, lambda: True)
     done = subprocess.run(_train_args(prepared_small, tmp_path), capture_output=True, text=True,
                           env=env_with_venv(), timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert (f"not resuming from {tmp_path / 'state.pt'}: it was written by another kind of device or precision "
-            "(was cuda/bf16, now cpu/fp32); starting afresh") in done.stderr, done.stderr[-2000:]
+    assert (f"discarding the training state in {tmp_path / 'state'}: it was written by another kind of device or "
+            "precision (was cuda/bf16, now cpu/fp32)") in done.stderr, done.stderr[-2000:]
     assert "resumed from" not in done.stderr
 
 
 def test_another_gpu_model_is_logged_and_resumed(prepared_small: Path, tmp_path: Path, monkeypatch, caplog) -> None:
-    cfg, data, state = TrainConfig.from_dict(HP), _data(prepared_small), tmp_path / "state.pt"
+    cfg, data, state = TrainConfig.from_dict(HP), _data(prepared_small), tmp_path / "state"
     monkeypatch.setattr(loop, "gpu_name", lambda device: V100.name)
     with pytest.raises(Interrupted):
-        fit(cfg, data, state, tag("gpu"), lambda: True)
+        fit(cfg, data, state, lambda: True)
     monkeypatch.setattr(loop, "gpu_name", lambda device: A100.name)
     with caplog.at_level(logging.INFO):
-        fit(cfg, data, state, tag("gpu"))
+        fit(cfg, data, state)
     assert f"another GPU model (was {V100.name}, now {A100.name})" in caplog.text and "resumed from" in caplog.text

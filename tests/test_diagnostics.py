@@ -36,7 +36,7 @@ def _selection(histories: dict, criterion: str, chosen: str) -> dict:
     final = {v: (max(h, key=lambda r: r[criterion]) if criterion.startswith("val_robust") else h[-1])
              for v, h in histories.items()}
     return {"criterion": criterion, "selected": chosen,
-            "candidates": [{"variant": v, "val": {k: r[k] for k in r if k.startswith("val_")}} for v, r in final.items()]}
+            "candidates": [{"point": v, "val": {k: r[k] for k in r if k.startswith("val_")}} for v, r in final.items()]}
 
 
 def _written(tmp_path: Path, name: str) -> dict[str, Path]:

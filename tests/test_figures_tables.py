@@ -210,13 +210,13 @@ def test_load_paper_values_rejects_malformed(tmp_path: Path) -> None:
 
 
 def _selection(dataset: str, stage: str, grid: list[tuple[float, int, int, bool]], chosen: int) -> dict:
-    candidates = [{"variant": f"lr{lr}_bs{bs}_ep{ep}_aug{int(aug)}",
+    candidates = [{"point": f"lr{lr}_bs{bs}_ep{ep}_aug{int(aug)}",
                    "hparams": {"lr": lr, "batch_size": bs, "epochs": ep, "augment": aug, "method": "trades",
                                "eps": 4 / 255, "beta": 5.0, "depth": 16, "width": 8, "weight_decay": 5e-4},
                    "val": {"val_balanced_accuracy": 0.5 + 0.01 * i, "val_robust_balanced_accuracy": 0.4 + 0.01 * i}}
                   for i, (lr, bs, ep, aug) in enumerate(grid)]
     return {"dataset": dataset, "stage": stage, "criterion": "val_robust_balanced_accuracy",
-            "selected": candidates[chosen]["variant"], "candidates": candidates}
+            "selected": candidates[chosen]["point"], "candidates": candidates}
 
 
 def test_hyperparameter_table(tmp_path: Path) -> None:
@@ -237,5 +237,5 @@ def test_hyperparameter_table(tmp_path: Path) -> None:
 
 def test_hyperparameter_table_names_a_bad_selection() -> None:
     bad = _selection("pathmnist", "base", [(0.1, 32, 200, False)], 0) | {"selected": "nope"}
-    with pytest.raises(ValueError, match="pathmnist/base: selected variant 'nope'"):
+    with pytest.raises(ValueError, match="pathmnist/base: selected point 'nope'"):
         hyperparameter_table([bad])

@@ -19,8 +19,8 @@ def test_every_job_setting_is_accepted_by_its_command(name: str) -> None:
     config = load(REPO / name)
     for dataset in config["datasets"]:
         for stage in stages(config):
-            for variant, point in grid_points(config, dataset, stage).items():
-                hp = hparams.train_hparams(config, dataset, stage, variant)
+            for label, point in grid_points(config, dataset, stage).items():
+                hp = hparams.train_hparams(config, dataset, stage, label)
                 cfg = TrainConfig.from_dict(hp)  # raises on an unknown key
                 assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.augment) == \
                     (point.lr, point.batch_size, point.epochs, point.augment)

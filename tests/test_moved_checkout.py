@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medrobust.core import paths
+
 from conftest import REPO, env_with_venv, slice_config
 
-TARGETS = ["results/synthetic/base/eval/clean_test.json", "results/synthetic/data/nonrobust_eps4.npz"]
+TARGETS = [paths.evaluation("synthetic", "base", 0, "clean"), paths.nonrobust_set("synthetic", 4, 0)]
 CONFIG = slice_config({"base": {"tiny": {"lr": [0.1], "batch_size": [64], "epochs": [1]}},
                        "nonrobust": {"tiny": {"lr": [0.1], "batch_size": [64], "epochs": [1]}},
                        "robust": {"tiny": {"lr": [0.1], "batch_size": [64], "epochs": [1]}}},

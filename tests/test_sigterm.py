@@ -94,10 +94,10 @@ def test_construct_stops_within_a_batch_and_resumes(checkpoint: Path, prepared_s
     def command(d: Path) -> list[str]:  # the ~100 training images the tiny model gets right: ~10 batches
         return ["medrobust", "construct", "--model", str(checkpoint), "--data", str(prepared_small),
                 "--settings", json.dumps(settings), "--batch-size", "10", "--threads", "1", "--device", "cpu",
-                "--out", str(d / "set.npz"), "--stats", str(d / "set.json")]
+                "--state", str(d / "state"), "--out", str(d / "set.npz"), "--stats", str(d / "set.json")]
 
     # the signal comes after the first batch's progress line, during the second batch's attack
-    _stop_then_resume(command, "construction: ", "set.npz.parts/00000.pt", ["set.npz", "set.json"], tmp_path)
+    _stop_then_resume(command, "construction: ", "state/00000.pt", ["set.npz", "set.json"], tmp_path)
 
 
 def test_autoattack_stops_within_an_attack_and_resumes(checkpoint: Path, prepared_medium: Path,
@@ -105,9 +105,9 @@ def test_autoattack_stops_within_an_attack_and_resumes(checkpoint: Path, prepare
     def command(d: Path) -> list[str]:  # APGD-CE alone breaks every point: 6 batches of it
         return ["medrobust", "autoattack", "--model", str(checkpoint), "--data", str(prepared_medium),
                 "--eps", "1", "--n-images", "30", "--batch-size", "5", "--threads", "1", "--device", "cpu",
-                "--state", str(d / "state.pt"), "--out", str(d / "aa.json")]
+                "--state", str(d / "state"), "--out", str(d / "aa.json")]
 
-    _stop_then_resume(command, "AutoAttack (", "state.pt", ["aa.json", "aa_probs.npz"], tmp_path)
+    _stop_then_resume(command, "AutoAttack (", "state/progress.pt", ["aa.json", "aa_probs.npz"], tmp_path)
 
 
 def test_corrupt_stops_within_a_block_and_resumes(small_npz: Path, tmp_path: Path) -> None:

@@ -19,13 +19,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medrobust.core import paths
+
 from conftest import REPO, env_with_venv, slice_config
 from same_results import assert_same_results
 from slurm_cluster import ACCOUNT, GPU_TYPE, PARTITIONS, local_slurm, sacct, slurm_installed
 
 # Fixed, so that a run finds (and stops) the daemons of an earlier run that was killed.
 CLUSTER_DIR = Path(tempfile.gettempdir()) / "medrobust-slurm"
-TARGETS = ["results/synthetic/base/eval/clean_test.json", "results/synthetic/data/nonrobust_eps4.npz"]
+TARGETS = [paths.evaluation("synthetic", "base", 0, "clean"), paths.nonrobust_set("synthetic", 4, 0)]
 # The profile's GPU rules (they get MEDROBUST_GPU_MODEL; the same as the rules declaring `gpu=`).
 GPU_RULES = ast.literal_eval(re.search(r"GPU_RULES = (\[.*?\])", (REPO / "slurm/config.yaml").read_text(), re.S)[1])
 # --verbose logs each sbatch call. Poll within seconds, not the profile's 30 s+; the 10 attempts stay 10 s apart at worst.
@@ -174,7 +176,7 @@ def resources_by_attempt(tmp_path: Path, rule: str, wildcards: dict[str, str], c
 
 
 @pytest.mark.parametrize("rule, wildcards", [
-    ("train", {"dataset": "synthetic", "stage": "base", "variant": "lr0.1_bs64_ep20_aug0"}),
+    ("train", {"dataset": "synthetic", "stage": "base", "point": "lr0.1_bs64_ep20_aug0"}),
     ("prepare", {"dataset": "synthetic"}),
     ("autoattack", {"dataset": "synthetic", "stage": "robust_eps4"}),
 ])
@@ -191,7 +193,7 @@ def test_no_request_passes_the_partition_limit_and_long_jobs_get_their_pieces(tm
     """The full study's longest training (PathMNIST TRADES, ~3 days at the estimate) under a
     10-hour limit from the environment: every attempt asks for at most 600 minutes, and under the
     profile the rule is retried once per piece, plus one."""
-    wildcards = {"dataset": "pathmnist", "stage": "robust_eps4", "variant": "lr0.4_bs1024_ep200_aug0"}
+    wildcards = {"dataset": "pathmnist", "stage": "robust_eps4", "point": "lr0.4_bs1024_ep200_aug0"}
     limit = {"MEDROBUST_MAX_RUNTIME_MINUTES": "600"}
     local = resources_by_attempt(tmp_path, "train", wildcards, "config.yaml", **limit)
     assert [a["runtime"] for a in local["attempts"]] == [600, 600, 600] and local["retries"] is None

@@ -17,13 +17,15 @@ import pytest
 import torch
 import yaml
 
+from medrobust.core import paths
+
 from conftest import REPO, env_with_venv, slice_config
 from same_results import assert_same_results
 from slurm_cluster import local_slurm, sacct, slurm_installed
 from test_slurm import CLUSTER_DIR, FAST_POLLING, env_without_venv, finish, snakemake
 
-VARIANT = "lr0.1_bs64_ep600_aug0"
-MODEL = f"results/synthetic/base/{VARIANT}/model.pt"
+POINT = "lr0.1_bs64_ep600_aug0"
+MODEL = f"{paths.point_dir('synthetic', 'base', POINT)}/model.pt"
 # ~300 s of training on one core: about three pieces of 60-120 s under a 3-minute limit that
 # SLURM signals 60 s (up to 120 s, its timer's resolution) ahead
 TINY = {"lr": [0.1], "batch_size": [64], "epochs": [1]}
@@ -65,7 +67,7 @@ def test_a_training_longer_than_the_time_limit_finishes_in_pieces(tmp_path: Path
     local = snakemake([*common, "--cores", "1", "-d", str(tmp_path / "local")], env_with_venv(), logs["local"])
     seen: list[int] = []
     stop = threading.Event()
-    watcher = threading.Thread(target=saved_steps, args=(tmp_path / "slurm" / MODEL.replace("model.pt", "state.pt"),
+    watcher = threading.Thread(target=saved_steps, args=(tmp_path / "slurm" / MODEL.replace("model.pt", "state/run.pt"),
                                                          stop, seen), daemon=True)
     watcher.start()
     try:

@@ -13,6 +13,7 @@ import torch
 from medrobust.core.errors import ConfigError, DataError, Interrupted
 from medrobust.core.network import load_model
 from medrobust.core.splits import load_split
+from medrobust.jobs.state import resumable
 from medrobust.train.history import COLUMNS, TIMING, read_history, write_history
 from medrobust.train.loop import Data, TrainConfig, augment_batch, cosine_lr, ema_decay_at, ema_update, fit
 
@@ -52,7 +53,7 @@ def test_training_learns_the_synthetic_task(prepared_small: Path, tmp_path: Path
     tx, ty = load_split(prepared_small, "train", dev, 4)
     vx, vy = load_split(prepared_small, "val", dev, 4)
     cfg = TrainConfig(lr=0.1, batch_size=50, epochs=6, augment=True, **TINY)
-    _, margs, history, chosen, last = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path / "s.pt", tag("x"))
+    _, margs, history, chosen, last = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path / "s")
     assert margs["n_channels"] == 1 and 0.2 < margs["mean"][0] < 0.6
     assert [h["epoch"] for h in history] == list(range(1, 7))
     assert history[-1]["val_balanced_accuracy"] > 0.6  # chance is 0.25
@@ -68,7 +69,7 @@ def test_keep_best_returns_the_best_validation_epoch_and_the_last(prepared_small
     # labels shuffled against the images: validation accuracy wanders, and its best is early
     perm = torch.randperm(len(ty), generator=torch.Generator().manual_seed(0))
     cfg = TrainConfig(lr=0.1, batch_size=50, epochs=5, augment=False, keep="best", **TINY)
-    model, _, history, chosen, last = fit(cfg, Data(tx, ty[perm], vx, vy, 4), tmp_path / "s.pt", tag("b"))
+    model, _, history, chosen, last = fit(cfg, Data(tx, ty[perm], vx, vy, 4), tmp_path / "s")
     scores = [h["val_balanced_accuracy"] for h in history]
     assert chosen == history[scores.index(max(scores))]
     if chosen["step"] != history[-1]["step"]:
@@ -83,7 +84,7 @@ def test_keep_best_returns_the_best_validation_epoch_and_the_last(prepared_small
 def _train_cmd(data: Path, out: Path, epochs: int) -> list[str]:
     hp = dict(lr=0.1, batch_size=25, epochs=epochs, augment=True, **TINY)
     return [sys.executable, "-m", "medrobust.cli.main", "train", "--train-data", str(data), "--val-data", str(data),
-            "--n-classes", "4", "--hparams", json.dumps(hp), "--state", str(out / "state.pt"),
+            "--n-classes", "4", "--hparams", json.dumps(hp), "--state", str(out / "state"),
             "--out-model", str(out / "model.pt"), "--out-metrics", str(out / "metrics.json"),
             "--out-history", str(out / "history.csv"), "--checkpoint-every", "100", "--threads", "1"]
 
@@ -95,14 +96,14 @@ def test_sigterm_then_rerun_equals_uninterrupted(prepared_small: Path, tmp_path:
     # interrupted as SLURM does at a time limit or preemption: SIGTERM, mid-epoch
     split.mkdir()
     assert sigterm_when_logged(_train_cmd(prepared_small, split, 5), split / "log.txt", "epoch 1/5", env_with_venv()) == 143
-    assert (split / "state.pt").exists()
+    assert (split / "state" / "run.pt").exists()
     assert not any((split / f).exists() for f in ("model.pt", "metrics.json", "history.csv"))  # nothing half-written
     assert not list(split.glob(".*.part*"))
 
     done = subprocess.run(_train_cmd(prepared_small, split, 5), env=env_with_venv(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "resumed from" in done.stderr
-    assert not (split / "state.pt").exists()
+    assert not (split / "state").exists()
 
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (whole, split))
     assert a["final"] == b["final"]
@@ -125,11 +126,13 @@ def test_state_from_other_settings_is_ignored(prepared_small: Path, tmp_path: Pa
     tx, ty = load_split(prepared_small, "train", dev, 4)
     data = Data(tx, ty, tx[:50], ty[:50], 4)
     cfg = TrainConfig(lr=0.1, batch_size=100, epochs=2, augment=False, **TINY)
-    state = tmp_path / "s.pt"
-    with pytest.raises(Interrupted):
-        fit(cfg, data, state, tag("old"), should_stop=lambda: True)
-    assert state.exists()
-    _, _, history, _, _ = fit(cfg, data, state, tag("new"))
+    state = tmp_path / "s"
+    with pytest.raises(Interrupted), resumable(state, tag("old"), "training state") as folder:
+        fit(cfg, data, folder, should_stop=lambda: True)
+    assert (state / "run.pt").exists()
+    with resumable(state, tag("new"), "training state") as folder:
+        _, _, history, _, _ = fit(cfg, data, folder)
+    assert not state.exists()  # its parts are in the outputs now
     assert len(history) == 2 and history[0]["step"] == 4  # started over, not resumed
 
 

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from medrobust.core.config import encodes_laterality, horizontal_flips, load
+from medrobust.core.errors import Interrupted
 from medrobust.core.io import read_npz, write_npz
 from medrobust.jobs import codedeps
-from medrobust.jobs.state import state_lock
+from medrobust.jobs.state import resumable, state_lock
 
 from conftest import REPO, corrupt, env_with_venv, sigterm_when_logged
 
@@ -55,7 +56,7 @@ def test_static_code_inputs_cover_what_really_runs(command: str, prepared_small:
     hp = {**TINY_HP, "epochs": 1} | ({"method": "trades", "eps": 4 / 255, "attack_steps": 1, "val_attack_steps": 1,
                                       "val_max_images": 20} if command == "train-trades" else {})
     really = _imported([command, "--train-data", str(prepared_small), "--val-data", str(prepared_small),
-                        "--n-classes", "4", "--hparams", json.dumps(hp), "--state", str(tmp_path / "s.pt"),
+                        "--n-classes", "4", "--hparams", json.dumps(hp), "--state", str(tmp_path / "s"),
                         "--out-model", str(tmp_path / "m.pt"), "--out-metrics", str(tmp_path / "m.json"),
                         "--out-history", str(tmp_path / "h.csv"), "--threads", "1"], tmp_path)
     # the other command module is loaded for its argument parsers only (codedeps' docstring)
@@ -78,19 +79,36 @@ def test_code_digest_follows_every_module_of_the_command(tmp_path: Path) -> None
 
 def _train_args(data: Path, out: Path, epochs: int) -> list[str]:
     return ["train", "--train-data", str(data), "--val-data", str(data), "--n-classes", "4",
-            "--hparams", json.dumps({**TINY_HP, "epochs": epochs}), "--state", str(out / "state.pt"),
+            "--hparams", json.dumps({**TINY_HP, "epochs": epochs}), "--state", str(out / "state"),
             "--out-model", str(out / "model.pt"), "--out-metrics", str(out / "metrics.json"),
             "--out-history", str(out / "history.csv"), "--checkpoint-every", "100", "--threads", "1"]
 
 
+def test_one_resumable_state_for_every_job(tmp_path: Path, caplog) -> None:
+    """medrobust.jobs.state.resumable, which training, construction, corruption and AutoAttack
+    share: a job's parts are kept for the same job, cleared (saying why) for another, kept when
+    the job stops, and removed when it ends."""
+    state, job = tmp_path / "state", {"code": "c", "settings": "s", "data": "d"}
+    with pytest.raises(Interrupted), resumable(state, job, "parts") as folder:
+        (folder / "part").write_text("finished")
+        raise Interrupted("stopped")
+    with pytest.raises(Interrupted), resumable(state, job, "parts") as folder:
+        assert (folder / "part").read_text() == "finished"  # the same job: continued
+        raise Interrupted("stopped again")
+    with resumable(state, {**job, "settings": "other"}, "parts") as folder:
+        assert not (folder / "part").exists()
+    assert f"discarding the parts in {state}: it was written by other settings" in caplog.text
+    assert not state.exists()  # ended: its parts are in the outputs
+
+
 def test_a_second_process_on_the_same_state_refuses(prepared_small: Path, tmp_path: Path) -> None:
-    with state_lock(tmp_path / "state.pt"):
+    with state_lock(tmp_path / "state"):
         done = subprocess.run([sys.executable, "-m", "medrobust.cli.main", *_train_args(prepared_small, tmp_path, 1)],
                               capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "state.pt: another process (pid" in done.stderr
+    assert "state: another process (pid" in done.stderr
     assert not (tmp_path / "model.pt").exists() and not (tmp_path / "metrics.json").exists()
-    with state_lock(tmp_path / "state.pt"):  # released (the file stays: no unlink while held)
+    with state_lock(tmp_path / "state"):  # released (the file stays: no unlink while held)
         pass
 
 
@@ -104,12 +122,13 @@ def test_state_written_by_other_code_is_not_resumed(prepared_small: Path, tmp_pa
     out.mkdir()
     cmd = [sys.executable, "-m", "medrobust.cli.main", *_train_args(prepared_small, out, 4)]
     assert sigterm_when_logged(cmd, out / "log.txt", "epoch 1/4", env) == 143
-    assert (out / "state.pt").exists()
+    assert (out / "state" / "run.pt").exists()
     train_py = src / "medrobust" / "train" / "loop.py"
     train_py.write_text(train_py.read_text() + "\n# a fix\n")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "it was written by other code; starting afresh" in done.stderr and "resumed from" not in done.stderr
+    assert f"discarding the training state in {out / 'state'}: it was written by other code" in done.stderr
+    assert "resumed from" not in done.stderr
     assert json.loads((out / "metrics.json").read_text())["code"] == codedeps.code_digest("train", src / "medrobust")
 
 
@@ -133,7 +152,8 @@ def test_unknown_training_and_construction_settings_are_named(checkpoint: Path, 
     _one_line(_cli(*args), "lable_smoothing")
     assert not (tmp_path / "model.pt").exists()
     done = _cli("construct", "--model", str(checkpoint), "--data", str(prepared_small), "--settings",
-                json.dumps({"eps": 0.01, "stepz": 3}), "--out", str(tmp_path / "n.npz"), "--stats", str(tmp_path / "n.json"))
+                json.dumps({"eps": 0.01, "stepz": 3}), "--state", str(tmp_path / "n_state"),
+                "--out", str(tmp_path / "n.npz"), "--stats", str(tmp_path / "n.json"))
     _one_line(done, "stepz")
     _one_line(_cli(*args[:args.index("--hparams") + 1], "{not json", *args[args.index("--hparams") + 2:]), "--hparams")
     assert not list(tmp_path.glob("n.*"))

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medrobust.core import paths
 from medrobust.core.io import write_json, write_npz
 from medrobust.data.synthetic import SyntheticSpec, generate
 
@@ -67,13 +68,11 @@ def test_full_study_dag_without_network(tmp_path: Path) -> None:
     robust = 12 + 32 + 12 + 16 + 32
     # and 3 seed replicates: replicates 1 and 2 train each of the 5 stages once more, build their
     # own 2 nonrobust sets and evaluate their models; one bootstrap per dataset and stage
-    more = 5 * 2
+    reps = 5 * 3
     assert jobs == {"download_medmnist": 5, "prepare": 5, "train": 5 * (32 + 2 * 32) + 2 * robust,
-                    "construct_nonrobust": 5 * 2, "select": 5 * 5, "evaluate_clean": 5 * 5,
-                    "corrupt_test": 5, "evaluate_corrupted": 5 * 5, "autoattack": 5 * 3,  # base and eps 4
-                    "evaluate_clean_last": 5 * 2, "train_replicate": more * 5, "construct_nonrobust_replicate": more * 2,
-                    "evaluate_clean_replicate": more * 5, "evaluate_clean_last_replicate": more * 2,
-                    "evaluate_corrupted_replicate": more * 5, "autoattack_replicate": more * 3, "bootstrap": 5 * 5,
+                    "construct_nonrobust": reps * 2, "select": 5 * 5, "evaluate_clean": reps * 5,
+                    "corrupt_test": 5, "evaluate_corrupted": reps * 5, "autoattack": reps * 3,  # base and eps 4
+                    "evaluate_clean_last": reps * 2, "train_replicate": 5 * 2 * 5, "bootstrap": 5 * 5,
                     "summarize": 1, "verdicts": 1, "checks": 1, "figure_saliency": 1, "figure_bars": 2, "figure_eps": 1,
                     "table_results": 1, "table_hyperparameters": 1, "provenance": 1, "all": 1,
                     "figure_curves": 5 * 5, "figure_examples": 5 * 2, "corruption_table": 1, "figure_corruptions": 5,
@@ -112,6 +111,10 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     snakemake(work, "--configfile", demo, "--cores", "2", repo=repo)
     tmp_path = work
     res = tmp_path / "results" / "synthetic"
+
+    def read(path: str) -> dict:
+        return json.loads((tmp_path / path).read_text())
+
     for name in ("fig1_saliency", "fig2_balanced_accuracy", "fig3_auc", "fig4_eps"):
         assert (tmp_path / f"results/figures/{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (tmp_path / f"results/figures/{name}.pdf").read_bytes()[:4] == b"%PDF"
@@ -122,16 +125,16 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     for name in reviewed:
         assert (tmp_path / f"results/figures/{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (tmp_path / f"results/figures/{name}.pdf").read_bytes()[:4] == b"%PDF"
-    histories = [h for h in res.glob("*/*/history.csv") if not h.parts[-3].startswith("rep")]
+    histories = list(res.glob("grid/*/*/history.csv"))
     assert len(histories) == 4 and all(len(h.read_text().splitlines()) > 1 for h in histories)
     # the second seed replicate: every stage once more, at its selected point, with its own seed
     for stage in stages:
-        again = json.loads((res / "rep1" / stage / "metrics.json").read_text())["hparams"]
-        chosen = json.loads((res / stage / "selected.json").read_text())["candidates"][0]["hparams"]
+        again = read(f"{paths.run_dir('synthetic', stage, 1)}/metrics.json")["hparams"]
+        chosen = read(paths.selection("synthetic", stage))["candidates"][0]["hparams"]
         assert again == {**chosen, "seed": again["seed"]} and again["seed"] != chosen["seed"]
     # nonrobust-only models keep their best clean-validation epoch; base models their last
     for stage in ("base", "nonrobust_eps4"):
-        picked = json.loads((res / stage / "selected.json").read_text())["candidates"][0]
+        picked = read(paths.selection("synthetic", stage))["candidates"][0]
         history = json.loads(Path(picked["path"]).read_text() if Path(picked["path"]).is_absolute()
                              else (tmp_path / picked["path"]).read_text())["history"]
         scores = [h["val_balanced_accuracy"] for h in history]
@@ -140,9 +143,9 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
         assert picked["epochs"]["kept"] == (history[-1]["epoch"] if stage == "base" else best), stage
     assert "synthetic,robust,4,all,mean,balanced_accuracy," in (tmp_path / "results/summary/corruptions.csv").read_text()
     # every long job says how far it is (done/total, rate, ETA) in its log
-    for log, what in (("data/nonrobust_eps4.log", "construction: "), ("data/corrupt_test.log", "corruptions: "),
-                      ("base/evaluate_corrupted.log", "corrupted test images: "),
-                      ("robust_eps4/autoattack.log", "AutoAttack apgd-ce: ")):
+    for log, what in (("rep0/data/nonrobust_eps4.log", "construction: "), ("data/corrupt_test.log", "corruptions: "),
+                      ("rep0/base/evaluate_corrupted.log", "corrupted test images: "),
+                      ("rep2/robust_eps4/autoattack.log", "AutoAttack apgd-ce: ")):
         text = (tmp_path / "logs/synthetic" / log).read_text()
         assert what in text and "/s | eta " in text, log
     snakemake(tmp_path, "--configfile", demo, "--report", "report.html", repo=repo)
@@ -155,12 +158,12 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     assert "selection_synthetic.csv" in report and "checks_synthetic.csv" in report
     assert "5. Dataset: synthetic" in report and "1. Verdicts" in report and "verdicts_overview.csv" in report
 
-    choice = json.loads((res / "base" / "selected.json").read_text())
-    vals = {c["variant"]: c["val"]["val_balanced_accuracy"] for c in choice["candidates"]}
+    choice = read(paths.selection("synthetic", "base"))
+    vals = {c["point"]: c["val"]["val_balanced_accuracy"] for c in choice["candidates"]}
     assert set(vals) == {"lr0.1_bs64_ep20_aug0", "lr0.05_bs64_ep20_aug0"}
     assert vals[choice["selected"]] == max(vals.values())
     for eps in (4,):
-        built = json.loads((res / "data" / f"nonrobust_eps{eps}.json").read_text())
+        built = read(paths.nonrobust_set("synthetic", eps, 0).replace(".npz", ".json"))
         assert built["target_hit_rate"] > 0.95 and built["linf_max_255"] <= eps + 1e-4
         # D_rand: a quarter of the targets equal the original label (4 classes), as chance says
         assert abs(built["targets_equal_labels_fraction"] - 0.25) < 0.04 and built["chance"] == 0.25
@@ -182,10 +185,10 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     # models below the base models there, and its verdict table above says so: C3 does not hold)
     assert m["base", None, "autoattack"] < 0.05 and m["nonrobust", 4, "autoattack"] < 0.05
     assert m["robust", 4, "autoattack"] > 0.5
-    attack = json.loads((res / "robust_eps4" / "eval" / "autoattack_test.json").read_text())
+    attack = read(paths.evaluation("synthetic", "robust_eps4", 0, "autoattack"))
     assert attack["attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"] and attack["n_target_classes"] == 3
     assert attack["linf_max_255"] <= 4 + 1e-4 and attack["metrics"]["n"] == 40
-    assert not list(tmp_path.rglob("state.pt")) and not list(tmp_path.rglob("autoattack_state.pt"))
+    assert not [p for p in tmp_path.rglob("*state") if p.is_dir()]  # every resumable state removed once done
     runs = list((tmp_path / "results" / "provenance").glob("*.json"))
     assert runs and json.loads(runs[0].read_text())["config"]["datasets"]["synthetic"]["grid"] == "demo"
 
@@ -208,9 +211,8 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     figures.write_text(original)
     # TRADES' beta, or an edit of the TRADES code: the robust model (the demo: eps 4) of every
     # replicate and what depends on them; no base or nonrobust-only model, no construction
-    robust = {"train": 1, "select": 1, "evaluate_clean": 1, "evaluate_corrupted": 1, "autoattack": 1,
-              "figure_saliency": 1, "figure_curves": 1, **_replicate({"train": 1, "evaluate_clean": 1,
-                                                                     "evaluate_corrupted": 1, "autoattack": 1}),
+    robust = {"train": 1, "select": 1, "train_replicate": 2, "figure_saliency": 1, "figure_curves": 1,
+              **_every_replicate({"evaluate_clean": 1, "evaluate_corrupted": 1, "autoattack": 1}),
               "bootstrap": 1, **OUTPUTS}
     assert _after_edit(repo / "src" / "medrobust" / "train" / "trades.py",
                        lambda: planned(tmp_path, "--configfile", demo, repo=repo)) == robust
@@ -218,37 +220,35 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     # evaluations and AutoAttacks, Fig. 1; never the base models
     assert _after_edit(repo / "src" / "medrobust" / "core" / "pgd.py",
                        lambda: planned(tmp_path, "--configfile", demo, repo=repo)) == \
-        {"construct_nonrobust": 1, "train": 2, "select": 2, "evaluate_clean": 2, "evaluate_clean_last": 1,
-         "evaluate_corrupted": 2, "autoattack": 2, "figure_saliency": 1, "figure_curves": 2, "figure_examples": 1,
-         **_replicate({"construct_nonrobust": 1, "train": 2, "evaluate_clean": 2, "evaluate_clean_last": 1,
-                       "evaluate_corrupted": 2, "autoattack": 2}), "bootstrap": 2, **OUTPUTS}
+        {"train": 2, "select": 2, "train_replicate": 4, "figure_saliency": 1, "figure_curves": 2, "figure_examples": 1,
+         **_every_replicate({"construct_nonrobust": 1, "evaluate_clean": 2, "evaluate_clean_last": 1,
+                             "evaluate_corrupted": 2, "autoattack": 2}), "bootstrap": 2, **OUTPUTS}
     cfg["robust"]["beta"] = 6
     assert dry(cfg, "c2.yaml") == robust
     # a construction setting: the nonrobust sets and their models, not the base or robust models
     cfg["robust"]["beta"] = 5
     cfg["nonrobust"]["steps"] = 50
     assert dry(cfg, "c3.yaml") == \
-        {"construct_nonrobust": 1, "train": 1, "select": 1, "evaluate_clean": 1, "evaluate_clean_last": 1,
-         "evaluate_corrupted": 1, "autoattack": 1, "figure_curves": 1, "figure_examples": 1,
-         **_replicate({"construct_nonrobust": 1, "train": 1, "evaluate_clean": 1, "evaluate_clean_last": 1,
-                       "evaluate_corrupted": 1, "autoattack": 1}), "bootstrap": 1, **OUTPUTS}
+        {"train": 1, "select": 1, "train_replicate": 2, "figure_curves": 1, "figure_examples": 1,
+         **_every_replicate({"construct_nonrobust": 1, "evaluate_clean": 1, "evaluate_clean_last": 1,
+                             "evaluate_corrupted": 1, "autoattack": 1}), "bootstrap": 1, **OUTPUTS}
     # the corruptions' resolution: the corrupted test set and its evaluations only
     cfg["nonrobust"]["steps"] = 10
     cfg["evaluation"]["corruptions"] = {"apply_size": 96}
     assert dry(cfg, "c4.yaml") == \
-        {"corrupt_test": 1, "evaluate_corrupted": 3, "evaluate_corrupted_replicate": 6, "bootstrap": 3,
+        {"corrupt_test": 1, "evaluate_corrupted": 9, "bootstrap": 3,
          **{k: v for k, v in OUTPUTS.items() if k != "table_hyperparameters"}}
     # AutoAttack's batch size changes its random restarts: the three AutoAttack jobs re-run
     cfg["evaluation"]["corruptions"] = {"apply_size": 64}
     cfg["evaluation"]["autoattack"]["batch_size"] = 50
     assert dry(cfg, "c5.yaml") == \
-        {"autoattack": 3, "autoattack_replicate": 6, "bootstrap": 3,
+        {"autoattack": 9, "bootstrap": 3,
          **{k: v for k, v in OUTPUTS.items() if k not in NOT_BY_AUTOATTACK}}
 
 
-def _replicate(jobs: dict[str, int]) -> dict[str, int]:
-    """The same jobs for the demo's replicates 1 and 2 (their rules are <rule>_replicate)."""
-    return {f"{rule}_replicate": 2 * n for rule, n in jobs.items()}
+def _every_replicate(jobs: dict[str, int]) -> dict[str, int]:
+    """The same jobs for each of the demo's three replicates."""
+    return {rule: 3 * n for rule, n in jobs.items()}
 
 
 def _after_edit(module: Path, dry_run) -> dict[str, int]:
@@ -291,17 +291,17 @@ def test_bring_your_own_dataset_from_a_url(tmp_path: Path, http_dir) -> None:
     snakemake(tmp_path, "--configfile", write_config(tmp_path / "byo.yaml", cfg), "--cores", "2")
     stats = json.loads((tmp_path / "results/mine/data/prepared.json").read_text())
     assert stats["train_class_counts"] == [67, 67, 66] and stats["image_size"] == 32
-    assert (tmp_path / "results/mine/base/eval/clean_test.json").exists()
-    built = json.loads((tmp_path / "results/mine/data/nonrobust_eps8.json").read_text())
+    assert (tmp_path / paths.evaluation("mine", "base", 0, "clean")).exists()
+    built = json.loads((tmp_path / paths.nonrobust_set("mine", 8, 0).replace(".npz", ".json")).read_text())
     assert built["config"]["targets"] == "deterministic" and built["linf_max_255"] <= 8 + 1e-4
-    assert (tmp_path / "results/mine/nonrobust_eps8/eval/clean_test.json").exists()
-    robust = json.loads((tmp_path / "results/mine/robust_eps8/selected.json").read_text())
+    assert (tmp_path / paths.evaluation("mine", "nonrobust_eps8", 0, "clean")).exists()
+    robust = json.loads((tmp_path / paths.selection("mine", "robust_eps8")).read_text())
     assert robust["criterion"] == "val_robust_balanced_accuracy"
     assert robust["candidates"][0]["hparams"]["eps"] == 8 / 255
-    assert (tmp_path / "results/mine/robust_eps8/eval/clean_test.json").exists()
+    assert (tmp_path / paths.evaluation("mine", "robust_eps8", 0, "clean")).exists()
     corrupted = json.loads((tmp_path / "results/mine/data/corrupted_test.json").read_text())
     assert corrupted["registry"] == "generic" and len(corrupted["corruptions"]) == 13  # RGB, 3 classes
-    attack = json.loads((tmp_path / "results/mine/robust_eps8/eval/autoattack_test.json").read_text())
+    attack = json.loads((tmp_path / paths.evaluation("mine", "robust_eps8", 0, "autoattack")).read_text())
     assert attack["attacks"] == ["apgd-ce", "apgd-dlr", "fab-t", "square"] and attack["metrics"]["n"] == 10
     assert (tmp_path / "results/figures/fig4_eps.png").exists()  # one eps: Fig. 4 shows it alone
 
@@ -328,10 +328,10 @@ def test_figure_and_table_rules_from_a_fixture_metrics_table(tmp_path: Path) -> 
                                         ("corrupted", "balanced_accuracy", 0.2489), ("autoattack", "balanced_accuracy", 0.0)):
                 if cond != "autoattack" or eps in (None, 4):
                     rows.append(Row(ds, model, eps, cond, metric, value, n))
-            variant = "lr0.1_bs128_ep60_aug0"
-            write_json(tmp_path / f"results/{ds}/{stage}/selected.json", {
-                "selected": variant, "criterion": "val_balanced_accuracy",
-                "candidates": [{"variant": variant, "val": {"val_balanced_accuracy": 0.9},
+            point = "lr0.1_bs128_ep60_aug0"
+            write_json(tmp_path / paths.selection(ds, stage), {
+                "selected": point, "criterion": "val_balanced_accuracy",
+                "candidates": [{"point": point, "val": {"val_balanced_accuracy": 0.9},
                                 "hparams": {"lr": 0.1, "batch_size": 128, "epochs": 60, "augment": False}}]})
     write_summary(rows, tmp_path / "results/summary/metrics.csv")
     cfg = {"datasets": {"pathmnist": {"source": "medmnist", "grid": "g"}, "breastmnist": {"source": "medmnist", "grid": "g"}},
@@ -359,28 +359,28 @@ def test_review_rules_from_fixture_histories_sets_and_evaluations(tmp_path: Path
     cfg = {"datasets": {"synthetic": {"source": "synthetic", "grid": "g", "synthetic": {"n_classes": 3}}},
            "eps": [4], "grids": {f: {"g": {"lr": [0.1, 0.05], "batch_size": [8], "epochs": [3]}}
                                  for f in ("base", "nonrobust", "robust")}}
-    res = tmp_path / "results/synthetic"
     for stage in ("base", "nonrobust_eps4", "robust_eps4"):
         criterion = "val_robust_balanced_accuracy" if stage.startswith("robust") else "val_balanced_accuracy"
         candidates = []
-        for variant, lr, peak in (("lr0.1_bs8_ep3_aug0", 0.1, 0.9), ("lr0.05_bs8_ep3_aug0", 0.05, 0.6)):
+        for point, lr, peak in (("lr0.1_bs8_ep3_aug0", 0.1, 0.9), ("lr0.05_bs8_ep3_aug0", 0.05, 0.6)):
             rows = [{"epoch": e, "step": 10 * e, "lr": 0.1, "train_loss": 1.0, "train_accuracy": 0.5, "seconds": 1.0,
                      "val_balanced_accuracy": peak * e / 3, "val_auc": 0.9, criterion: peak * e / 3} for e in (1, 2, 3)]
-            write_history(rows, 8, res / stage / variant / "history.csv")
-            candidates.append({"variant": variant, "val": {k: v for k, v in rows[-1].items() if k.startswith("val_")},
+            write_history(rows, 8, tmp_path / paths.point_dir("synthetic", stage, point) / "history.csv")
+            candidates.append({"point": point, "val": {k: v for k, v in rows[-1].items() if k.startswith("val_")},
                                "hparams": {"lr": lr, "batch_size": 8, "epochs": 3,
                                            "augment": False}})
-        write_json(res / stage / "selected.json", {"criterion": criterion, "selected": candidates[0]["variant"],
+        write_json(tmp_path / paths.selection("synthetic", stage), {"criterion": criterion, "selected": candidates[0]["point"],
                                                     "candidates": candidates})
-        write_json(res / stage / "eval/clean_test.json", {"metrics": {"balanced_accuracy": 0.9, "auc": 0.95}})
+        write_json(tmp_path / paths.evaluation("synthetic", stage, 0, "clean"),
+                   {"metrics": {"balanced_accuracy": 0.9, "auc": 0.95}})
         per = {"noise": [{"balanced_accuracy": 0.1 * s, "auc": 0.6} for s in range(1, 6)]}
-        write_json(res / stage / "eval/corrupted_test.json", {
+        write_json(tmp_path / paths.evaluation("synthetic", stage, 0, "corrupted"), {
             "by_severity": per, "by_corruption": {"noise": {"balanced_accuracy": 0.3, "auc": 0.6}},
             "mean": {"balanced_accuracy": 0.3, "auc": 0.6}})
     rng = np.random.default_rng(0)
     clean = rng.integers(0, 256, (12, 32, 32), dtype=np.uint8)
-    write_npz(res / "data/prepared.npz", {"train_images": clean})
-    write_npz(res / "data/nonrobust_eps4.npz", {
+    write_npz(tmp_path / paths.prepared("synthetic"), {"train_images": clean})
+    write_npz(tmp_path / paths.nonrobust_set("synthetic", 4, 0), {
         "train_images": clean[2:] / np.float32(255) + 4 / 255, "train_labels": np.arange(10)[:, None] % 3,
         "train_source_index": np.arange(2, 12), "train_original_labels": np.zeros(10, np.int64)})
     (tmp_path / "results/summary").mkdir(parents=True)

@@ -4,7 +4,7 @@ import json
 import shlex
 from datetime import datetime, timezone
 
-from medrobust.core import hparams
+from medrobust.core import hparams, paths
 from medrobust.core.config import (
     attacked,
     corruption_registry,
@@ -15,6 +15,7 @@ from medrobust.core.config import (
     stages,
 )
 from medrobust.core.io import write_json
+from medrobust.core.paths import BOOTSTRAP, DATA, EVAL, GRID, NONROBUST, POINT, RUN, key
 from medrobust.core.stages import model_of, stage_eps
 from medrobust.jobs.codedeps import code_digest
 from medrobust.jobs.provenance import record
@@ -107,51 +108,40 @@ def npz_md5(wildcards):
     return DATASETS[wildcards.dataset]["md5"]
 
 
-def prepared(dataset):
-    return f"results/{dataset}/data/prepared.npz"
-
-
 def prepared_npz(wildcards):
-    return prepared(wildcards.dataset)
+    return paths.prepared(wildcards.dataset)
 
 
-# ---- training ---------------------------------------------------------------------------
+# ---- training (medrobust.core.paths: the grid, then every replicate at the selected point) ----
 
 
-def training_set(wildcards):
-    """What a stage trains on: the nonrobust-feature set, or the clean prepared set."""
-    if model_of(wildcards.stage) == "nonrobust":
-        return nonrobust_set(wildcards.dataset, stage_eps(wildcards.stage))
-    return prepared(wildcards.dataset)
-
-
-def nonrobust_set(dataset, eps, rep=0):
-    return f"{chain_dir(dataset, rep)}/data/nonrobust_eps{eps}.npz"
-
-
-# ---- seed replicates (config replicates; rule train_replicate) ----------------------------
-
-
-def chain_dir(dataset, rep):
-    """Where replicate `rep` of a dataset's chain lives: replicate 0 (the grid search and its
-    selected models) at results/<dataset>, replicate r >= 1 under results/<dataset>/rep<r>."""
-    return f"results/{dataset}" if rep == 0 else f"results/{dataset}/rep{rep}"
+SELECTED = RUN.replace("{rep}", "0")  # replicate 0: the grid's winner (rule select)
 
 
 def rep_of(wildcards):
+    """The replicate of a job; a grid point trains with replicate 0's seed and data."""
     return int(getattr(wildcards, "rep", 0))
 
 
-def replicate_training_set(wildcards):
+def training_set(wildcards):
+    """What a run trains on: its replicate's nonrobust-feature set, or the clean prepared set."""
     if model_of(wildcards.stage) == "nonrobust":
-        return nonrobust_set(wildcards.dataset, stage_eps(wildcards.stage), rep_of(wildcards))
-    return prepared(wildcards.dataset)
+        return paths.nonrobust_set(wildcards.dataset, stage_eps(wildcards.stage), rep_of(wildcards))
+    return paths.prepared(wildcards.dataset)
 
 
 def replicate_hparams(wildcards, input):
-    """Replicate 0's selected hyperparameters (read by the job from selected.json) and this
+    """The selected grid point's hyperparameters (read by the job from selected.json) and this
     replicate's seed."""
     return f"--selected {input.selected} --seed {hparams.replicate_seed(config, rep_of(wildcards))}"
+
+
+def selected(wildcards):
+    return paths.selection(wildcards.dataset, wildcards.stage)
+
+
+def base_model(wildcards):
+    return f"{paths.run_dir(wildcards.dataset, 'base', rep_of(wildcards))}/model.pt"
 
 
 def construction_settings(wildcards):
@@ -162,7 +152,7 @@ def construction_settings(wildcards):
 
 def train_hparams(wildcards):
     """Every setting that changes a training result, as one shell-quoted JSON (a param)."""
-    hp = hparams.train_hparams(config, wildcards.dataset, wildcards.stage, wildcards.variant)
+    hp = hparams.train_hparams(config, wildcards.dataset, wildcards.stage, wildcards.point)
     return f"--hparams {shlex.quote(json.dumps(hp, sort_keys=True))}"
 
 
@@ -179,7 +169,7 @@ def selection_criterion(wildcards):
 
 
 def grid_paths(dataset, stage, name):
-    return [f"results/{dataset}/{stage}/{v}/{name}" for v in grid_points(config, dataset, stage)]
+    return [f"{paths.point_dir(dataset, stage, p)}/{name}" for p in grid_points(config, dataset, stage)]
 
 
 def grid_files(name):
@@ -189,116 +179,91 @@ def grid_files(name):
     return files
 
 
-# ---- evaluation and outputs -------------------------------------------------------------
+# ---- evaluation and outputs: named inputs (paths.key), which the commands read back ----------
 
 
 def registry_of(wildcards):
     return corruption_registry(config, wildcards.dataset)
 
 
-def evaluations(dataset, stage, rep=0):
+def evaluation_out(kind):
+    """The output pattern of one kind of evaluation (wildcards dataset, rep, stage)."""
+    return EVAL.replace("{kind}", kind)
+
+
+def probabilities_out(kind):
+    return paths.probabilities(evaluation_out(kind))
+
+
+def evaluations(dataset, stage, rep):
     """The evaluation files of one model (replicate `rep` of a stage), by kind."""
     kinds = ["clean", "corrupted"] + ["autoattack"] * attacked(config, stage)
-    files = {kind: f"{chain_dir(dataset, rep)}/{stage}/eval/{kind}_test.json" for kind in kinds}
-    if model_of(stage) == "nonrobust":
-        files["clean_last"] = f"{chain_dir(dataset, rep)}/{stage}/eval/clean_test_last.json"
-    return files
+    kinds += ["clean_last"] * (model_of(stage) == "nonrobust")
+    return {kind: paths.evaluation(dataset, stage, rep, kind) for kind in kinds}
 
 
-def probabilities(files):
-    """The per-image probabilities beside each evaluation file."""
-    return {kind: f"{path.removesuffix('.json')}_probs.npz" for kind, path in files.items()}
+def every_stage():
+    return [(d, s) for d in DATASETS for s in stages(config)]
 
 
-def bootstrap_file(dataset, stage):
-    return f"results/{dataset}/{stage}/bootstrap.npz"
+def named_evaluations(pairs, probs=False, reps=REPLICATES):
+    """Each replicate's evaluation files (or their probabilities) of these (dataset, stage)s."""
+    return {
+        key(d, s, r, kind): paths.probabilities(path) if probs else path
+        for d, s in pairs
+        for r in reps
+        for kind, path in evaluations(d, s, r).items()
+    }
 
 
-def bootstrap_layout(wildcards):
-    """Each replicate's probability files of one stage (a param of bootstrap)."""
-    reps = [probabilities(evaluations(wildcards.dataset, wildcards.stage, r)) for r in REPLICATES]
-    return shlex.quote(json.dumps(reps, sort_keys=True))
+def named(wildcards, input):
+    """A rule's named inputs as one shell-quoted JSON {name: path} (medrobust.core.paths.gather)."""
+    return shlex.quote(json.dumps(dict(input.items())))
 
 
 def bootstrap_inputs(wildcards):
-    return [f for r in REPLICATES for f in probabilities(evaluations(wildcards.dataset, wildcards.stage, r)).values()]
+    return named_evaluations([(wildcards.dataset, wildcards.stage)], probs=True)
 
 
-def summary_layout():
-    """Which evaluation files (every replicate's) and bootstrap draws make which rows of the
-    summary table (a param of summarize)."""
-    layout = [
-        {
-            "dataset": d,
-            "stage": s,
-            "n_classes": classes_of(d),
-            "replicates": [evaluations(d, s, r) for r in REPLICATES],
-            "bootstrap": bootstrap_file(d, s),
-        }
-        for d in DATASETS
-        for s in stages(config)
-    ]
-    return shlex.quote(json.dumps(layout, sort_keys=True))
+def bootstraps(pairs):
+    return {key(d, s, None, "bootstrap"): paths.bootstrap(d, s) for d, s in pairs}
+
+
+def selections(pairs):
+    return {key(d, s, None, "selection"): paths.selection(d, s) for d, s in pairs}
+
+
+def n_classes_all():
+    return shlex.quote(json.dumps({d: classes_of(d) for d in DATASETS}))
 
 
 def summary_inputs(wildcards):
-    files = [f for d in DATASETS for s in stages(config) for r in REPLICATES for f in evaluations(d, s, r).values()]
-    return files + [bootstrap_file(d, s) for d in DATASETS for s in stages(config)]
-
-
-def selections():
-    return [
-        {"dataset": d, "stage": s, "path": f"results/{d}/{s}/selected.json"} for d in DATASETS for s in stages(config)
-    ]
-
-
-def selection_layout():
-    return shlex.quote(json.dumps(selections(), sort_keys=True))
-
-
-def stage_files(dataset, stage):
-    """What the sanity checks of one stage read: its clean evaluation, its selection and, for a
-    nonrobust-only stage, the construction statistics of its training set."""
-    files = {"clean": evaluations(dataset, stage)["clean"], "selection": f"results/{dataset}/{stage}/selected.json"}
-    if model_of(stage) == "nonrobust":
-        files["construction"] = f"results/{dataset}/data/nonrobust_eps{stage_eps(stage)}.json"
-    return files
-
-
-def check_layout():
-    """Which files the checks of each dataset and stage read (a param of checks)."""
-    layout = [
-        {"dataset": d, "stage": s, "n_classes": classes_of(d), **stage_files(d, s)}
-        for d in DATASETS
-        for s in stages(config)
-    ]
-    return shlex.quote(json.dumps(layout, sort_keys=True))
+    return named_evaluations(every_stage()) | bootstraps(every_stage())
 
 
 def check_inputs(wildcards):
-    """The files of check_layout, and the training metrics (per-epoch history) its selections name."""
-    files = [f for d in DATASETS for s in stages(config) for f in stage_files(d, s).values()]
-    histories = [f for d in DATASETS for s in stages(config) for f in grid_paths(d, s, "metrics.json")]
-    return files + histories
+    """Each stage's selection, replicate 0's clean evaluation and (nonrobust-only) the statistics
+    of its training set; the grid's training metrics, which the selections name, unnamed."""
+    files = selections(every_stage())
+    for d, s in every_stage():
+        files[key(d, s, 0, "clean")] = paths.evaluation(d, s, 0, "clean")
+        if model_of(s) == "nonrobust":
+            built = paths.nonrobust_set(d, stage_eps(s), 0)
+            files[key(d, s, 0, "construction")] = built.removesuffix(".npz") + ".json"
+    return files
 
 
-def corruption_layout():
-    """Which clean and corrupted evaluation files make each stage's rows of corruptions.csv."""
-    layout = [{"dataset": d, "stage": s, **evaluations(d, s)} for d in DATASETS for s in stages(config)]
-    return shlex.quote(json.dumps([{k: e[k] for k in ("dataset", "stage", "clean", "corrupted")} for e in layout]))
+def grid_metrics(wildcards):
+    return [f for d, s in every_stage() for f in grid_paths(d, s, "metrics.json")]
 
 
 def corruption_inputs(wildcards):
-    return [evaluations(d, s)[k] for d in DATASETS for s in stages(config) for k in ("clean", "corrupted")]
+    """Replicate 0's clean and corrupted evaluations of each stage."""
+    return {key(d, s, 0, kind): evaluations(d, s, 0)[kind] for d, s in every_stage() for kind in ("clean", "corrupted")}
 
 
 def dataset_selections(wildcards):
-    return [s["path"] for s in selections() if s["dataset"] == wildcards.dataset]
-
-
-def dataset_selection_layout(wildcards):
-    chosen = [{"stage": s["stage"], "path": s["path"]} for s in selections() if s["dataset"] == wildcards.dataset]
-    return shlex.quote(json.dumps(chosen))
+    return selections([(wildcards.dataset, s) for s in stages(config)])
 
 
 def review_figures():
@@ -311,25 +276,16 @@ def review_figures():
 
 
 def saliency_model(stage):
-    return f"results/{saliency_dataset(config)}/{stage}/selected/model.pt"
+    return f"{paths.run_dir(saliency_dataset(config), stage, 0)}/model.pt"
 
 
 FIGURES = ["fig1_saliency", "fig2_balanced_accuracy", "fig3_auc", "fig4_eps"]
 TABLES = ["table1_robustness", "table2_hyperparameters", "table_paper_comparison"]
 
 
-def verdict_layout():
-    """Per dataset, its stages' bootstrap draws and whether it is one of the paper's (a param of verdicts)."""
-    layout = [
-        {
-            "dataset": d,
-            "n_classes": classes_of(d),
-            "paper": DATASETS[d]["source"] == "medmnist" and d in PAPER_DATASETS,
-            "stages": {s: bootstrap_file(d, s) for s in stages(config)},
-        }
-        for d in DATASETS
-    ]
-    return shlex.quote(json.dumps(layout, sort_keys=True))
+def paper_datasets():
+    """The datasets judged against the paper's numbers: its own, from MedMNIST."""
+    return " ".join(d for d in DATASETS if DATASETS[d]["source"] == "medmnist" and d in PAPER_DATASETS)
 
 
 def verdict_settings():
@@ -339,11 +295,12 @@ def verdict_settings():
         f"--chance-margin {v['chance_margin']} --equivalence {v['equivalence']} --broken-fail {v['broken_fail']}"
         f" --broken-hold {v['broken_hold']} --protocol {protocol}"
     )
+    flags += f" --paper-datasets {paper_datasets()}" if paper_datasets() else ""
     return flags + (f" --paper-protocol {v['paper_protocol']}" if v["paper_protocol"] else "")
 
 
 def verdict_inputs(wildcards):
-    return [bootstrap_file(d, s) for d in DATASETS for s in stages(config)]
+    return bootstraps(every_stage())
 
 
 def eps_compared():
@@ -356,7 +313,9 @@ def eps_compared():
 def all_targets():
     figures = [f"results/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
     tables = [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
-    construction = [f"results/{d}/data/nonrobust_eps{e}.json" for d in DATASETS for e in config["eps"]]
+    construction = [
+        paths.nonrobust_set(d, e, 0).removesuffix(".npz") + ".json" for d in DATASETS for e in config["eps"]
+    ]
     provenance = ["results/report/provenance.csv", "results/report/config.yaml"]
     summary = ["results/summary/metrics.csv", "results/summary/checks.csv", "results/summary/verdicts.md"]
     return [

@@ -60,8 +60,8 @@ rule prepare:
     input:
         raw=raw_npz,
     output:
-        npz="results/{dataset}/data/prepared.npz",
-        stats="results/{dataset}/data/prepared.json",
+        npz=f"{DATA}/prepared.npz",
+        stats=f"{DATA}/prepared.json",
     params:
         code=code("prepare"),
         medmnist=medmnist_flag,

@@ -1,4 +1,4 @@
-# Test-time evaluation of each stage's selected model: clean, MedMNIST-C corruptions
+# Test-time evaluation of every replicate's model of each stage: clean, MedMNIST-C corruptions
 # (Section 3.3) and AutoAttack (Section 3.4). Model selection never reads these files.
 
 
@@ -6,8 +6,8 @@ rule corrupt_test:
     input:
         raw=raw_npz,
     output:
-        npz="results/{dataset}/data/corrupted_test.npz",
-        stats="results/{dataset}/data/corrupted_test.json",
+        npz=f"{DATA}/corrupted_test.npz",
+        stats=f"{DATA}/corrupted_test.json",
     params:
         code=code("corrupt"),
         medmnist=medmnist_flag,
@@ -19,7 +19,7 @@ rule corrupt_test:
         apply_size=config["evaluation"]["corruptions"]["apply_size"],
         seed=config["seed"],
         # resumable state (finished corruptions and blocks): beside the outputs, not one of them
-        state="results/{dataset}/data/corrupted_test_state",
+        state=f"{DATA}/corrupted_test_state",
     log:
         "logs/{dataset}/data/corrupt_test.log",
     benchmark:
@@ -39,17 +39,17 @@ rule corrupt_test:
 
 rule evaluate_clean:
     input:
-        model="results/{dataset}/{stage}/selected/model.pt",
+        model=f"{RUN}/model.pt",
         data=prepared_npz,
     output:
-        json="results/{dataset}/{stage}/eval/clean_test.json",
-        probs="results/{dataset}/{stage}/eval/clean_test_probs.npz",
+        json=evaluation_out("clean"),
+        probs=probabilities_out("clean"),
     params:
         device=DEVICE,
         code=code("evaluate"),
         weights="kept",
     log:
-        "logs/{dataset}/{stage}/evaluate_clean.log",
+        "logs/{dataset}/rep{rep}/{stage}/evaluate_clean.log",
     threads: config["threads"]["evaluate"]
     resources:
         gpu=GPUS,
@@ -66,32 +66,31 @@ rule evaluate_clean:
 # A nonrobust-only model keeps its best validation epoch (nonrobust.keep_epoch); its last epoch,
 # saved in the same checkpoint, is evaluated beside it.
 use rule evaluate_clean as evaluate_clean_last with:
-    input:
-        model="results/{dataset}/nonrobust_eps{eps}/selected/model.pt",
-        data=prepared_npz,
     output:
-        json="results/{dataset}/nonrobust_eps{eps}/eval/clean_test_last.json",
-        probs="results/{dataset}/nonrobust_eps{eps}/eval/clean_test_last_probs.npz",
+        json=evaluation_out("clean_last"),
+        probs=probabilities_out("clean_last"),
     params:
         weights="last",
+    wildcard_constraints:
+        stage=r"nonrobust_eps\d+",
     log:
-        "logs/{dataset}/nonrobust_eps{eps}/evaluate_clean_last.log",
+        "logs/{dataset}/rep{rep}/{stage}/evaluate_clean_last.log",
 
 
 rule evaluate_corrupted:
     input:
-        model="results/{dataset}/{stage}/selected/model.pt",
-        data="results/{dataset}/data/corrupted_test.npz",
+        model=f"{RUN}/model.pt",
+        data=f"{DATA}/corrupted_test.npz",
     output:
-        json="results/{dataset}/{stage}/eval/corrupted_test.json",
-        probs="results/{dataset}/{stage}/eval/corrupted_test_probs.npz",
+        json=evaluation_out("corrupted"),
+        probs=probabilities_out("corrupted"),
     params:
         device=DEVICE,
         code=code("evaluate-corrupted"),
     log:
-        "logs/{dataset}/{stage}/evaluate_corrupted.log",
+        "logs/{dataset}/rep{rep}/{stage}/evaluate_corrupted.log",
     benchmark:
-        "benchmarks/{dataset}/{stage}/evaluate_corrupted.tsv"
+        "benchmarks/{dataset}/rep{rep}/{stage}/evaluate_corrupted.tsv"
     threads: config["threads"]["evaluate"]
     resources:
         gpu=GPUS,
@@ -107,11 +106,11 @@ rule evaluate_corrupted:
 
 rule autoattack:
     input:
-        model="results/{dataset}/{stage}/selected/model.pt",
+        model=f"{RUN}/model.pt",
         data=prepared_npz,
     output:
-        json="results/{dataset}/{stage}/eval/autoattack_test.json",
-        probs="results/{dataset}/{stage}/eval/autoattack_test_probs.npz",
+        json=evaluation_out("autoattack"),
+        probs=probabilities_out("autoattack"),
     params:
         device=DEVICE,
         code=code("autoattack"),
@@ -121,11 +120,11 @@ rule autoattack:
         # pyautoattack reseeds every batch, so the batch layout changes results: a param
         batch_size=config["evaluation"]["autoattack"]["batch_size"],
         # resumable state (batch by batch, inside each attack): beside the output, not one of them
-        state="results/{dataset}/{stage}/eval/autoattack_state.pt",
+        state=f"{RUN}/eval/autoattack_state",
     log:
-        "logs/{dataset}/{stage}/autoattack.log",
+        "logs/{dataset}/rep{rep}/{stage}/autoattack.log",
     benchmark:
-        "benchmarks/{dataset}/{stage}/autoattack.tsv"
+        "benchmarks/{dataset}/rep{rep}/{stage}/autoattack.tsv"
     threads: config["threads"]["evaluate"]
     resources:
         gpu=GPUS,
@@ -139,54 +138,3 @@ rule autoattack:
         " --n-images {params.n_images} --seed {params.seed} --batch-size {params.batch_size}"
         " --state {params.state} --threads {threads} {params.device} --out {output.json}"
         " --out-probs {output.probs} 2> {log}"
-
-
-# Seed replicates r >= 1 (config replicates): the same evaluations of each replicate's models.
-use rule evaluate_clean as evaluate_clean_replicate with:
-    input:
-        model="results/{dataset}/rep{rep}/{stage}/model.pt",
-        data=prepared_npz,
-    output:
-        json="results/{dataset}/rep{rep}/{stage}/eval/clean_test.json",
-        probs="results/{dataset}/rep{rep}/{stage}/eval/clean_test_probs.npz",
-    log:
-        "logs/{dataset}/rep{rep}/{stage}/evaluate_clean.log",
-
-
-use rule evaluate_clean_last as evaluate_clean_last_replicate with:
-    input:
-        model="results/{dataset}/rep{rep}/nonrobust_eps{eps}/model.pt",
-        data=prepared_npz,
-    output:
-        json="results/{dataset}/rep{rep}/nonrobust_eps{eps}/eval/clean_test_last.json",
-        probs="results/{dataset}/rep{rep}/nonrobust_eps{eps}/eval/clean_test_last_probs.npz",
-    log:
-        "logs/{dataset}/rep{rep}/nonrobust_eps{eps}/evaluate_clean_last.log",
-
-
-use rule evaluate_corrupted as evaluate_corrupted_replicate with:
-    input:
-        model="results/{dataset}/rep{rep}/{stage}/model.pt",
-        data="results/{dataset}/data/corrupted_test.npz",
-    output:
-        json="results/{dataset}/rep{rep}/{stage}/eval/corrupted_test.json",
-        probs="results/{dataset}/rep{rep}/{stage}/eval/corrupted_test_probs.npz",
-    log:
-        "logs/{dataset}/rep{rep}/{stage}/evaluate_corrupted.log",
-    benchmark:
-        "benchmarks/{dataset}/rep{rep}/{stage}/evaluate_corrupted.tsv"
-
-
-use rule autoattack as autoattack_replicate with:
-    input:
-        model="results/{dataset}/rep{rep}/{stage}/model.pt",
-        data=prepared_npz,
-    output:
-        json="results/{dataset}/rep{rep}/{stage}/eval/autoattack_test.json",
-        probs="results/{dataset}/rep{rep}/{stage}/eval/autoattack_test_probs.npz",
-    params:
-        state="results/{dataset}/rep{rep}/{stage}/eval/autoattack_state.pt",
-    log:
-        "logs/{dataset}/rep{rep}/{stage}/autoattack.log",
-    benchmark:
-        "benchmarks/{dataset}/rep{rep}/{stage}/autoattack.tsv"

@@ -6,18 +6,18 @@
 # the largest test sets: every corruption and severity is evaluated under each draw).
 rule bootstrap:
     input:
-        bootstrap_inputs,
+        unpack(bootstrap_inputs),
     output:
-        "results/{dataset}/{stage}/bootstrap.npz",
+        BOOTSTRAP,
     params:
         code=code("bootstrap"),
-        layout=bootstrap_layout,
+        inputs=named,
         draws=config["evaluation"]["bootstrap"]["draws"],
         seed=config["seed"],
     log:
-        "logs/{dataset}/{stage}/bootstrap.log",
+        "logs/{dataset}/bootstrap/{stage}.log",
     benchmark:
-        "benchmarks/{dataset}/{stage}/bootstrap.tsv"
+        "benchmarks/{dataset}/bootstrap/{stage}.tsv"
     resources:
         mem_mb=mem_mb,
         runtime=runtime("cpu"),
@@ -25,49 +25,53 @@ rule bootstrap:
     conda:
         ENV
     shell:
-        "medrobust bootstrap --layout {params.layout} --draws {params.draws} --seed {params.seed}"
+        "medrobust bootstrap --inputs {params.inputs} --draws {params.draws} --seed {params.seed}"
         " --out {output} 2> {log}"
 
 
 rule summarize:
     input:
-        summary_inputs,
+        unpack(summary_inputs),
     output:
         report("results/summary/metrics.csv", caption="../report/summary.rst", category="3. Tables"),
     params:
         code=code("summarize"),
-        layout=summary_layout(),
+        inputs=named,
+        n_classes=n_classes_all(),
         level=config["evaluation"]["bootstrap"]["level"],
     log:
         "logs/outputs/summarize.log",
     conda:
         ENV
     shell:
-        "medrobust summarize --layout {params.layout} --level {params.level}" " --out {output} 2> {log}"
+        "medrobust summarize --inputs {params.inputs} --n-classes {params.n_classes} --level {params.level}"
+        " --out {output} 2> {log}"
 
 
 rule checks:
     input:
-        check_inputs,
+        grid_metrics,
+        unpack(check_inputs),
         summary="results/summary/metrics.csv",
     output:
         report("results/summary/checks.csv", caption="../report/checks.rst", category="4. Checks"),
     params:
         code=code("checks"),
-        layout=check_layout(),
+        inputs=named,
+        n_classes=n_classes_all(),
     log:
         "logs/outputs/checks.log",
     conda:
         ENV
     shell:
-        "medrobust checks --layout {params.layout} --summary {input.summary} --out {output} 2> {log}"
+        "medrobust checks --inputs {params.inputs} --n-classes {params.n_classes} --summary {input.summary} --out {output} 2> {log}"
 
 
 rule figure_saliency:
     input:
         standard=saliency_model("base"),
         robust=saliency_model(f"robust_eps{config['evaluation']['main_eps']}"),
-        data=prepared(saliency_dataset(config)),
+        data=paths.prepared(saliency_dataset(config)),
     output:
         png=report("results/figures/fig1_saliency.png", caption="../report/fig1.rst", category="2. Figures"),
         pdf="results/figures/fig1_saliency.pdf",
@@ -162,7 +166,7 @@ rule table_results:
 # absolute path, and a moved checkout would re-run the job.
 rule verdicts:
     input:
-        verdict_inputs,
+        unpack(verdict_inputs),
     output:
         overview=report(
             "results/summary/verdicts_overview.csv", caption="../report/verdicts.rst", category="1. Verdicts"
@@ -177,7 +181,8 @@ rule verdicts:
         landing="results/summary/landing.rst",
     params:
         code=code("verdicts"),
-        layout=verdict_layout(),
+        inputs=named,
+        n_classes=n_classes_all(),
         main_eps=config["evaluation"]["main_eps"],
         eps=" ".join(str(e) for e in config["eps"]),
         level=config["evaluation"]["bootstrap"]["level"],
@@ -187,7 +192,7 @@ rule verdicts:
     conda:
         ENV
     shell:
-        "medrobust verdicts --layout {params.layout} --main-eps {params.main_eps} --eps {params.eps}"
+        "medrobust verdicts --inputs {params.inputs} --n-classes {params.n_classes} --main-eps {params.main_eps} --eps {params.eps}"
         " --level {params.level} {params.judged} --out-csv {output.csv} --out-md {output.md}"
         " --out-overview {output.overview} --out-stated-csv {output.stated} --out-stated-md {output.stated_md}"
         " --out-stated-tex {output.stated_tex} --out-landing {output.landing} 2> {log}"
@@ -195,7 +200,7 @@ rule verdicts:
 
 rule table_hyperparameters:
     input:
-        [s["path"] for s in selections()],
+        **selections(every_stage()),
     output:
         csv=report(
             "results/tables/table2_hyperparameters.csv",
@@ -206,20 +211,20 @@ rule table_hyperparameters:
         tex="results/tables/table2_hyperparameters.tex",
     params:
         code=code("table"),
-        selections=selection_layout(),
+        inputs=named,
     log:
         "logs/outputs/table2_hyperparameters.log",
     conda:
         ENV
     shell:
-        "medrobust table --kind hyperparameters --selections {params.selections}"
+        "medrobust table --kind hyperparameters --inputs {params.inputs}"
         " --out-csv {output.csv} --out-md {output.md} --out-tex {output.tex} 2> {log}"
 
 
 rule provenance:
     input:
-        summary_inputs,
-        [s["path"] for s in selections()],
+        unpack(summary_inputs),
+        **selections(every_stage()),
     output:
         csv=report("results/report/provenance.csv", caption="../report/provenance.rst", category="6. Provenance"),
         config=report("results/report/config.yaml", caption="../report/config.rst", category="6. Provenance"),

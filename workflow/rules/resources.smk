@@ -55,13 +55,13 @@ def requested_minutes(kind, wildcards):
     if kind == "cpu":
         return CPU_JOB_MINUTES
     if kind == "train":
-        # a replicate (no variant wildcard) trains at a selection made at run time: the longest point
-        variants = (
-            [wildcards.variant]
-            if hasattr(wildcards, "variant")
+        # a replicate (no point wildcard) trains at a selection made at run time: the longest point
+        points = (
+            [wildcards.point]
+            if hasattr(wildcards, "point")
             else grid_points(config, wildcards.dataset, wildcards.stage)
         )
-        seconds = max(estimate.train_seconds(config, wildcards.dataset, wildcards.stage, v) for v in variants)
+        seconds = max(estimate.train_seconds(config, wildcards.dataset, wildcards.stage, p) for p in points)
     elif kind == "construct":
         seconds = estimate.construct_seconds(config, wildcards.dataset)
     elif kind == "saliency":
@@ -87,10 +87,10 @@ def jobs_of_kind(kind):
         return [Wildcards()]
     if kind == "train":
         return [
-            Wildcards(fromdict={"dataset": d, "stage": s, "variant": v})
+            Wildcards(fromdict={"dataset": d, "stage": s, "point": p})
             for d in DATASETS
             for s in stages(config)
-            for v in grid_points(config, d, s)
+            for p in grid_points(config, d, s)
         ]
     return [Wildcards(fromdict={"dataset": d}) for d in DATASETS]
 

@@ -5,7 +5,7 @@
 rule figure_curves:
     input:
         histories=grid_files("history.csv"),
-        selection="results/{dataset}/{stage}/selected.json",
+        selection=selected,
     output:
         png=report(
             "results/figures/curves_{dataset}_{stage}.png",
@@ -30,7 +30,7 @@ rule figure_curves:
 rule figure_examples:
     input:
         data=prepared_npz,
-        nonrobust="results/{dataset}/data/nonrobust_eps{eps}.npz",
+        nonrobust=lambda wildcards: paths.nonrobust_set(wildcards.dataset, int(wildcards.eps), 0),
     output:
         png=report(
             "results/figures/examples_{dataset}_eps{eps}.png",
@@ -53,7 +53,7 @@ rule figure_examples:
 
 rule corruption_table:
     input:
-        corruption_inputs,
+        unpack(corruption_inputs),
     output:
         report(
             "results/summary/corruptions.csv",
@@ -66,9 +66,9 @@ rule corruption_table:
         ENV
     params:
         code=code("corruption-table"),
-        layout=corruption_layout(),
+        inputs=named,
     shell:
-        "medrobust corruption-table --layout {params.layout} --out {output} 2> {log}"
+        "medrobust corruption-table --inputs {params.inputs} --out {output} 2> {log}"
 
 
 rule figure_corruptions:
@@ -97,7 +97,7 @@ rule figure_corruptions:
 
 rule dataset_tables:
     input:
-        dataset_selections,
+        unpack(dataset_selections),
         checks="results/summary/checks.csv",
     output:
         selection=report(
@@ -118,7 +118,7 @@ rule dataset_tables:
         ENV
     params:
         code=code("dataset-tables"),
-        selections=dataset_selection_layout,
+        inputs=named,
     shell:
-        "medrobust dataset-tables --dataset {wildcards.dataset} --selections {params.selections}"
+        "medrobust dataset-tables --dataset {wildcards.dataset} --inputs {params.inputs}"
         " --checks {input.checks} --out-selection {output.selection} --out-checks {output.checks} 2> {log}"

@@ -1,4 +1,5 @@
-# Training on a stage's training set, one job per grid point, and selection on validation.
+# Training (medrobust.core.paths): one job per grid point, selection on validation (whose winner
+# is replicate 0), and each further replicate at the selected point.
 
 
 rule train:
@@ -6,9 +7,9 @@ rule train:
         train=training_set,
         val=prepared_npz,
     output:
-        model="results/{dataset}/{stage}/{variant}/model.pt",
-        metrics="results/{dataset}/{stage}/{variant}/metrics.json",
-        history="results/{dataset}/{stage}/{variant}/history.csv",
+        model=f"{POINT}/model.pt",
+        metrics=f"{POINT}/metrics.json",
+        history=f"{POINT}/history.csv",
     params:
         device=DEVICE,
         speed=Untracked(
@@ -20,11 +21,11 @@ rule train:
         hparams=train_hparams,
         n_classes=n_classes,
         # resumable state: beside the outputs, not one of them, so a failed job keeps it
-        state="results/{dataset}/{stage}/{variant}/state.pt",
+        state=f"{POINT}/state",
     log:
-        "logs/{dataset}/{stage}/{variant}/train.log",
+        "logs/{dataset}/grid/{stage}/{point}/train.log",
     benchmark:
-        "benchmarks/{dataset}/{stage}/{variant}/train.tsv"
+        "benchmarks/{dataset}/grid/{stage}/{point}/train.tsv"
     threads: config["threads"]["train"]
     resources:
         gpu=GPUS,
@@ -41,22 +42,24 @@ rule train:
         " --out-history {output.history} 2> {log}"
 
 
-# Seed replicates r >= 1 (config replicates): each stage again at the hyperparameters selected
-# in replicate 0, read from its selected.json when the job runs (so the DAG needs no checkpoint;
-# the wall-time request is the grid's longest point), with the seed derive_seed(seed, r), on the
-# replicate's own training set (a nonrobust-only stage: built from the replicate's base model).
+# Replicate 0 is the grid's winner; replicate r >= 1 (config replicates) trains again at the
+# selected point, read from selected.json when the job runs (so the DAG needs no checkpoint; the
+# wall-time request is the grid's longest point), with the seed derive_seed(seed, r), on its own
+# training set (a nonrobust-only stage: built from the replicate's own base model).
 use rule train as train_replicate with:
     input:
-        train=replicate_training_set,
+        train=training_set,
         val=prepared_npz,
-        selected="results/{dataset}/{stage}/selected.json",
+        selected=selected,
     output:
-        model="results/{dataset}/rep{rep}/{stage}/model.pt",
-        metrics="results/{dataset}/rep{rep}/{stage}/metrics.json",
-        history="results/{dataset}/rep{rep}/{stage}/history.csv",
+        model=f"{RUN}/model.pt",
+        metrics=f"{RUN}/metrics.json",
+        history=f"{RUN}/history.csv",
     params:
         hparams=replicate_hparams,
-        state="results/{dataset}/rep{rep}/{stage}/state.pt",
+        state=f"{RUN}/state",
+    wildcard_constraints:
+        rep=r"[1-9]\d*",
     log:
         "logs/{dataset}/rep{rep}/{stage}/train.log",
     benchmark:
@@ -68,13 +71,13 @@ rule select:
         metrics=grid_files("metrics.json"),
         models=grid_files("model.pt"),
     output:
-        choice="results/{dataset}/{stage}/selected.json",
-        model="results/{dataset}/{stage}/selected/model.pt",
+        choice=f"{GRID}/selected.json",
+        model=f"{SELECTED}/model.pt",
     params:
         code=code("select"),
         criterion=selection_criterion,
     log:
-        "logs/{dataset}/{stage}/select.log",
+        "logs/{dataset}/grid/{stage}/select.log",
     conda:
         ENV
     shell:

@@ -36,7 +36,6 @@ import torch
 from medrobust.core.errors import Interrupted
 from medrobust.core.io import atomic_path
 from medrobust.jobs.progress import ProgressLog
-from medrobust.jobs.state import fingerprint_mismatch
 
 log = logging.getLogger(__name__)
 STANDARD_TARGETS = 9
@@ -70,7 +69,6 @@ def build(model: torch.nn.Module, n_classes: int, eps: float, seed: int, device:
 class Progress:
     """What has been attacked so far; saved after every attack, and within one on a stop request."""
 
-    tag: dict[str, str]  # the job's fingerprint: code, settings, data
     x_adv: torch.Tensor
     robust: torch.Tensor
     done: dict[str, float] = field(default_factory=dict)  # attack -> robust accuracy after it
@@ -82,22 +80,21 @@ class Progress:
 
     def save(self, path: Path) -> None:
         with atomic_path(path) as tmp:
-            torch.save({"tag": self.tag, "x_adv": self.x_adv.cpu(), "robust": self.robust.cpu(), "done": self.done,
+            torch.save({"x_adv": self.x_adv.cpu(), "robust": self.robust.cpu(), "done": self.done,
                         "attack": self.attack, "index": None if self.index is None else self.index.cpu(),
                         "batches_done": self.batches_done}, tmp)
 
     @classmethod
-    def load_or_start(cls, path: Path, tag: dict[str, str], x: torch.Tensor, clean_correct: torch.Tensor) -> Progress:
+    def load_or_start(cls, path: Path, x: torch.Tensor, clean_correct: torch.Tensor) -> Progress:
+        """The progress saved at `path` (its folder, medrobust.jobs.state.resumable, holds only
+        this very job's), else a fresh start."""
         if path.exists():
             saved = torch.load(path, map_location=x.device, weights_only=True)
-            why = fingerprint_mismatch(saved["tag"], tag)
-            if why is None:
-                within = f" and {saved['batches_done']} batches of {saved['attack']}" if saved["attack"] else ""
-                log.info("resuming AutoAttack after %s%s", ", ".join(saved["done"]) or "the clean pass", within)
-                return cls(tag, saved["x_adv"].to(x.device), saved["robust"].to(x.device), saved["done"],
-                           saved["attack"], saved["index"], saved["batches_done"])
-            log.warning("not resuming from %s: %s; starting afresh", path, why)
-        return cls(tag, x.clone(), clean_correct.clone())
+            within = f" and {saved['batches_done']} batches of {saved['attack']}" if saved["attack"] else ""
+            log.info("resuming AutoAttack after %s%s", ", ".join(saved["done"]) or "the clean pass", within)
+            return cls(saved["x_adv"].to(x.device), saved["robust"].to(x.device), saved["done"], saved["attack"],
+                       saved["index"], saved["batches_done"])
+        return cls(x.clone(), clean_correct.clone())
 
     def begin(self, attack: str) -> torch.Tensor:
         """The points `attack` runs on: those robust now, unless it is the one under way (resumed)."""
@@ -110,9 +107,10 @@ class Progress:
         self.attack, self.index, self.batches_done = None, None, 0
 
 
-def run(aa: Any, x: torch.Tensor, y: torch.Tensor, state: Path, tag: dict[str, str], batch_size: int,
+def run(aa: Any, x: torch.Tensor, y: torch.Tensor, state: Path, batch_size: int,
         should_stop: Callable[[], bool] = lambda: False) -> Progress:
-    """Run `aa`'s attacks in order on the points that are still robust; resumable from `state`.
+    """Run `aa`'s attacks in order on the points that are still robust; resumable from the state
+    folder `state` (medrobust.jobs.state.resumable).
 
     `x` holds float images in [0, 1]. Returns the adversarial images (clean where no attack
     succeeded) and the robust accuracy after each attack. Reads `should_stop()` after every
@@ -121,7 +119,8 @@ def run(aa: Any, x: torch.Tensor, y: torch.Tensor, state: Path, tag: dict[str, s
     with torch.no_grad():
         clean_correct = torch.cat([aa.model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]
                                    for i in range(0, len(x), batch_size)])
-    progress = Progress.load_or_start(state, tag, x, clean_correct)
+    state = state / "progress.pt"
+    progress = Progress.load_or_start(state, x, clean_correct)
     for attack in list(aa.attacks_to_run):
         if attack in progress.done:
             continue

@@ -48,7 +48,6 @@ from medrobust.core.network import predict
 from medrobust.core.numerics import as_float, derive_seed
 from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.jobs.progress import ProgressLog
-from medrobust.jobs.state import claim_state_dir
 
 log = logging.getLogger(__name__)
 TARGET_MODES = ("uniform", "other", "deterministic")
@@ -97,19 +96,18 @@ def draw_targets(labels: torch.Tensor, n_classes: int, mode: str, seed: int) -> 
 
 
 def construct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes: int, cfg: ConstructionConfig,
-              parts: Path, fingerprint: dict[str, str], batch_size: int = 512, chunk: int = 8192,
+              parts: Path, batch_size: int = 512, chunk: int = 8192,
               should_stop: Callable[[], bool] = lambda: False) -> dict[str, Any]:
     """The set: adversarial images (M, C, H, W) float32 `adv`, their targets `targets` (M,), the
     training indices they come from `source_index` and original `labels`, and `stats`.
 
-    The finished batches of every chunk are kept in `parts` with `fingerprint` (which must
-    identify the code, the model, the data, `cfg` and `batch_size`), and reused only when both
-    agree with this run. Raises Interrupted, after saving, when `should_stop()` is true after
-    a batch."""
+    The finished batches of every chunk are kept in the state folder `parts` (made this job's,
+    by the code, the model, the data, `cfg` and `batch_size`, in medrobust.jobs.state.resumable)
+    and reused when they were built from the same images. Raises Interrupted, after saving, when
+    `should_stop()` turns true (it is read before every attack step)."""
     t0 = time.perf_counter()
     correct = torch.from_numpy(predict(model, x, batch_size, cfg.precision).argmax(1)).to(y.device) == y
     targets = draw_targets(y, n_classes, cfg.targets, cfg.seed)
-    claim_state_dir(parts, fingerprint, "chunks")
     chunks = [start + torch.nonzero(correct[start:start + chunk]).squeeze(1) for start in range(0, len(x), chunk)]
     pieces = [_load_chunk(parts / f"{c:05d}.pt", idx, targets[idx], y[idx], x.shape[1:]) for c, idx in enumerate(chunks)]
     kept = sum(len(p["adv"]) for p in pieces)

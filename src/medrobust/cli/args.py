@@ -53,3 +53,19 @@ def job_device(a: argparse.Namespace) -> torch.device:
 def add_figure_outputs(s: argparse.ArgumentParser) -> None:
     s.add_argument("--out-png", required=True)
     s.add_argument("--out-pdf", required=True)
+
+
+def add_inputs_arg(s: argparse.ArgumentParser, what: str) -> None:
+    """--inputs: the rule's named inputs (medrobust.core.paths.key -> path), as JSON."""
+    s.add_argument("--inputs", required=True, help=f"JSON object {{<dataset>/<stage>/<rep>/<kind>: file}}: {what}")
+
+
+def add_n_classes_arg(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--n-classes", required=True, help="JSON object {dataset: number of classes}")
+
+
+def stage_inputs(a: argparse.Namespace) -> list[dict[str, Any]]:
+    """--inputs by stage (medrobust.core.paths.gather)."""
+    from medrobust.core.paths import gather
+
+    return gather(parse_json(a.inputs, "--inputs"))

@@ -16,14 +16,12 @@ if TYPE_CHECKING:
 
 
 def cmd_corrupt(a: argparse.Namespace) -> None:
-    import shutil
-
     import numpy as np
 
-    from medrobust.data.corrupt import claim_state, corrupt_all, corruption_names
+    from medrobust.data.corrupt import corrupt_all, corruption_names
     from medrobust.data.prepare import Source, load_splits
     from medrobust.jobs.provenance import record
-    from medrobust.jobs.state import fingerprint, sigterm_flag, state_lock
+    from medrobust.jobs.state import fingerprint, resumable, sigterm_flag
 
     should_stop = sigterm_flag()  # first, so that a SIGTERM at any time is a request to stop
     src = Source(Path(a.source), a.n_classes, a.n_channels, a.source_size, a.medmnist)
@@ -31,16 +29,13 @@ def cmd_corrupt(a: argparse.Namespace) -> None:
     settings = {"registry": a.registry, "apply_size": a.apply_size, "size": a.size, "seed": a.seed,
                 "n_classes": a.n_classes, "n_channels": a.n_channels, "source_size": a.source_size,
                 "medmnist": a.medmnist}
-    state = Path(a.state)
     log.info("corrupting %d test images of %s: %d corruptions x 5 severities at %d px", len(labels), a.source,
              len(corruption_names(a.registry)), a.apply_size)
-    with state_lock(state):
-        claim_state(state, fingerprint("corrupt", settings, a.source))
+    with resumable(a.state, fingerprint("corrupt", settings, a.source), "corrupted images") as state:
         sets = corrupt_all(images, a.registry, a.apply_size, a.size, a.seed, state, should_stop)
         write_npz(a.out, {"labels": labels.astype(np.int64), **{f"corruption/{k}": v for k, v in sets.items()}})
         write_json(a.stats, {"registry": a.registry, "apply_size": a.apply_size, "size": a.size, "n": len(labels),
                              "corruptions": sorted(sets), "source": a.source, "provenance": record()})
-        shutil.rmtree(state)  # its arrays are in the output now
     log.info("wrote %s: %d corruptions x 5 severities of %d test images (applied at %d px)",
              a.out, len(sets), len(labels), a.apply_size)
 
@@ -74,7 +69,7 @@ def cmd_autoattack(a: argparse.Namespace) -> None:
     from medrobust.core.network import load_model
     from medrobust.core.numerics import eval_mode, exact_evaluation
     from medrobust.jobs.provenance import record
-    from medrobust.jobs.state import fingerprint, sigterm_flag, state_lock
+    from medrobust.jobs.state import fingerprint, resumable, sigterm_flag
 
     should_stop = sigterm_flag()  # first, so that a SIGTERM at any time is a request to stop
     a.out_probs = probs_path(a)
@@ -89,9 +84,9 @@ def cmd_autoattack(a: argparse.Namespace) -> None:
                 "attacks": aa.attacks_to_run}
     log.info("AutoAttack (%s) at eps %d/255 on %d images of %s", ", ".join(aa.attacks_to_run), a.eps, len(y), a.model)
     # frozen: FAB calls backward() and would otherwise compute weight gradients it throws away
-    with state_lock(a.state), eval_mode(model, freeze=True):
-        tag = fingerprint("autoattack", settings, a.model, a.data, device=device.type, precision=precision)
-        progress = autoattack.run(aa, x, y, Path(a.state), tag, a.batch_size, should_stop)
+    tag = fingerprint("autoattack", settings, a.model, a.data, device=device.type, precision=precision)
+    with resumable(a.state, tag, "AutoAttack progress") as state, eval_mode(model, freeze=True):
+        progress = autoattack.run(aa, x, y, state, a.batch_size, should_stop)
         (clean, clean_probs), (metrics, adv_probs) = (image_metrics(model, images, y, a.batch_size, precision)
                                                       for images in (x, progress.x_adv))
         linf = (progress.x_adv - x).abs().amax().item() * 255
@@ -102,7 +97,6 @@ def cmd_autoattack(a: argparse.Namespace) -> None:
                            "robust_accuracy_after": progress.done, "linf_max_255": linf, "code": tag["code"],
                            "clean_metrics": clean, "metrics": metrics, "probs": Path(a.out_probs).name,
                            "provenance": record(settings)})
-        Path(a.state).unlink(missing_ok=True)
     log.info("on the same %d images, clean: %s; under AutoAttack: %s (max L-inf %.4f/255)", len(y), clean, metrics,
              linf)
 

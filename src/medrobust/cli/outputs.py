@@ -8,7 +8,15 @@ import argparse
 import json
 from typing import Any
 
-from medrobust.cli.args import add_device_args, job_device, log
+from medrobust.cli.args import (
+    add_device_args,
+    add_inputs_arg,
+    add_n_classes_arg,
+    job_device,
+    log,
+    parse_json,
+    stage_inputs,
+)
 from medrobust.core.io import read_json, write_json
 
 
@@ -35,7 +43,8 @@ def cmd_saliency(a: argparse.Namespace) -> None:
 def cmd_bootstrap(a: argparse.Namespace) -> None:
     from medrobust.report.intervals import stage_draws, write_draws
 
-    replicates = json.loads(a.layout)
+    (entry,) = stage_inputs(a)
+    replicates = entry["replicates"]
     arrays = stage_draws(replicates, a.draws, a.seed)
     write_draws(arrays, a.out)
     log.info("wrote %s: %d draws of %s over %d replicates", a.out, a.draws,
@@ -47,20 +56,22 @@ def cmd_summarize(a: argparse.Namespace) -> None:
     from medrobust.report.summary import stage_rows
     from medrobust.report.tables import write_summary
 
-    rows = []
-    for entry in json.loads(a.layout):
+    rows, n_classes = [], parse_json(a.n_classes, "--n-classes")
+    for entry in stage_inputs(a):
         replicates = [{k: read_json(path) for k, path in files.items()} for files in entry["replicates"]]
         draws = read_npz(entry["bootstrap"], tuple(npz_shapes(entry["bootstrap"])))
-        rows += stage_rows(entry["dataset"], entry["stage"], entry["n_classes"], replicates, draws, a.level)
+        rows += stage_rows(entry["dataset"], entry["stage"], n_classes[entry["dataset"]], replicates, draws, a.level)
     write_summary(rows, a.out)
     log.info("wrote %s (%d rows)", a.out, len(rows))
 
 
 def cmd_checks(a: argparse.Namespace) -> None:
-    from medrobust.report.checks import gather, write_checks
+    from medrobust.report.checks import every_check, write_checks
     from medrobust.report.tables import read_summary
 
-    checks = gather(json.loads(a.layout), read_summary(a.summary))
+    n_classes = parse_json(a.n_classes, "--n-classes")
+    stages = [{**e, **e["replicates"][0], "n_classes": n_classes[e["dataset"]]} for e in stage_inputs(a)]
+    checks = every_check(stages, read_summary(a.summary))
     write_checks(checks, a.out)
     for c in checks:
         if c.flag:
@@ -84,8 +95,8 @@ def cmd_table(a: argparse.Namespace) -> None:
     from medrobust.report import tables
 
     if a.kind == "hyperparameters":
-        selections = [{**read_json(e["path"]), "dataset": e["dataset"], "stage": e["stage"]}
-                      for e in json.loads(a.selections)]
+        selections = [{**read_json(e["selection"]), "dataset": e["dataset"], "stage": e["stage"]}
+                      for e in stage_inputs(a)]
         table = tables.hyperparameter_table(selections)
     else:
         table = tables.robustness_table(tables.read_summary(a.summary))
@@ -101,12 +112,13 @@ def cmd_verdicts(a: argparse.Namespace) -> None:
 
     settings = Settings(a.chance_margin, a.equivalence, a.broken_fail, a.broken_hold, a.protocol, a.paper_protocol,
                         a.level)
-    claims, paper, verdicts, every, k = load_claims(), load_paper_values(), [], {}, 0
-    for entry in json.loads(a.layout):
-        draws = {st: read_npz(path, tuple(npz_shapes(path))) for st, path in entry["stages"].items()}
-        every[entry["dataset"]] = draws
-        k = max([k, *(len(d["clean/balanced_accuracy/point"]) for d in draws.values())])
-        run = RunResults(entry["dataset"], entry["n_classes"], entry["paper"], draws, a.main_eps, tuple(a.eps),
+    claims, paper, verdicts, every = load_claims(), load_paper_values(), [], {}
+    for e in stage_inputs(a):
+        every.setdefault(e["dataset"], {})[e["stage"]] = read_npz(e["bootstrap"], tuple(npz_shapes(e["bootstrap"])))
+    k = max(len(d["clean/balanced_accuracy/point"]) for draws in every.values() for d in draws.values())
+    n_classes = parse_json(a.n_classes, "--n-classes")
+    for dataset, draws in every.items():
+        run = RunResults(dataset, n_classes[dataset], dataset in a.paper_datasets, draws, a.main_eps, tuple(a.eps),
                          settings)
         verdicts += judge(run, claims, paper)
     vt.write_verdicts(verdicts, a.out_csv)
@@ -192,23 +204,23 @@ def add_parsers(sub: Any) -> None:
 def _add_result_parsers(sub: Any) -> None:
     """The summary, its intervals and the verdicts."""
     s = sub.add_parser("bootstrap", help="bootstrap draws of one stage's test metrics (every replicate)")
-    s.add_argument("--layout", required=True,
-                   help="JSON list, one per replicate, of {kind: probability file} (clean, clean_last, corrupted, autoattack)")
+    add_inputs_arg(s, "each replicate's probability files of one stage")
     s.add_argument("--draws", type=int, default=1000)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_bootstrap)
 
     s = sub.add_parser("summarize", help="the summary table (CSV) from the evaluation files and bootstrap draws")
-    s.add_argument("--layout", required=True,
-                   help="JSON list of {dataset, stage, n_classes, replicates: [{kind: evaluation file}], bootstrap}")
+    add_inputs_arg(s, "every replicate's evaluation files and the bootstrap draws of each stage")
+    add_n_classes_arg(s)
     s.add_argument("--level", type=float, required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_summarize)
 
     s = sub.add_parser("verdicts", help="every claim and stated number of the paper judged on the results")
-    s.add_argument("--layout", required=True,
-                   help="JSON list of {dataset, n_classes, paper, stages: {stage: bootstrap draws file}}")
+    add_inputs_arg(s, "the bootstrap draws of each stage")
+    add_n_classes_arg(s)
+    s.add_argument("--paper-datasets", nargs="*", default=[], help="the datasets judged against the paper's numbers")
     s.add_argument("--main-eps", type=int, required=True)
     s.add_argument("--eps", type=int, nargs="+", required=True)
     s.add_argument("--level", type=float, required=True)
@@ -228,8 +240,8 @@ def _add_result_parsers(sub: Any) -> None:
 def _add_report_parsers(sub: Any) -> None:
     """Checks, figures, tables, provenance, and the commands no rule runs."""
     s = sub.add_parser("checks", help="sanity checks of every selected model and construction (flags, not failures)")
-    s.add_argument("--layout", required=True,
-                   help="JSON list of {dataset, stage, n_classes, clean, selection[, construction]} (file paths)")
+    add_inputs_arg(s, "each stage's selection, replicate 0's clean evaluation and construction statistics")
+    add_n_classes_arg(s)
     s.add_argument("--summary", required=True, help="the summary table (medrobust summarize)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_checks)
@@ -260,7 +272,7 @@ def _add_report_parsers(sub: Any) -> None:
     s = sub.add_parser("table", help="Table 1 or Table 2")
     s.add_argument("--kind", choices=("robustness", "hyperparameters"), required=True)
     s.add_argument("--summary", help="the summary table (robustness)")
-    s.add_argument("--selections", help="JSON list of {dataset, stage, path} (hyperparameters)")
+    s.add_argument("--inputs", help="JSON object {<dataset>/<stage>/-/selection: selected.json} (hyperparameters)")
     for ext in ("csv", "md", "tex"):
         s.add_argument(f"--out-{ext}", required=True)
     s.set_defaults(func=cmd_table)

@@ -4,11 +4,10 @@ dataset-tables (what a reviewer looks at beyond the paper's figures)."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from medrobust.cli.args import add_figure_outputs, log
+from medrobust.cli.args import add_figure_outputs, add_inputs_arg, log, stage_inputs
 from medrobust.core.io import read_json
 
 
@@ -44,8 +43,9 @@ def cmd_corruption_table(a: argparse.Namespace) -> None:
     from medrobust.report.breakdown import stage_cells, write_cells
 
     cells = []
-    for entry in json.loads(a.layout):
-        cells += stage_cells(entry["dataset"], entry["stage"], read_json(entry["clean"]), read_json(entry["corrupted"]))
+    for e in stage_inputs(a):
+        first = e["replicates"][0]
+        cells += stage_cells(e["dataset"], e["stage"], read_json(first["clean"]), read_json(first["corrupted"]))
     write_cells(cells, a.out)
     log.info("wrote %s (%d rows)", a.out, len(cells))
 
@@ -61,7 +61,7 @@ def cmd_figure_corruptions(a: argparse.Namespace) -> None:
 def cmd_dataset_tables(a: argparse.Namespace) -> None:
     from medrobust.report.breakdown import SELECTION_COLUMNS, dataset_checks, selection_rows, write_rows
 
-    selections = {e["stage"]: read_json(e["path"]) for e in json.loads(a.selections)}
+    selections = {e["stage"]: read_json(e["selection"]) for e in stage_inputs(a)}
     write_rows(selection_rows(selections), SELECTION_COLUMNS, a.out_selection)
     columns, checks = dataset_checks(a.checks, a.dataset)
     write_rows(checks, columns, a.out_checks)
@@ -90,7 +90,7 @@ def add_parsers(sub: Any) -> None:
     s.set_defaults(func=cmd_examples)
 
     s = sub.add_parser("corruption-table", help="metrics per corruption and severity of every selected model (CSV)")
-    s.add_argument("--layout", required=True, help="JSON list of {dataset, stage, clean, corrupted} (file paths)")
+    add_inputs_arg(s, "replicate 0's clean and corrupted evaluations of each stage")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_corruption_table)
 
@@ -104,7 +104,7 @@ def add_parsers(sub: Any) -> None:
 
     s = sub.add_parser("dataset-tables", help="one dataset's selection table (every grid point) and its sanity checks")
     s.add_argument("--dataset", required=True)
-    s.add_argument("--selections", required=True, help="JSON list of {stage, path} (the stages' selected.json)")
+    add_inputs_arg(s, "the stages' selected.json")
     s.add_argument("--checks", required=True, help="the study's checks.csv (medrobust checks)")
     s.add_argument("--out-selection", required=True)
     s.add_argument("--out-checks", required=True)

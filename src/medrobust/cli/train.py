@@ -34,7 +34,7 @@ def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
     from medrobust.core.numerics import resolve_precision
     from medrobust.core.splits import load_split
     from medrobust.jobs.provenance import record
-    from medrobust.jobs.state import fingerprint, sigterm_flag, state_lock
+    from medrobust.jobs.state import fingerprint, resumable, sigterm_flag
     from medrobust.train.history import write_history
     from medrobust.train.loop import Data, TrainConfig, fit, kept_by
 
@@ -49,14 +49,13 @@ def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
     val_x, val_y = load_split(a.val_data, "val", device, a.n_classes)
     data = Data(train_x, train_y, val_x, val_y, a.n_classes)
     precision = resolve_precision(cfg.precision, device)
-    state = Path(a.state)
     log.info("training %s on %s (%d train, %d val images) with %s", a.out_model, device, len(train_y), len(val_y), hparams)
     t0 = time.perf_counter()
-    with state_lock(state):
-        tag = fingerprint(command, {**hparams, "n_classes": a.n_classes}, a.train_data, a.val_data,
-                          device=device.type, precision=precision)
+    tag = fingerprint(command, {**hparams, "n_classes": a.n_classes}, a.train_data, a.val_data,
+                      device=device.type, precision=precision)
+    with resumable(a.state, tag, "training state") as state:
         method = objective(cfg)
-        run = fit(cfg, data, state, tag, sigterm_flag(), a.checkpoint_every, a.eval_batch_size, method)
+        run = fit(cfg, data, state, sigterm_flag(), a.checkpoint_every, a.eval_batch_size, method)
         meta = {"hparams": hparams, "final": val_row(run.kept), "last": val_row(run.history[-1]),
                 "epochs": epochs_record(run.history, run.kept, kept_by(cfg, method)),
                 "history": run.history, "train_data": a.train_data, "val_data": a.val_data, "device": str(device),
@@ -65,7 +64,6 @@ def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
         save_checkpoint(a.out_model, run.model_args, run.model.state_dict(), run.last_state, **meta)
         write_json(a.out_metrics, meta)
         write_history(run.history, cfg.batch_size, a.out_history)
-        state.unlink(missing_ok=True)
     log.info("done: kept epoch %d (%s): val balanced accuracy %.4f, AUC %.4f", meta["epochs"]["kept"],
              meta["epochs"]["kept_by"], meta["final"]["val_balanced_accuracy"], meta["final"]["val_auc"])
 
@@ -120,7 +118,7 @@ def add_parsers(sub: Any) -> None:
         given.add_argument("--hparams", help="JSON of TrainConfig fields")
         given.add_argument("--selected", help="a selection (selected.json): train its grid point again, with --seed")
         s.add_argument("--seed", type=int, help="with --selected: the seed replicate's seed")
-        s.add_argument("--state", required=True, help="resumable state file (kept beside the outputs)")
+        s.add_argument("--state", required=True, help="resumable state: a folder beside the outputs, removed once they are written")
         s.add_argument("--out-model", required=True)
         s.add_argument("--out-metrics", required=True)
         s.add_argument("--out-history", required=True, help="per-epoch history (CSV)")

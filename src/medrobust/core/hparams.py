@@ -25,12 +25,12 @@ def construction_settings(config: dict[str, Any], eps: int, rep: int) -> dict[st
             "precision": nr["precision"]}
 
 
-def train_hparams(config: dict[str, Any], dataset: str, stage: str, variant: str) -> dict[str, Any]:
+def train_hparams(config: dict[str, Any], dataset: str, stage: str, point: str) -> dict[str, Any]:
     """Every setting that changes a training result (medrobust train --hparams): the grid
     point's, the training and model sections', and the stage's (TRADES for robust stages)."""
-    point = grid_points(config, dataset, stage)[variant]
+    p = grid_points(config, dataset, stage)[point]
     t, m = config["training"], config["model"]
-    hp = {"lr": point.lr, "batch_size": point.batch_size, "epochs": point.epochs, "augment": point.augment,
+    hp = {"lr": p.lr, "batch_size": p.batch_size, "epochs": p.epochs, "augment": p.augment,
           "seed": config["seed"], "momentum": t["momentum"], "nesterov": t["nesterov"],
           "weight_decay": t["weight_decay"], "label_smoothing": t["label_smoothing"], "ema_decay": t["ema_decay"],
           "crop_padding": t["augmentation"]["crop_padding"], "hflip": horizontal_flips(config, dataset),

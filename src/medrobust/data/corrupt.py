@@ -89,7 +89,6 @@ from medrobust.core.errors import Interrupted
 from medrobust.core.io import atomic_path
 from medrobust.data.prepare import resize
 from medrobust.jobs.progress import ProgressLog
-from medrobust.jobs.state import claim_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +230,7 @@ def corrupt_all(images: np.ndarray, registry_key: str, apply_size: int, out_size
 
     All sizes are checked before any work starts. Work proceeds in blocks of BLOCK images;
     `should_stop()` is read after every block. With `state` (a folder made this job's by
-    `claim_state`), every finished (corruption, severity) array is saved there and reused, and
+    medrobust.jobs.state.resumable), every finished (corruption, severity) array is saved there and reused, and
     on a stop the finished blocks of the current one are saved before Interrupted is raised.
     """
     names = corruption_names(registry_key)
@@ -249,11 +248,6 @@ def corrupt_all(images: np.ndarray, registry_key: str, apply_size: int, out_size
         done[name].append(_finish_part(images, registry_key, name, severity, apply_size, out_size, seed, made,
                                        state, meter, should_stop))
     return {name: np.stack(arrays) for name, arrays in done.items()}
-
-
-def claim_state(directory: Path, fingerprint: dict[str, str]) -> None:
-    """Keep `directory`'s finished corrupted images if they carry this fingerprint, else clear them."""
-    claim_state_dir(directory, fingerprint, "corrupted images")
 
 
 def _part_path(state: Path, name: str, severity: int) -> Path:

@@ -1,5 +1,6 @@
-"""What every job shares: interruption (SIGTERM), one process per resumable state (a lock), and
-the fingerprint a resumable state must match.
+"""What every long job shares: interruption (SIGTERM), and its resumable state (`resumable`): a
+folder held by one process (a lock) whose parts are continued only by the job whose fingerprint
+(code, settings, input data, device and precision) it carries.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import hashlib
 import json
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,22 @@ def fingerprint_mismatch(saved: Any, current: dict[str, str]) -> str | None:
         differ.append(f"another kind of device or precision (was {saved.get('device', 'unrecorded')}, "
                       f"now {current['device']})")
     return f"it was written by {' and '.join(differ)}" if differ else None
+
+
+@contextlib.contextmanager
+def resumable(directory: str | Path, fingerprint: dict[str, str], what: str) -> Iterator[Path]:
+    """The one resumable state of every long job (training, construction, corruption, AutoAttack):
+    a folder of parts beside the job's outputs, held by this process alone (`state_lock`), kept
+    only when its fingerprint.json is this job's (else cleared, the log saying why), written part
+    by part (each atomically) and removed when the block ends normally, its parts being in the
+    outputs then. An exception (Interrupted: a stop request) leaves it for the next attempt."""
+    import shutil
+
+    directory = Path(directory)
+    with state_lock(directory):
+        claim_state_dir(directory, fingerprint, what)
+        yield directory
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def claim_state_dir(directory: Path, fingerprint: dict[str, str], what: str) -> None:

@@ -23,7 +23,7 @@ from medrobust.core.io import read_csv, write_csv
 from medrobust.core.stages import METRICS, parse_stage
 
 COLUMNS = ("dataset", "model", "eps", "corruption", "severity", "metric", "value")
-SELECTION_COLUMNS = ("stage", "variant", "lr", "batch_size", "epochs", "augment", "criterion", "value",
+SELECTION_COLUMNS = ("stage", "point", "lr", "batch_size", "epochs", "augment", "criterion", "value",
                      "val_balanced_accuracy", "val_auc", "selected")
 
 
@@ -79,10 +79,10 @@ def selection_rows(selections: dict[str, dict[str, Any]]) -> list[dict[str, Any]
     for stage, sel in selections.items():
         for c in sel["candidates"]:
             hp, val = c.get("hparams", {}), c["val"]
-            rows.append({"stage": stage, "variant": c["variant"], **{k: hp.get(k) for k in SELECTION_COLUMNS[2:6]},
+            rows.append({"stage": stage, "point": c["point"], **{k: hp.get(k) for k in SELECTION_COLUMNS[2:6]},
                          "criterion": sel["criterion"], "value": val[sel["criterion"]],
                          "val_balanced_accuracy": val.get("val_balanced_accuracy"), "val_auc": val.get("val_auc"),
-                         "selected": c["variant"] == sel["selected"]})
+                         "selected": c["point"] == sel["selected"]})
     return rows
 
 

@@ -92,7 +92,7 @@ def beats_chance(dataset: str, stage: str, history: Sequence[dict[str, Any]], n_
 def selected_history(selection: dict[str, Any]) -> list[dict[str, Any]] | None:
     """The per-epoch history of the selected grid point (None when its metrics file or the
     file's history is missing)."""
-    chosen = next((c for c in selection["candidates"] if c["variant"] == selection["selected"]), None)
+    chosen = next((c for c in selection["candidates"] if c["point"] == selection["selected"]), None)
     if chosen is None or not Path(chosen["path"]).exists():
         return None
     return read_json(chosen["path"]).get("history")
@@ -128,11 +128,11 @@ def stage_checks(entry: dict[str, Any], results: Results) -> list[Check]:
     return [c for c in found if c is not None]
 
 
-def gather(layout: Iterable[dict[str, Any]], summary: Iterable[Row]) -> list[Check]:
-    """Every check of every stage in `layout` (a list of {dataset, stage, n_classes, clean,
-    selection[, construction]} with file paths), in layout order."""
+def every_check(stages: Iterable[dict[str, Any]], summary: Iterable[Row]) -> list[Check]:
+    """Every check of every stage (each a {dataset, stage, n_classes, clean, selection[,
+    construction]} with file paths), in their order."""
     results = Results.of(summary)
-    return [c for entry in layout for c in stage_checks(entry, results)]
+    return [c for entry in stages for c in stage_checks(entry, results)]
 
 
 def write_checks(checks: Iterable[Check], path: str | Path) -> None:

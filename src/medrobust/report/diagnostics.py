@@ -52,7 +52,7 @@ def curves_plot(histories: dict[str, list[dict[str, float]]], selection: dict, n
     """Validation balanced accuracy (and, where measured, robust validation balanced accuracy)
     per epoch of every grid point; the selected one thick, its kept epoch marked."""
     criterion, chosen = selection["criterion"], selection["selected"]
-    picked = next(c for c in selection["candidates"] if c["variant"] == chosen)
+    picked = next(c for c in selection["candidates"] if c["point"] == chosen)
     value = picked["val"][criterion]
     epochs = picked.get("epochs") or {}  # recorded by the training run (older selections: inferred)
     why = "" if not epochs else "last epoch" if epochs["kept_by"] == "last epoch" else f"best {epochs['kept_by']}"
@@ -62,10 +62,10 @@ def curves_plot(histories: dict[str, list[dict[str, float]]], selection: dict, n
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     others = [v for v in histories if v != chosen]
     for ax, key in zip(axes, panels):
-        for i, variant in enumerate(others):
-            h = histories[variant]
+        for i, point in enumerate(others):
+            h = histories[point]
             ax.plot([r["epoch"] for r in h], [100 * r[key] for r in h], color=f"C{(i + 4) % 10}", linewidth=1,
-                    alpha=0.75, label=variant)
+                    alpha=0.75, label=point)
         h = histories[chosen]
         ax.plot([r["epoch"] for r in h], [100 * r[key] for r in h], color="black", linewidth=2.4,
                 label=f"{chosen} (selected)")

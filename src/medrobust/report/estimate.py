@@ -65,10 +65,10 @@ def _sizes(ds: dict[str, Any], name: str) -> Sizes:
     return Sizes(10_000, 1_000, 1_000, ds["n_classes"])  # a file still to download: a stated guess
 
 
-def train_seconds(config: dict[str, Any], name: str, stage: str, variant: str) -> float:
+def train_seconds(config: dict[str, Any], name: str, stage: str, point: str) -> float:
     """One training run, from the settings its job gets (medrobust.core.hparams)."""
     c, z = config["compute"], dataset_sizes(config, name)
-    hp = hparams.train_hparams(config, name, stage, variant)
+    hp = hparams.train_hparams(config, name, stage, point)
     if hp.get("method") == "trades":
         val = hp["val_max_images"] or z.n_val
         steps = hp["epochs"] * (z.n_train * (hp["attack_steps"] + 2) + val * (hp["val_attack_steps"] + 1))
@@ -119,11 +119,11 @@ def study(config: dict[str, Any]) -> list[dict[str, Any]]:
     rows, extra = [], config["replicates"] - 1
     for name in config["datasets"]:
         for stage in stages(config):
-            variants = grid_points(config, name, stage)
-            train = [train_seconds(config, name, stage, v) for v in variants]
+            points = grid_points(config, name, stage)
+            train = [train_seconds(config, name, stage, v) for v in points]
             jobs, seconds = _chain_seconds(config, name, stage)
             rep_jobs, rep_seconds = extra * (jobs + 1), extra * (seconds + max(train))
-            rows.append({"dataset": name, "stage": stage, "gpu_jobs": len(variants) + jobs + rep_jobs,
+            rows.append({"dataset": name, "stage": stage, "gpu_jobs": len(points) + jobs + rep_jobs,
                          "gpu_hours": (sum(train) + seconds + rep_seconds) / 3600,
                          "replicate_gpu_hours": rep_seconds / 3600})
     return rows

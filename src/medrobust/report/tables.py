@@ -306,7 +306,7 @@ def _selection_row(sel: dict[str, Any]) -> tuple[Cell, ...]:
     where = f"selection {sel.get('dataset')}/{sel.get('stage')}"
     try:
         candidates, criterion = sel["candidates"], sel["criterion"]
-        chosen = next((c for c in candidates if c["variant"] == sel["selected"]), None)
+        chosen = next((c for c in candidates if c["point"] == sel["selected"]), None)
         if chosen is None:
             raise ValueError(f"{where}: selected variant {sel['selected']!r} is not among its candidates")
         hparams = [c["hparams"] for c in candidates]

@@ -44,7 +44,6 @@ from medrobust.core.network import WideResNet, build, predict
 from medrobust.core.numerics import as_float, autocast, derive_seed
 from medrobust.jobs.device import gpu_name
 from medrobust.jobs.progress import format_duration
-from medrobust.jobs.state import fingerprint_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -204,24 +203,20 @@ class Run:
     best: dict[str, Any] | None = None  # {"row": epoch row, "ema": state dict} of the best epoch
     bad_epochs: int = 0  # epochs since the best one
 
-    def save(self, path: Path, fingerprint: dict[str, str]) -> None:
+    def save(self, path: Path) -> None:
         with atomic_path(path) as tmp:
-            torch.save({"fingerprint": fingerprint, "step": self.step, "history": self.history,
+            torch.save({"step": self.step, "history": self.history,
                         "totals": self.totals, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
                         "opt": self.opt.state_dict(), "best": self.best, "bad_epochs": self.bad_epochs,
                         "gpu": gpu_name(next(self.model.parameters()).device)}, tmp)
 
-    def load(self, path: Path, fingerprint: dict[str, str]) -> bool:
-        """Restore from `path` if it belongs to this very run (code, settings and data); otherwise
-        leave everything fresh and say why in the log."""
+    def load(self, path: Path) -> bool:
+        """Restore from `path` if it exists (its folder, medrobust.jobs.state.resumable, holds only
+        this very run's state)."""
         if not path.exists():
             return False
         device = next(self.model.parameters()).device
         state = torch.load(path, map_location=device, weights_only=False)
-        why = fingerprint_mismatch(state.get("fingerprint"), fingerprint)
-        if why:
-            log.warning("not resuming from %s: %s; starting afresh", path, why)
-            return False
         was, now = state.get("gpu"), gpu_name(device)
         # a job's pieces may land on different GPU models of a partition: noise, no reason to start over
         if was != now:
@@ -314,12 +309,13 @@ class Fitted(NamedTuple):
     last_state: dict[str, torch.Tensor] | None
 
 
-def fit(cfg: TrainConfig, data: Data, state_path: Path, fingerprint: dict[str, str],
-        should_stop: Callable[[], bool] = lambda: False, checkpoint_every: int = 5,
-        eval_batch_size: int = 1024, objective: Objective | None = None) -> Fitted:
-    """Train (resuming from `state_path` when it matches `fingerprint`) and return the kept
-    weights (the last epoch, or the best by `kept_by`) with the last epoch's. State is saved
-    every `checkpoint_every` epochs, and before raising Interrupted when `should_stop()` turns true."""
+def fit(cfg: TrainConfig, data: Data, state: Path, should_stop: Callable[[], bool] = lambda: False,
+        checkpoint_every: int = 5, eval_batch_size: int = 1024, objective: Objective | None = None) -> Fitted:
+    """Train (resuming from the state folder `state`: medrobust.jobs.state.resumable) and return
+    the kept weights (the last epoch, or the best by `kept_by`) with the last epoch's. State is
+    saved every `checkpoint_every` epochs, and before raising Interrupted when `should_stop()`
+    turns true."""
+    state_path = state / "run.pt"
     objective = objective or Standard(cfg)
     criterion = kept_by(cfg, objective)
     device = data.train_x.device
@@ -327,7 +323,7 @@ def fit(cfg: TrainConfig, data: Data, state_path: Path, fingerprint: dict[str, s
     run = new_run(cfg, margs, device)
     per_epoch = steps_per_epoch(cfg, data)
     total = cfg.epochs * per_epoch
-    if run.load(state_path, fingerprint):
+    if run.load(state_path):
         log.info("resumed from %s at step %d/%d (epoch %d)", state_path, run.step, total, run.step // per_epoch + 1)
     run.model.train()
     perm, t0, t_epoch, seen0 = None, time.perf_counter(), time.perf_counter(), run.step
@@ -347,9 +343,9 @@ def fit(cfg: TrainConfig, data: Data, state_path: Path, fingerprint: dict[str, s
             if stop_early:
                 log.info("early stop: no better %s for %d epochs", criterion, cfg.patience)
             elif (epoch + 1) % checkpoint_every == 0 and run.step < total:
-                run.save(state_path, fingerprint)
+                run.save(state_path)
         if should_stop() and run.step < total and not stop_early:
-            run.save(state_path, fingerprint)
+            run.save(state_path)
             raise Interrupted(f"stopped at step {run.step}/{total}; state saved to {state_path}")
     last = run.history[-1]
     if run.best is None or run.best["row"]["step"] == last["step"]:

@@ -20,13 +20,13 @@ def rank(candidates: list[dict[str, Any]], criterion: str) -> list[dict[str, Any
 
     def key(c: dict[str, Any]) -> tuple[Any, ...]:
         vals = [c["val"][k] for k in order]
-        return tuple(-v if not math.isnan(v) else math.inf for v in vals) + (c["variant"],)
+        return tuple(-v if not math.isnan(v) else math.inf for v in vals) + (c["point"],)
 
     return sorted(candidates, key=key)
 
 
 def select(metrics_paths: list[str | Path], criterion: str = "val_balanced_accuracy") -> dict[str, Any]:
-    """Read each grid point's metrics.json (variant = its folder name) and pick the best."""
+    """Read each grid point's metrics.json (point = its folder name) and pick the best."""
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     candidates = []
@@ -34,7 +34,7 @@ def select(metrics_paths: list[str | Path], criterion: str = "val_balanced_accur
         m = read_json(path)
         if "final" not in m or criterion not in m["final"]:
             raise DataError(f"{path}: no final validation metrics (is it a medrobust training metrics file?)")
-        candidates.append({"variant": path.parent.name, "path": str(path), "hparams": m["hparams"],
+        candidates.append({"point": path.parent.name, "path": str(path), "hparams": m["hparams"],
                            "val": {k: v for k, v in m["final"].items() if k.startswith("val_")},
                            "epochs": m.get("epochs")})
     if not candidates:
@@ -43,7 +43,7 @@ def select(metrics_paths: list[str | Path], criterion: str = "val_balanced_accur
     best = ranked[0]
     return {
         "criterion": criterion,
-        "selected": best["variant"],
+        "selected": best["point"],
         "reason": (f"highest {criterion} ({best['val'][criterion]:.4f}) of {len(ranked)} grid points on the "
                    "validation split; ties broken by clean validation balanced accuracy, AUC, then name; "
                    "the test split was not read"),

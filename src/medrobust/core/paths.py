@@ -1,0 +1,140 @@
+"""Where every result lives: one scheme for the rules, the report and the tests.
+
+    results/<dataset>/data/                      prepared.npz, corrupted_test.npz (shared by all runs)
+    results/<dataset>/grid/<stage>/<point>/      one grid point's training (replicate 0's seed)
+    results/<dataset>/grid/<stage>/selected.json the grid point chosen on validation
+    results/<dataset>/rep<r>/<stage>/            replicate r's model (replicate 0: the grid's winner)
+    results/<dataset>/rep<r>/<stage>/eval/       its test evaluations (<kind>.json, <kind>_probs.npz)
+    results/<dataset>/rep<r>/data/               replicate r's nonrobust-feature sets (from its base model)
+    results/<dataset>/bootstrap/<stage>.npz      bootstrap draws over the replicates of a stage
+
+A variant (a name and its resolved config) lives under results/variants/<name>/ only where its
+settings of a step or of anything upstream of it differ from the main run's; every other step
+is the main run's own file, so a variant re-runs exactly what it changes.
+
+The templates hold Snakemake wildcards ({dataset}, {stage}, {point}, {rep}, {eps}, {kind});
+the functions fill them. `key` names one file in a rule's named inputs and `gather` reads them
+back, so a command reads exactly what its rule hands it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from medrobust.core import hparams
+from medrobust.core.config import grid_points
+from medrobust.core.stages import model_of, stage_eps, stage_name
+
+RESULTS = "results"
+DATA = RESULTS + "/{dataset}/data"
+GRID = RESULTS + "/{dataset}/grid/{stage}"
+POINT = GRID + "/{point}"
+RUN = RESULTS + "/{dataset}/rep{rep}/{stage}"
+EVAL = RUN + "/eval/{kind}.json"
+NONROBUST = RESULTS + "/{dataset}/rep{rep}/data/nonrobust_eps{eps}"
+BOOTSTRAP = RESULTS + "/{dataset}/bootstrap/{stage}.npz"
+
+
+
+@dataclass(frozen=True, eq=False)
+class Variant:
+    """A named reading of the study: its resolved config beside the main run's."""
+
+    name: str
+    config: dict[str, Any]
+    main: dict[str, Any]
+
+
+def prepared(dataset: str) -> str:
+    return DATA.format(dataset=dataset) + "/prepared.npz"
+
+
+def corrupted(dataset: str) -> str:
+    return DATA.format(dataset=dataset) + "/corrupted_test.npz"
+
+
+def point_dir(dataset: str, stage: str, point: str) -> str:
+    return POINT.format(dataset=dataset, stage=stage, point=point)
+
+
+def selection(dataset: str, stage: str) -> str:
+    return GRID.format(dataset=dataset, stage=stage) + "/selected.json"
+
+
+def bootstrap(dataset: str, stage: str) -> str:
+    return BOOTSTRAP.format(dataset=dataset, stage=stage)
+
+
+def _root(differs: bool, variant: Variant | None) -> str:
+    return f"{RESULTS}/variants/{variant.name}" if variant and differs else RESULTS
+
+
+def model_settings(config: dict[str, Any], dataset: str, stage: str) -> dict[str, Any]:
+    """Every setting a stage's models depend on, upstream included: the grid (each point's
+    hyperparameters), the selection criterion and, for a nonrobust-only stage, the construction
+    of its training set and the base models it is built from."""
+    grid = {p: hparams.train_hparams(config, dataset, stage, p) for p in grid_points(config, dataset, stage)}
+    own = {"grid": grid, "select": hparams.selection_criterion(config, stage)}
+    if model_of(stage) != "nonrobust":
+        return own
+    built = hparams.construction_settings(config, stage_eps(stage), 0)
+    return {**own, "construct": built, "base": model_settings(config, dataset, "base")}
+
+
+def _differs(dataset: str, stage: str, variant: Variant | None) -> bool:
+    if variant is None:
+        return False
+    return model_settings(variant.config, dataset, stage) != model_settings(variant.main, dataset, stage)
+
+
+def run_dir(dataset: str, stage: str, rep: int, variant: Variant | None = None) -> str:
+    """Replicate `rep`'s model directory of a stage; a variant's only where its models differ."""
+    root = _root(_differs(dataset, stage, variant), variant)
+    return RUN.format(dataset=dataset, rep=rep, stage=stage).replace(RESULTS, root, 1)
+
+
+def nonrobust_set(dataset: str, eps: int, rep: int, variant: Variant | None = None) -> str:
+    """Replicate `rep`'s nonrobust-feature set at eps (its statistics: the same path, .json)."""
+    root = _root(_differs(dataset, stage_name("nonrobust", eps), variant), variant)
+    return NONROBUST.format(dataset=dataset, rep=rep, eps=eps).replace(RESULTS, root, 1) + ".npz"
+
+
+def evaluation(dataset: str, stage: str, rep: int, kind: str, variant: Variant | None = None) -> str:
+    """One test evaluation (JSON; its probabilities beside it) of replicate `rep` of a stage: a
+    variant's where its model or its evaluation settings differ from the main run's."""
+    moved = _differs(dataset, stage, variant) or (
+        variant is not None and variant.config["evaluation"] != variant.main["evaluation"])
+    path = EVAL.format(dataset=dataset, rep=rep, stage=stage, kind=kind)
+    return path.replace(RESULTS, _root(moved, variant), 1)
+
+
+def probabilities(evaluation_file: str) -> str:
+    """The per-image probabilities beside an evaluation file."""
+    return evaluation_file.removesuffix(".json") + "_probs.npz"
+
+
+def key(dataset: str, stage: str, rep: int | None, kind: str) -> str:
+    """The name of one file in a rule's named inputs: `<dataset>/<stage>/<rep>/<kind>`, rep `-`
+    for a stage's own files (its selection, its bootstrap draws)."""
+    return f"{dataset}/{stage}/{'-' if rep is None else rep}/{kind}"
+
+
+def gather(inputs: Mapping[str, str]) -> list[dict[str, Any]]:
+    """A rule's named inputs (`key` -> path) by stage, in their order: {dataset, stage,
+    replicates: [{kind: path}, ...] (by replicate), kind: path (a stage's own files)}. Inputs
+    with other names (e.g. `summary`) are not a stage's."""
+    stages: dict[tuple[str, str], dict[str, Any]] = {}
+    for name, path in inputs.items():
+        if name.count("/") != 3:
+            continue
+        dataset, stage, rep, kind = name.split("/")
+        entry = stages.setdefault((dataset, stage), {"dataset": dataset, "stage": stage, "replicates": []})
+        if rep == "-":
+            entry[kind] = path
+            continue
+        reps = entry["replicates"]
+        reps += [{} for _ in range(int(rep) + 1 - len(reps))]
+        reps[int(rep)][kind] = path
+    return list(stages.values())

@@ -1,0 +1,76 @@
+"""The one path scheme (medrobust.core.paths): where each result lives, which results a variant
+shares with the main run, and the named inputs a command reads back."""
+
+from __future__ import annotations
+
+import copy
+
+from medrobust.core import paths
+from medrobust.core.config import load, stages
+
+from conftest import REPO
+
+DEMO = load(REPO / "config.demo.yaml")
+
+
+def variant(name: str, change) -> paths.Variant:  # type: ignore[no-untyped-def]
+    config = copy.deepcopy(DEMO)
+    change(config)
+    return paths.Variant(name, config, DEMO)
+
+
+def test_every_replicate_has_the_same_layout_and_the_grid_its_own() -> None:
+    assert paths.run_dir("synthetic", "base", 0) == "results/synthetic/rep0/base"
+    assert paths.run_dir("synthetic", "robust_eps4", 2) == "results/synthetic/rep2/robust_eps4"
+    assert paths.point_dir("synthetic", "base", "lr0.1_bs64_ep20_aug0") == \
+        "results/synthetic/grid/base/lr0.1_bs64_ep20_aug0"
+    assert paths.selection("synthetic", "base") == "results/synthetic/grid/base/selected.json"
+    assert paths.nonrobust_set("synthetic", 4, 1) == "results/synthetic/rep1/data/nonrobust_eps4.npz"
+    clean = paths.evaluation("synthetic", "nonrobust_eps4", 1, "clean_last")
+    assert clean == "results/synthetic/rep1/nonrobust_eps4/eval/clean_last.json"
+    assert paths.probabilities(clean) == "results/synthetic/rep1/nonrobust_eps4/eval/clean_last_probs.npz"
+    # the rules' patterns are the same scheme with wildcards
+    assert paths.RUN.format(dataset="d", rep=3, stage="base") == paths.run_dir("d", "base", 3)
+    assert paths.EVAL.format(dataset="d", rep=0, stage="base", kind="clean") == paths.evaluation("d", "base", 0, "clean")
+
+
+def test_a_variant_equal_to_the_main_run_is_the_main_run() -> None:
+    same = variant("same", lambda c: None)
+    for stage in stages(DEMO):
+        assert paths.run_dir("synthetic", stage, 1, same) == paths.run_dir("synthetic", stage, 1)
+        assert paths.evaluation("synthetic", stage, 1, "clean", same) == paths.evaluation("synthetic", stage, 1, "clean")
+
+
+def test_a_variant_moves_exactly_the_steps_it_changes_and_their_downstream() -> None:
+    main = {s: paths.run_dir("synthetic", s, 1) for s in stages(DEMO)}
+
+    def moved(v: paths.Variant) -> set[str]:
+        return {s for s in stages(DEMO) if paths.run_dir("synthetic", s, 1, v) != main[s]}
+
+    targets = variant("targets_other", lambda c: c["nonrobust"].update(targets="other"))
+    assert moved(targets) == {"nonrobust_eps4"}
+    assert paths.nonrobust_set("synthetic", 4, 1, targets) == "results/variants/targets_other/synthetic/rep1/data/" \
+                                                            "nonrobust_eps4.npz"
+    ema = variant("ema", lambda c: c["training"].update(ema_decay=0.995))
+    assert moved(ema) == set(stages(DEMO))  # every model trains with it
+    beta = variant("beta", lambda c: c["robust"].update(beta=6.0))
+    assert moved(beta) == {"robust_eps4"}
+    select = variant("select_clean", lambda c: c["robust"].update(select_by="clean"))
+    assert moved(select) == {"robust_eps4"}
+    base_grid = variant("base_aug", lambda c: c["grids"]["base"]["demo"].update(augment=[True]))
+    assert moved(base_grid) == {"base", "nonrobust_eps4"}  # the nonrobust-only set is built from the base model
+    # an evaluation setting: the models stay, their evaluations move
+    attack = variant("aa", lambda c: c["evaluation"]["autoattack"].update(batch_size=7))
+    assert moved(attack) == set()
+    assert paths.evaluation("synthetic", "base", 1, "autoattack", attack).startswith("results/variants/aa/")
+
+
+def test_named_inputs_are_read_back_by_stage_and_replicate() -> None:
+    inputs = {paths.key("d", "base", r, kind): f"{r}{kind}" for r in (1, 0) for kind in ("clean", "corrupted")}
+    inputs |= {paths.key("d", "base", None, "bootstrap"): "b", paths.key("e", "robust_eps4", 0, "clean"): "x",
+               "summary": "not a stage's"}
+    assert paths.gather(inputs) == [
+        {"dataset": "d", "stage": "base", "bootstrap": "b",
+         "replicates": [{"clean": "0clean", "corrupted": "0corrupted"}, {"clean": "1clean", "corrupted": "1corrupted"}]},
+        {"dataset": "e", "stage": "robust_eps4", "replicates": [{"clean": "x"}]},
+    ]
