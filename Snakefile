@@ -11,6 +11,7 @@ from medrobust.core.config import check_local_files, load_schema, max_runtime_mi
 from medrobust.core.errors import ConfigError, DataError
 from medrobust.core.stages import STAGE_PATTERN
 from medrobust.jobs.codedeps import package_digest
+from medrobust.jobs.provenance import write_invocation
 
 min_version("9.0")
 
@@ -129,7 +130,7 @@ localrules:
 
 
 onstart:
-    write_provenance()
+    write_invocation(config)
 
 
 rule all:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from medrobust.core import hparams
 from medrobust.core.pgd import PGDConfig, cross_entropy, pgd
 from medrobust.train.loop import Data, Standard, TrainConfig, new_run, train_step
 from medrobust.train.trades import Trades
@@ -33,8 +34,9 @@ def main() -> None:
     margs = {"depth": 16, "width": a.width, "activation": "swish", "n_classes": 2, "n_channels": 1,
              "mean": [0.5], "std": [0.25]}
     for method in ("standard", "trades"):
-        cfg = TrainConfig(lr=0.1, batch_size=a.batch_size, epochs=1, augment=True, depth=16, width=a.width,
-                          precision="bf16", method=method, eps=4 / 255, attack_steps=10)
+        stage = "robust_eps4" if method == "trades" else "base"
+        cfg = TrainConfig.from_dict(hparams.defaults(stage, batch_size=a.batch_size, augment=True, width=a.width,
+                                                     precision="bf16"))
         run, objective = new_run(cfg, margs, device), Trades(cfg) if method == "trades" else Standard(cfg)
         perm = torch.randperm(len(y), device=device)
         train_step(run, cfg, objective, data, perm, 4)  # warm-up: lazy initialisation, cudnn autotuning

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from medrobust.core import hparams
 from medrobust.core.network import build
 from medrobust.core.numerics import resolve_precision
 from medrobust.core.pgd import default_step_size
@@ -69,8 +70,8 @@ def main() -> None:
     x = torch.from_numpy(resize(images, 32)[:, None]).to(device)
     y = torch.from_numpy(labels[:, 0].astype("int64")).to(device)
     eps = a.eps_255 / 255
-    cfg = TrainConfig(lr=0.1, batch_size=a.batch_size, epochs=1, augment=False, depth=a.depth, width=a.width,
-                      method="trades", eps=eps, attack_steps=a.steps, beta=5.0)
+    cfg = TrainConfig.from_dict(hparams.defaults("robust_eps4", batch_size=a.batch_size, depth=a.depth, width=a.width,
+                                                 eps=eps, attack_steps=a.steps))
     data = Data(x, y, x[:0], y[:0], 4)
     margs = model_args(cfg, 4, x)
     run = new_run(cfg, margs, device)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
+from medrobust.core import hparams
 from medrobust.core.io import write_npz
 from medrobust.core.network import build
 from medrobust.core.numerics import resolve_precision
@@ -94,7 +95,7 @@ def main() -> None:
         write_npz(root / "pneumoniamnist_64.npz", generate(SyntheticSpec(
             n_classes=2, n_train=info["train"], n_val=info["val"], n_test=info["test"])))
         prepare(Source(root / "pneumoniamnist_64.npz", 2, 1, 64, "pneumoniamnist"), root / "prepared.npz", 32)
-        cfg = TrainConfig(lr=0.1, batch_size=a.batch_size, epochs=1, augment=False, depth=a.depth, width=a.width)
+        cfg = TrainConfig.from_dict(hparams.defaults(batch_size=a.batch_size, depth=a.depth, width=a.width))
         margs = {"depth": a.depth, "width": a.width, "activation": "swish", "n_classes": 2, "n_channels": 1}
         ours = our_epoch(root / "prepared.npz", cfg, device, a.max_batches)
         refs = {w: reference_epoch(root, margs, device, a.batch_size, a.max_batches, w) for w in a.ref_workers}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -91,12 +92,12 @@ def tiny_model(prepared_medium: Path, tmp_path_factory: pytest.TempPathFactory):
     import torch
 
     from medrobust.core.splits import load_split
-    from medrobust.train.loop import Data, TrainConfig, fit
+    from medrobust.train.loop import Data, fit
 
     dev = torch.device("cpu")
     tx, ty = load_split(prepared_medium, "train", dev, 4)
     vx, vy = load_split(prepared_medium, "val", dev, 4)
-    cfg = TrainConfig(lr=0.1, batch_size=64, epochs=10, augment=False, depth=10, width=1, precision="fp32", ema_decay=0.9)
+    cfg = train_config(lr=0.1, batch_size=64, epochs=10, depth=10, width=1, precision="fp32", ema_decay=0.9)
     model, _, _, _, _ = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path_factory.mktemp("tiny") / "s")
     return model.eval()
 
@@ -111,6 +112,14 @@ def checkpoint(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
                            "mean": [0.0], "std": [1.0]},  # the real ones: buffers in the state dict
                     tiny_model.state_dict(), hparams={"precision": "fp32"})
     return path
+
+
+def train_config(stage: str = "base", **given: Any) -> Any:
+    """A TrainConfig of `stage` at the schema's defaults (medrobust.core.hparams.defaults), with `given`."""
+    from medrobust.core.hparams import defaults
+    from medrobust.train.loop import TrainConfig
+
+    return TrainConfig.from_dict(defaults(stage, **given))
 
 
 def tag(name: str) -> dict[str, str]:

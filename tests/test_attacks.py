@@ -10,6 +10,7 @@ import torchattacks
 
 from medrobust.attacks.construct import ConstructionConfig, construct, draw_targets
 from medrobust.core.errors import Interrupted
+from medrobust.core.hparams import construction_defaults
 from medrobust.core.network import predict
 from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd, project
 from medrobust.core.splits import load_split
@@ -120,7 +121,8 @@ def _stop_after(n: int) -> Callable[[], bool]:
 def test_construction_statistics_and_resume(tiny_model, prepared_medium: Path, tmp_path: Path) -> None:
     x, y = load_split(prepared_medium, "train", torch.device("cpu"), 4)
     x, y = x[:120], y[:120]
-    cfg = ConstructionConfig(eps=EPS, steps=30, random_start=True, precision="fp32")  # seeded per batch
+    cfg = ConstructionConfig.from_dict(construction_defaults(eps=EPS, steps=30, random_start=True,
+                                                             precision="fp32"))  # seeded per batch
     targets = draw_targets(y, 4, "uniform", 0)
     whole = construct(tiny_model, x, y, 4, cfg, tmp_path / "a", batch_size=20, chunk=40)
     stats = whole["stats"]
@@ -171,7 +173,7 @@ def test_resume_after_a_prediction_flips_keeps_every_image_with_its_label(tiny_m
                                                                           tmp_path: Path, caplog) -> None:
     x, y = load_split(prepared_medium, "train", torch.device("cpu"), 4)
     x, y = x[:120], y[:120]
-    cfg = ConstructionConfig(eps=EPS, steps=10, precision="fp32")
+    cfg = ConstructionConfig.from_dict(construction_defaults(eps=EPS, steps=10, precision="fp32"))
     targets = draw_targets(y, 4, "uniform", 0)
     with pytest.raises(Interrupted):  # chunks 0 and 1 done, chunk 2 begun, then a requeue
         construct(tiny_model, x, y, 4, cfg, tmp_path / "p", batch_size=20, chunk=40,

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from medrobust.core.errors import ConfigError, Interrupted
+from medrobust.core.hparams import defaults
 from medrobust.core.splits import load_split
 from medrobust.jobs import device as dev
 from medrobust.jobs.device import CudaReport, DeviceError, Gpu, diagnose, require_device, runs_on, verdict
@@ -27,7 +28,7 @@ from conftest import env_with_venv
 CU130 = dict(torch="2.13.0+cu130", cuda="13.0", arch_list=("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"))
 V100 = Gpu("Tesla V100-SXM2-32GB", (7, 0), 31.7)
 A100 = Gpu("NVIDIA A100-SXM4-80GB", (8, 0), 79.2)
-HP = dict(lr=0.1, batch_size=50, augment=False, depth=10, width=1, precision="fp32", ema_decay=0.9, epochs=2)
+HP = defaults(lr=0.1, batch_size=50, depth=10, width=1, precision="fp32", ema_decay=0.9, epochs=2)
 CUDA_USABLE = torch.cuda.is_available()
 
 CASES = {
@@ -106,7 +107,7 @@ def test_auto_falls_back_to_the_cpu_with_the_reason(caplog) -> None:
 @pytest.mark.skipif(CUDA_USABLE, reason="a usable GPU: --device cuda runs")
 def test_cuda_without_a_gpu_is_one_line_and_exit_2(checkpoint: Path, prepared_small: Path, tmp_path: Path) -> None:
     done = subprocess.run(["medrobust", "evaluate", "--model", str(checkpoint), "--data", str(prepared_small),
-                           "--out", str(tmp_path / "e.json"), "--device", "cuda"],
+                           "--out", str(tmp_path / "e.json"), "--device", "cuda", "--threads", "1", "--jobs-per-gpu", "1"],
                           capture_output=True, text=True, env=env_with_venv(), timeout=300)
     print(done.stderr)
     assert done.returncode == 2 and "Traceback" not in done.stderr
@@ -149,7 +150,8 @@ def _train_args(data: Path, out: Path) -> list[str]:
     return ["medrobust", "train", "--train-data", str(data), "--val-data", str(data), "--n-classes", "4",
             "--hparams", json.dumps(HP), "--state", str(out / "state"), "--out-model", str(out / "model.pt"),
             "--out-metrics", str(out / "metrics.json"), "--out-history", str(out / "history.csv"),
-            "--threads", "1", "--device", "cpu"]
+            "--checkpoint-every", "5", "--eval-batch-size", "1024", "--threads", "1", "--device", "cpu",
+            "--jobs-per-gpu", "1"]
 
 
 def _data(path: Path) -> Data:

@@ -8,7 +8,7 @@ import pytest
 from medrobust.cli.main import main
 from medrobust.core import config as cfg_mod
 from medrobust.data import corrupt
-from medrobust.report import estimate
+from medrobust.core import estimate
 
 from test_workflow import planned
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medrobust.core.hparams import construction_defaults
+
 from conftest import env_with_venv
 
 SIGKILL_AFTER = 30  # seconds from SLURM's SIGTERM to its SIGKILL
@@ -89,11 +91,12 @@ def _stop_then_resume(command: Callable[[Path], list[str]], marker: str, state: 
 
 
 def test_construct_stops_within_a_batch_and_resumes(checkpoint: Path, prepared_small: Path, tmp_path: Path) -> None:
-    settings = {"eps": 4 / 255, "steps": 10, "random_start": True, "precision": "fp32"}
+    settings = construction_defaults(eps=4 / 255, steps=10, random_start=True, precision="fp32")
 
     def command(d: Path) -> list[str]:  # the ~100 training images the tiny model gets right: ~10 batches
         return ["medrobust", "construct", "--model", str(checkpoint), "--data", str(prepared_small),
                 "--settings", json.dumps(settings), "--batch-size", "10", "--threads", "1", "--device", "cpu",
+                "--jobs-per-gpu", "1",
                 "--state", str(d / "state"), "--out", str(d / "set.npz"), "--stats", str(d / "set.json")]
 
     # the signal comes after the first batch's progress line, during the second batch's attack
@@ -104,7 +107,8 @@ def test_autoattack_stops_within_an_attack_and_resumes(checkpoint: Path, prepare
                                                        tmp_path: Path) -> None:
     def command(d: Path) -> list[str]:  # APGD-CE alone breaks every point: 6 batches of it
         return ["medrobust", "autoattack", "--model", str(checkpoint), "--data", str(prepared_medium),
-                "--eps", "1", "--n-images", "30", "--batch-size", "5", "--threads", "1", "--device", "cpu",
+                "--eps", "1", "--n-images", "30", "--seed", "0", "--batch-size", "5", "--threads", "1", "--device", "cpu",
+                "--jobs-per-gpu", "1",
                 "--state", str(d / "state"), "--out", str(d / "aa.json")]
 
     _stop_then_resume(command, "AutoAttack (", "state/progress.pt", ["aa.json", "aa_probs.npz"], tmp_path)
@@ -113,7 +117,7 @@ def test_autoattack_stops_within_an_attack_and_resumes(checkpoint: Path, prepare
 def test_corrupt_stops_within_a_block_and_resumes(small_npz: Path, tmp_path: Path) -> None:
     def command(d: Path) -> list[str]:  # 100 test images: 2 blocks for each of 13 x 5 corruptions
         return ["medrobust", "corrupt", "--source", str(small_npz), "--n-classes", "4", "--n-channels", "1",
-                "--source-size", "64", "--size", "32", "--registry", "generic", "--apply-size", "64",
+                "--source-size", "64", "--size", "32", "--registry", "generic", "--apply-size", "64", "--seed", "0",
                 "--state", str(d / "state"), "--out", str(d / "c.npz"), "--stats", str(d / "c.json")]
 
     _stop_then_resume(command, "corrupting", "state/pixelate-1.npy", ["c.npz", "c.json"], tmp_path)

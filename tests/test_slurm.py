@@ -199,7 +199,7 @@ def test_no_request_passes_the_partition_limit_and_long_jobs_get_their_pieces(tm
     assert [a["runtime"] for a in local["attempts"]] == [600, 600, 600] and local["retries"] is None
     cluster = resources_by_attempt(tmp_path, "train", wildcards, "config.yaml", **limit, MEDROBUST_PROFILE="slurm")
     from medrobust.core.config import grid_points, load, stages
-    from medrobust.report import estimate
+    from medrobust.core import estimate
 
     config = load(REPO / "config.yaml")
     longest = max(estimate.runtime_minutes(config, estimate.train_seconds(config, d, s, v))

@@ -26,8 +26,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from medrobust.core.network import build
 from medrobust.core.pgd import PGDConfig, cross_entropy, pgd
-from medrobust.train.loop import Data, Standard, TrainConfig, new_run, train_step
+from medrobust.train.loop import Data, Standard, new_run, train_step
 from medrobust.train.trades import Trades
+
+from conftest import train_config
 
 aten = torch.ops.aten
 READS = {aten._local_scalar_dense, aten.nonzero, aten.masked_select, aten.lift_fresh, aten.equal}
@@ -125,8 +127,9 @@ def small_model(device: torch.device) -> torch.nn.Module:
 def test_a_training_step_never_synchronises(device: str, method: str, augment: bool,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     dev = torch.device(device)
-    cfg = TrainConfig(lr=0.1, batch_size=32, epochs=2, augment=augment, depth=10, width=1, precision="fp32",
-                      method=method, eps=EPS, attack_steps=2)
+    trades = {"eps": EPS, "attack_steps": 2} if method == "trades" else {}
+    cfg = train_config("robust_eps4" if trades else "base", lr=0.1, batch_size=32, epochs=2, augment=augment,
+                       depth=10, width=1, precision="fp32", **trades)
     data = small_data(dev)
     margs = {"depth": 10, "width": 1, "activation": "swish", "n_classes": 3, "n_channels": 1, "mean": [0.5], "std": [0.25]}
     run = new_run(cfg, margs, dev)

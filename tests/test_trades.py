@@ -9,8 +9,10 @@ import torch
 from medrobust.core.network import predict
 from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.core.splits import load_split
-from medrobust.train.loop import Data, TrainConfig, fit
+from medrobust.train.loop import Data, fit
 from medrobust.train.trades import Trades, kl_divergence, trades_loss, trades_perturb
+
+from conftest import train_config
 
 
 EPS = 4 / 255
@@ -74,8 +76,8 @@ def test_adversarial_validation_keeps_the_best_epoch(prepared_small: Path, tmp_p
     dev = torch.device("cpu")
     tx, ty = load_split(prepared_small, "train", dev, 4)
     vx, vy = load_split(prepared_small, "val", dev, 4)
-    cfg = TrainConfig(lr=0.1, batch_size=50, epochs=4, augment=False, depth=10, width=1, precision="fp32",
-                      method="trades", eps=EPS, attack_steps=3, val_attack_steps=5, patience=0)
+    cfg = train_config("robust_eps4", lr=0.1, batch_size=50, epochs=4, depth=10, width=1, precision="fp32", eps=EPS,
+                       attack_steps=3, val_attack_steps=5, patience=0)
     model, _, history, chosen, _ = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path / "s", objective=Trades(cfg))
     robust = [h["val_robust_balanced_accuracy"] for h in history]
     assert len(history) == 4 and chosen["val_robust_balanced_accuracy"] == max(robust)
@@ -88,7 +90,7 @@ def test_patience_stops_training(prepared_small: Path, tmp_path: Path) -> None:
     tx, ty = load_split(prepared_small, "train", dev, 4)
     vx, vy = load_split(prepared_small, "val", dev, 4)
     # lr 0 after the first steps: nothing improves, so patience 1 stops after the second epoch
-    cfg = TrainConfig(lr=1e-9, batch_size=100, epochs=6, augment=False, depth=10, width=1, precision="fp32",
-                      method="trades", eps=EPS, attack_steps=2, val_attack_steps=2, patience=1, ema_decay=0.0)
+    cfg = train_config("robust_eps4", lr=1e-9, batch_size=100, epochs=6, depth=10, width=1, precision="fp32",
+                       eps=EPS, attack_steps=2, val_attack_steps=2, patience=1, ema_decay=0.0)
     _, _, history, chosen, _ = fit(cfg, Data(tx, ty, vx[:40], vy[:40], 4), tmp_path / "s", objective=Trades(cfg))
     assert len(history) < 6 and chosen["epoch"] == 1

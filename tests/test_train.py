@@ -11,15 +11,16 @@ import pytest
 import torch
 
 from medrobust.core.errors import ConfigError, DataError, Interrupted
+from medrobust.core.hparams import defaults
 from medrobust.core.network import load_model
 from medrobust.core.splits import load_split
 from medrobust.jobs.state import resumable
 from medrobust.train.history import COLUMNS, TIMING, read_history, write_history
 from medrobust.train.loop import Data, TrainConfig, augment_batch, cosine_lr, ema_decay_at, ema_update, fit
 
-from conftest import env_with_venv, sigterm_when_logged, tag
+from conftest import env_with_venv, sigterm_when_logged, tag, train_config
 
-TINY = dict(depth=10, width=1, precision="fp32", ema_decay=0.9)
+TINY = dict(depth=10, width=1, precision="fp32", ema_decay=0.9)  # beside the schema's defaults (hparams.defaults)
 
 
 def test_cosine_schedule_is_a_pure_function_of_the_step() -> None:
@@ -52,7 +53,7 @@ def test_training_learns_the_synthetic_task(prepared_small: Path, tmp_path: Path
     dev = torch.device("cpu")
     tx, ty = load_split(prepared_small, "train", dev, 4)
     vx, vy = load_split(prepared_small, "val", dev, 4)
-    cfg = TrainConfig(lr=0.1, batch_size=50, epochs=6, augment=True, **TINY)
+    cfg = train_config(lr=0.1, batch_size=50, epochs=6, augment=True, **TINY)
     _, margs, history, chosen, last = fit(cfg, Data(tx, ty, vx, vy, 4), tmp_path / "s")
     assert margs["n_channels"] == 1 and 0.2 < margs["mean"][0] < 0.6
     assert [h["epoch"] for h in history] == list(range(1, 7))
@@ -68,7 +69,7 @@ def test_keep_best_returns_the_best_validation_epoch_and_the_last(prepared_small
     vx, vy = load_split(prepared_small, "val", dev, 4)
     # labels shuffled against the images: validation accuracy wanders, and its best is early
     perm = torch.randperm(len(ty), generator=torch.Generator().manual_seed(0))
-    cfg = TrainConfig(lr=0.1, batch_size=50, epochs=5, augment=False, keep="best", **TINY)
+    cfg = train_config(lr=0.1, batch_size=50, epochs=5, keep="best", **TINY)
     model, _, history, chosen, last = fit(cfg, Data(tx, ty[perm], vx, vy, 4), tmp_path / "s")
     scores = [h["val_balanced_accuracy"] for h in history]
     assert chosen == history[scores.index(max(scores))]
@@ -78,15 +79,20 @@ def test_keep_best_returns_the_best_validation_epoch_and_the_last(prepared_small
     else:
         assert last is None
     with pytest.raises(ConfigError, match="keep"):
-        TrainConfig.from_dict({"lr": 0.1, "batch_size": 50, "epochs": 1, "augment": False, "keep": "first"})
+        TrainConfig.from_dict(defaults(keep="first"))
+    with pytest.raises(ConfigError, match="missing training setting.*: ema_decay"):  # no default but the schema's
+        TrainConfig.from_dict({k: v for k, v in defaults().items() if k != "ema_decay"})
+    with pytest.raises(ConfigError, match="missing training setting.*: beta"):
+        TrainConfig.from_dict({k: v for k, v in defaults("robust_eps4").items() if k != "beta"})
 
 
 def _train_cmd(data: Path, out: Path, epochs: int) -> list[str]:
-    hp = dict(lr=0.1, batch_size=25, epochs=epochs, augment=True, **TINY)
+    hp = defaults(lr=0.1, batch_size=25, epochs=epochs, augment=True, **TINY)
     return [sys.executable, "-m", "medrobust.cli.main", "train", "--train-data", str(data), "--val-data", str(data),
             "--n-classes", "4", "--hparams", json.dumps(hp), "--state", str(out / "state"),
             "--out-model", str(out / "model.pt"), "--out-metrics", str(out / "metrics.json"),
-            "--out-history", str(out / "history.csv"), "--checkpoint-every", "100", "--threads", "1"]
+            "--out-history", str(out / "history.csv"), "--checkpoint-every", "100", "--eval-batch-size", "1024",
+            "--threads", "1", "--jobs-per-gpu", "1"]
 
 
 def test_sigterm_then_rerun_equals_uninterrupted(prepared_small: Path, tmp_path: Path) -> None:
@@ -125,7 +131,7 @@ def test_state_from_other_settings_is_ignored(prepared_small: Path, tmp_path: Pa
     dev = torch.device("cpu")
     tx, ty = load_split(prepared_small, "train", dev, 4)
     data = Data(tx, ty, tx[:50], ty[:50], 4)
-    cfg = TrainConfig(lr=0.1, batch_size=100, epochs=2, augment=False, **TINY)
+    cfg = train_config(lr=0.1, batch_size=100, epochs=2, **TINY)
     state = tmp_path / "s"
     with pytest.raises(Interrupted), resumable(state, tag("old"), "training state") as folder:
         fit(cfg, data, folder, should_stop=lambda: True)

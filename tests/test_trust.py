@@ -15,13 +15,15 @@ import pytest
 
 from medrobust.core.config import encodes_laterality, horizontal_flips, load
 from medrobust.core.errors import Interrupted
+from medrobust.core.hparams import defaults
 from medrobust.core.io import read_npz, write_npz
 from medrobust.jobs import codedeps
 from medrobust.jobs.state import resumable, state_lock
 
 from conftest import REPO, corrupt, env_with_venv, sigterm_when_logged
 
-TINY_HP = dict(lr=0.1, batch_size=50, augment=False, depth=10, width=1, precision="fp32", ema_decay=0.9)
+ONE_CPU = ["--device", "cpu", "--threads", "1", "--jobs-per-gpu", "1"]
+TINY_HP = defaults(lr=0.1, batch_size=50, depth=10, width=1, precision="fp32", ema_decay=0.9)
 
 
 # ---- code inputs ------------------------------------------------------------------------
@@ -53,12 +55,13 @@ def _imported(args: list[str], tmp_path: Path) -> set[str]:
 
 @pytest.mark.parametrize("command", ["train", "train-trades"])
 def test_static_code_inputs_cover_what_really_runs(command: str, prepared_small: Path, tmp_path: Path) -> None:
-    hp = {**TINY_HP, "epochs": 1} | ({"method": "trades", "eps": 4 / 255, "attack_steps": 1, "val_attack_steps": 1,
-                                      "val_max_images": 20} if command == "train-trades" else {})
+    trades = {"attack_steps": 1, "val_attack_steps": 1, "val_max_images": 20} if command == "train-trades" else {}
+    hp = defaults("robust_eps4" if trades else "base", **{**TINY_HP, "epochs": 1, **trades})
     really = _imported([command, "--train-data", str(prepared_small), "--val-data", str(prepared_small),
                         "--n-classes", "4", "--hparams", json.dumps(hp), "--state", str(tmp_path / "s"),
                         "--out-model", str(tmp_path / "m.pt"), "--out-metrics", str(tmp_path / "m.json"),
-                        "--out-history", str(tmp_path / "h.csv"), "--threads", "1"], tmp_path)
+                        "--out-history", str(tmp_path / "h.csv"), "--checkpoint-every", "5",
+                        "--eval-batch-size", "1024", *ONE_CPU], tmp_path)
     # the other command module is loaded for its argument parsers only (codedeps' docstring)
     assert really - set(codedeps.COMMAND_MODULES) <= set(codedeps.command_modules(command))
     assert ("train.trades" in really) == (command == "train-trades")
@@ -81,7 +84,8 @@ def _train_args(data: Path, out: Path, epochs: int) -> list[str]:
     return ["train", "--train-data", str(data), "--val-data", str(data), "--n-classes", "4",
             "--hparams", json.dumps({**TINY_HP, "epochs": epochs}), "--state", str(out / "state"),
             "--out-model", str(out / "model.pt"), "--out-metrics", str(out / "metrics.json"),
-            "--out-history", str(out / "history.csv"), "--checkpoint-every", "100", "--threads", "1"]
+            "--out-history", str(out / "history.csv"), "--checkpoint-every", "100", "--eval-batch-size", "1024",
+            *ONE_CPU]
 
 
 def test_one_resumable_state_for_every_job(tmp_path: Path, caplog) -> None:
@@ -152,8 +156,8 @@ def test_unknown_training_and_construction_settings_are_named(checkpoint: Path, 
     _one_line(_cli(*args), "lable_smoothing")
     assert not (tmp_path / "model.pt").exists()
     done = _cli("construct", "--model", str(checkpoint), "--data", str(prepared_small), "--settings",
-                json.dumps({"eps": 0.01, "stepz": 3}), "--state", str(tmp_path / "n_state"),
-                "--out", str(tmp_path / "n.npz"), "--stats", str(tmp_path / "n.json"))
+                json.dumps({"eps": 0.01, "stepz": 3}), "--state", str(tmp_path / "n_state"), "--batch-size", "8",
+                "--out", str(tmp_path / "n.npz"), "--stats", str(tmp_path / "n.json"), *ONE_CPU)
     _one_line(done, "stepz")
     _one_line(_cli(*args[:args.index("--hparams") + 1], "{not json", *args[args.index("--hparams") + 2:]), "--hparams")
     assert not list(tmp_path.glob("n.*"))
@@ -170,7 +174,7 @@ def test_labels_outside_the_classes_are_named(checkpoint: Path, prepared_small: 
     test[3] = 7
     bad = _relabelled(prepared_small, tmp_path / "bad.npz", "test", test)
     out = tmp_path / "clean.json"
-    _one_line(_cli("evaluate", "--model", str(checkpoint), "--data", str(bad), "--out", str(out)),
+    _one_line(_cli("evaluate", "--model", str(checkpoint), "--data", str(bad), "--out", str(out), *ONE_CPU),
               "bad.npz [test]", "labels span 0..7", "4 classes")
     assert not out.exists()
     args = _train_args(prepared_small, tmp_path, 1)
@@ -181,18 +185,19 @@ def test_labels_outside_the_classes_are_named(checkpoint: Path, prepared_small: 
 def test_images_and_labels_of_different_lengths_are_named(checkpoint: Path, prepared_small: Path, tmp_path: Path) -> None:
     test = read_npz(prepared_small, ("test_labels",))["test_labels"]
     short = _relabelled(prepared_small, tmp_path / "short.npz", "test", test[:-5])
-    _one_line(_cli("evaluate", "--model", str(checkpoint), "--data", str(short), "--out", str(tmp_path / "e.json")),
+    _one_line(_cli("evaluate", "--model", str(checkpoint), "--data", str(short), "--out", str(tmp_path / "e.json"),
+                   *ONE_CPU),
               "short.npz [test]", "95 labels for 100 images")
     images = read_npz(prepared_small, ("test_images",))["test_images"]
     write_npz(tmp_path / "c.npz", {"labels": test[:-1], "corruption/identity": np.stack([images] * 5)})
     _one_line(_cli("evaluate-corrupted", "--model", str(checkpoint), "--data", str(tmp_path / "c.npz"),
-                   "--out", str(tmp_path / "c.json")), "c.npz [corruption/identity]", "99 labels for 100 images")
+                   "--out", str(tmp_path / "c.json"), *ONE_CPU), "c.npz [corruption/identity]", "99 labels for 100 images")
     assert not list(tmp_path.glob("*.json"))
 
 
 def test_a_missing_or_corrupt_model_is_named(prepared_small: Path, tmp_path: Path) -> None:
     _one_line(_cli("evaluate", "--model", str(tmp_path / "none.pt"), "--data", str(prepared_small),
-                   "--out", str(tmp_path / "e.json")), "none.pt: checkpoint not found")
+                   "--out", str(tmp_path / "e.json"), *ONE_CPU), "none.pt: checkpoint not found")
 
 
 def _byo_config(tmp_path: Path, path: Path) -> Path:

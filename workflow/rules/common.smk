@@ -2,23 +2,20 @@
 import functools
 import json
 import shlex
-from datetime import datetime, timezone
 
 from medrobust.core import hparams, paths
 from medrobust.core.config import (
     attacked,
+    classes_and_channels,
     corruption_registry,
     grid_points,
-    medmnist_info,
-    medmnist_suffix,
     saliency_dataset,
+    source_size,
     stages,
 )
-from medrobust.core.io import write_json
 from medrobust.core.paths import BOOTSTRAP, DATA, EVAL, GRID, NONROBUST, POINT, RUN, key
 from medrobust.core.stages import model_of, stage_eps
 from medrobust.jobs.codedeps import code_digest
-from medrobust.jobs.provenance import record
 from medrobust.report.verdicts import PAPER_DATASETS
 
 ENV = "../../envs/medrobust.yaml"
@@ -45,46 +42,23 @@ def code(command):
     return code_digest(command, PACKAGE)
 
 
-def write_provenance():
-    """Resolved config, package versions and git commit of this invocation, under results/."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    write_json(f"results/provenance/{stamp}.json", {"config": config, **record(config)})
-
-
 # ---- data -------------------------------------------------------------------------------
 
 
-def classes_of(dataset):
-    ds = DATASETS[dataset]
-    if ds["source"] == "medmnist":
-        return len(medmnist_info()[dataset]["label"])
-    return ds["synthetic"]["n_classes"] if ds["source"] == "synthetic" else ds["n_classes"]
-
-
 def n_classes(wildcards):
-    return classes_of(wildcards.dataset)
+    return classes_and_channels(config, wildcards.dataset)[0]
 
 
 def n_channels(wildcards):
-    ds = DATASETS[wildcards.dataset]
-    if ds["source"] == "medmnist":
-        return medmnist_info()[wildcards.dataset]["n_channels"]
-    return ds["synthetic"]["n_channels"] if ds["source"] == "synthetic" else ds["n_channels"]
+    return classes_and_channels(config, wildcards.dataset)[1]
 
 
-def source_size(wildcards):
-    ds = DATASETS[wildcards.dataset]
-    return ds["source_image_size"] if ds["source"] == "npz" else config["source_size"]
+def source_size_of(wildcards):
+    return source_size(config, wildcards.dataset)
 
 
 def raw_npz(wildcards):
-    """The dataset's MedMNIST-format file before resizing."""
-    ds = DATASETS[wildcards.dataset]
-    if ds["source"] == "npz":
-        return ds["path"] if "path" in ds else f"resources/npz/{wildcards.dataset}.npz"
-    if ds["source"] == "medmnist":  # medmnist's loader reads the file by its own name
-        return f"resources/medmnist/{wildcards.dataset}{medmnist_suffix(config['source_size'])}.npz"
-    return f"resources/synthetic/{wildcards.dataset}_{config['source_size']}.npz"
+    return paths.source(config, wildcards.dataset)
 
 
 def medmnist_flag(wildcards):
@@ -92,20 +66,14 @@ def medmnist_flag(wildcards):
     return f"--medmnist {wildcards.dataset}" if ds["source"] == "medmnist" else ""
 
 
-def synthetic_spec(wildcards):
-    return shlex.quote(json.dumps(DATASETS[wildcards.dataset]["synthetic"], sort_keys=True))
+def dataset_setting(key, quote=True):
+    """A param: the dataset's entry `key` (synthetic spec, URL, md5) of the config."""
 
+    def value(wildcards):
+        text = DATASETS[wildcards.dataset][key]
+        return shlex.quote(json.dumps(text, sort_keys=True) if isinstance(text, dict) else text) if quote else text
 
-def mirror_flag(wildcards):
-    return f"--mirror {shlex.quote(config['mirror'])}" if config["mirror"] else ""
-
-
-def npz_url(wildcards):
-    return shlex.quote(DATASETS[wildcards.dataset]["url"])
-
-
-def npz_md5(wildcards):
-    return DATASETS[wildcards.dataset]["md5"]
+    return value
 
 
 def prepared_npz(wildcards):
@@ -234,7 +202,7 @@ def selections(pairs):
 
 
 def n_classes_all():
-    return shlex.quote(json.dumps({d: classes_of(d) for d in DATASETS}))
+    return shlex.quote(json.dumps({d: classes_and_channels(config, d)[0] for d in DATASETS}))
 
 
 def summary_inputs(wildcards):

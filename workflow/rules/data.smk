@@ -3,10 +3,10 @@
 
 rule synthesize:
     output:
-        f"resources/synthetic/{{dataset}}_{config['source_size']}.npz",
+        paths.source_pattern(config, "synthetic"),
     params:
         code=code("synthesize"),
-        spec=synthetic_spec,
+        spec=dataset_setting("synthetic"),
         size=config["source_size"],
     wildcard_constraints:
         dataset=one_of(with_source("synthetic")),
@@ -23,10 +23,10 @@ rule synthesize:
 
 rule download_medmnist:
     output:
-        f"resources/medmnist/{{dataset}}{medmnist_suffix(config['source_size'])}.npz",
+        paths.source_pattern(config, "medmnist"),
     params:
         size=config["source_size"],
-        mirror=mirror_flag,
+        mirror=f"--mirror {shlex.quote(config['mirror'])}" if config["mirror"] else "",
     wildcard_constraints:
         dataset=one_of(with_source("medmnist")),
     log:
@@ -41,10 +41,10 @@ rule download_medmnist:
 
 rule download_npz:
     output:
-        "resources/npz/{dataset}.npz",
+        paths.source_pattern(config, "npz"),
     params:
-        url=npz_url,
-        md5=npz_md5,
+        url=dataset_setting("url"),
+        md5=dataset_setting("md5", quote=False),
     wildcard_constraints:
         dataset=one_of(n for n in with_source("npz") if "url" in DATASETS[n]),
     log:
@@ -67,7 +67,7 @@ rule prepare:
         medmnist=medmnist_flag,
         n_classes=n_classes,
         n_channels=n_channels,
-        source_size=source_size,
+        source_size=source_size_of,
         size=config["image_size"],
     log:
         "logs/{dataset}/data/prepare.log",

@@ -13,7 +13,7 @@ rule corrupt_test:
         medmnist=medmnist_flag,
         n_classes=n_classes,
         n_channels=n_channels,
-        source_size=source_size,
+        source_size=source_size_of,
         size=config["image_size"],
         registry=registry_of,
         apply_size=config["evaluation"]["corruptions"]["apply_size"],

@@ -1,7 +1,7 @@
 # Cluster resources of every job (memory, wall time, GPUs, retries): what SLURM is asked for.
 import os
 
-from medrobust.report.estimate import pieces
+from medrobust.core.estimate import pieces
 from snakemake.iocontainers import Wildcards
 
 # ---- cluster resources (snakemake --profile slurm); a local run ignores them -----------------
@@ -34,11 +34,11 @@ MAX_MINUTES = config["compute"]["max_runtime_minutes"]  # MEDROBUST_MAX_RUNTIME_
 
 def mem_mb(wildcards, attempt):
     """Memory of a job on this dataset: a base plus a share proportional to its size."""
-    from medrobust.report.estimate import dataset_sizes
+    from medrobust.core.estimate import dataset_sizes
 
     z, c = dataset_sizes(config, wildcards.dataset), config["compute"]
     channels = n_channels(wildcards)
-    megabytes = (z.n_train + z.n_val + z.n_test) * source_size(wildcards) ** 2 * channels / 1e6
+    megabytes = (z.n_train + z.n_val + z.n_test) * source_size_of(wildcards) ** 2 * channels / 1e6
     return int(c["mem_mb"] + c["mem_per_dataset_mb"] * megabytes) * min(attempt, 2)
 
 
@@ -49,8 +49,8 @@ def saliency_mem_mb(wildcards, attempt):
 
 def requested_minutes(kind, wildcards):
     """A job's wall time before the cap: its estimated GPU time times the safety factor
-    (medrobust.report.estimate); the CPU jobs a fixed CPU_JOB_MINUTES."""
-    from medrobust.report import estimate
+    (medrobust.core.estimate); the CPU jobs a fixed CPU_JOB_MINUTES."""
+    from medrobust.core import estimate
 
     if kind == "cpu":
         return CPU_JOB_MINUTES

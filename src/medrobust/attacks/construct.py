@@ -56,13 +56,16 @@ RESULTS = ("adv", "hit", "linf")  # per attacked image, kept batch by batch
 
 @dataclass(frozen=True)
 class ConstructionConfig:
+    """Every construction setting (medrobust.core.hparams.construction_settings: the schema's
+    values; no defaults here)."""
+
     eps: float  # in [0, 1] units
-    steps: int = 100
-    step_size_factor: float = 2.5
-    targets: str = "uniform"
-    random_start: bool = False
-    seed: int = 0
-    precision: str = "auto"
+    steps: int
+    step_size_factor: float
+    targets: str
+    random_start: bool
+    seed: int
+    precision: str
 
     def __post_init__(self) -> None:
         if self.targets not in TARGET_MODES:
@@ -70,10 +73,13 @@ class ConstructionConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ConstructionConfig:
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(known))
         if unknown:
-            raise ConfigError(f"unknown construction setting(s): {', '.join(unknown)} "
-                              f"(known: {', '.join(f.name for f in fields(cls))})")
+            raise ConfigError(f"unknown construction setting(s): {', '.join(unknown)} (known: {', '.join(known)})")
+        missing = [k for k in known if k not in d]
+        if missing:
+            raise ConfigError(f"missing construction setting(s): {', '.join(missing)}")
         return cls(**d)
 
     @property

@@ -30,8 +30,8 @@ def add_device_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="cuda: stop at once, saying why, when the GPU cannot be used; auto: the GPU when it can "
                    "be, else the CPU with a warning saying why")
-    s.add_argument("--threads", type=int, default=2)
-    s.add_argument("--jobs-per-gpu", type=int, default=1,
+    s.add_argument("--threads", type=int, required=True)
+    s.add_argument("--jobs-per-gpu", type=int, required=True,
                    help="on a machine with several GPUs, claim one of them, shared by at most this many jobs")
 
 

@@ -43,7 +43,7 @@ def cmd_prepare(a: argparse.Namespace) -> None:
 def add_parsers(sub: Any) -> None:
     s = sub.add_parser("synthesize", help="write the planted-feature dataset (MedMNIST npz format)")
     s.add_argument("--spec", required=True, help="JSON of SyntheticSpec fields")
-    s.add_argument("--size", type=int, default=64, help="image side in pixels")
+    s.add_argument("--size", type=int, required=True, help="image side in pixels")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_synthesize)
 
@@ -52,7 +52,7 @@ def add_parsers(sub: Any) -> None:
     src.add_argument("--medmnist", help="MedMNIST flag, e.g. pathmnist")
     src.add_argument("--url", help="your own file's URL (with --md5)")
     s.add_argument("--md5")
-    s.add_argument("--size", type=int, default=64, help="MedMNIST release (28, 64, 128, 224)")
+    s.add_argument("--size", type=int, required=True, help="MedMNIST release (28, 64, 128, 224)")
     s.add_argument("--mirror", help="base URL replacing MedMNIST's host")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_download)

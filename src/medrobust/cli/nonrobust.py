@@ -53,6 +53,6 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--stats", required=True)
     s.add_argument("--state", required=True, help="resumable state: a folder beside the outputs, removed once "
                    "they are written")
-    s.add_argument("--batch-size", type=int, default=512)
+    s.add_argument("--batch-size", type=int, required=True)
     add_device_args(s)
     s.set_defaults(func=cmd_construct)

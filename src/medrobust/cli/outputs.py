@@ -158,7 +158,7 @@ def _flat(rec: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_estimate(a: argparse.Namespace) -> None:
     from medrobust.core.config import load
-    from medrobust.report.estimate import render, study
+    from medrobust.core.estimate import render, study
 
     config = load(a.config)
     print(render(study(config), config))
@@ -188,10 +188,10 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--robust", required=True)
     s.add_argument("--data", required=True)
     s.add_argument("--eps", type=int, required=True, help="of the adversarial example, in units of 1/255")
-    s.add_argument("--steps", type=int, default=20)
+    s.add_argument("--steps", type=int, required=True)
     s.add_argument("--index", type=int, help="test image; default: the first one both models get right whose "
                    "adversarial version flips the standard model only (else: flips it)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out-png", required=True)
     s.add_argument("--out-pdf", required=True)
     s.add_argument("--out-json", required=True)
@@ -205,8 +205,8 @@ def _add_result_parsers(sub: Any) -> None:
     """The summary, its intervals and the verdicts."""
     s = sub.add_parser("bootstrap", help="bootstrap draws of one stage's test metrics (every replicate)")
     add_inputs_arg(s, "each replicate's probability files of one stage")
-    s.add_argument("--draws", type=int, default=1000)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--draws", type=int, required=True)
+    s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_bootstrap)
 

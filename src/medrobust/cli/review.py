@@ -85,7 +85,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--dataset", required=True)
     s.add_argument("--eps", type=int, required=True, help="of the set, in units of 1/255")
     s.add_argument("--n", type=int, default=6, help="images shown")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, required=True)
     add_figure_outputs(s)
     s.set_defaults(func=cmd_examples)
 

@@ -185,6 +185,23 @@ def medmnist_info() -> dict[str, Any]:
     return dict(module.INFO)
 
 
+def classes_and_channels(config: dict[str, Any], name: str) -> tuple[int, int]:
+    """A configured dataset's classes and channels: MedMNIST's INFO, the synthetic spec, or the
+    npz entry's own keys (no file is read)."""
+    ds = config["datasets"][name]
+    if ds["source"] == "medmnist":
+        info = medmnist_info()[name]
+        return len(info["label"]), info["n_channels"]
+    given = ds["synthetic"] if ds["source"] == "synthetic" else ds
+    return given["n_classes"], given["n_channels"]
+
+
+def source_size(config: dict[str, Any], name: str) -> int:
+    """The side of a dataset's images before resizing: an npz entry's own, else `source_size`."""
+    ds = config["datasets"][name]
+    return ds["source_image_size"] if ds["source"] == "npz" else config["source_size"]
+
+
 def horizontal_flips(config: dict[str, Any], name: str) -> bool:
     """Whether augmentation may flip this dataset's images: `datasets.<name>.hflip` if set; else
     training.augmentation.hflip, except for MedMNIST datasets whose labels encode laterality

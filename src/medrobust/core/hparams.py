@@ -56,3 +56,30 @@ def selection_criterion(config: dict[str, Any], stage: str) -> str:
     under attack (Section 3.2; robust.select_by), the others by clean balanced accuracy."""
     robust = model_of(stage) == "robust" and config["robust"]["select_by"] == "robust"
     return "val_robust_balanced_accuracy" if robust else "val_balanced_accuracy"
+
+
+def defaults(stage: str = "base", **given: Any) -> dict[str, Any]:
+    """Every setting of a training run of `stage` at the schema's defaults (a one-point grid on
+    a synthetic dataset), `given` replacing any of them: for the tests and benches that train
+    outside the workflow, which thereby take their defaults from the schema like the workflow."""
+    from medrobust.core.config import validate
+    from medrobust.core.stages import stage_eps as eps_of
+
+    grid = {"lr": [given.get("lr", 0.1)], "batch_size": [given.get("batch_size", 128)],
+            "epochs": [given.get("epochs", 1)], "augment": [given.get("augment", False)]}
+    eps = sorted({4, eps_of(stage)} if model_of(stage) != "base" else {4})  # 4: the schema's main_eps
+    config = validate({"datasets": {"d": {"source": "synthetic", "grid": "g"}}, "eps": eps,
+                       "grids": {family: {"g": grid} for family in ("base", "nonrobust", "robust")}})
+    (point,) = grid_points(config, "d", stage)
+    return {**train_hparams(config, "d", stage, point), **given}
+
+
+def construction_defaults(**given: Any) -> dict[str, Any]:
+    """Every construction setting at the schema's defaults (eps 4/255, replicate 0), `given`
+    replacing any of them (for tests and benches, as `defaults`)."""
+    from medrobust.core.config import validate
+
+    config = validate({"datasets": {"d": {"source": "synthetic", "grid": "g"}},
+                       "grids": {f: {"g": {"lr": [0.1], "batch_size": [8], "epochs": [1]}}
+                                 for f in ("base", "nonrobust", "robust")}})
+    return {**construction_settings(config, 4, 0), **given}

@@ -1,5 +1,6 @@
 """Where every result lives: one scheme for the rules, the report and the tests.
 
+    resources/<source>/<dataset>...npz           the source file (`source`): downloaded or synthesized
     results/<dataset>/data/                      prepared.npz, corrupted_test.npz (shared by all runs)
     results/<dataset>/grid/<stage>/<point>/      one grid point's training (replicate 0's seed)
     results/<dataset>/grid/<stage>/selected.json the grid point chosen on validation
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from medrobust.core import hparams
-from medrobust.core.config import grid_points
+from medrobust.core.config import grid_points, medmnist_suffix
 from medrobust.core.stages import model_of, stage_eps, stage_name
 
 RESULTS = "results"
@@ -45,6 +46,21 @@ class Variant:
     name: str
     config: dict[str, Any]
     main: dict[str, Any]
+
+
+def source_pattern(config: dict[str, Any], kind: str) -> str:
+    """Where a source of this kind (synthetic, medmnist, npz: a download) is put, with the
+    wildcard {dataset}: a MedMNIST release under medmnist's own file name (its loader reads it)."""
+    size = config["source_size"]
+    return {"synthetic": f"resources/synthetic/{{dataset}}_{size}.npz",
+            "medmnist": f"resources/medmnist/{{dataset}}{medmnist_suffix(size)}.npz",
+            "npz": "resources/npz/{dataset}.npz"}[kind]
+
+
+def source(config: dict[str, Any], dataset: str) -> str:
+    """A dataset's MedMNIST-format file before resizing (a user's own npz: its path)."""
+    ds = config["datasets"][dataset]
+    return ds.get("path") or source_pattern(config, ds["source"]).format(dataset=dataset)
 
 
 def prepared(dataset: str) -> str:

@@ -62,6 +62,17 @@ def record(config: Any = None) -> dict[str, Any]:
     return rec
 
 
+def write_invocation(config: dict[str, Any], results: str = "results") -> Path:
+    """The resolved config, package versions and git commit of one invocation of the workflow,
+    under results/provenance/<time>.json."""
+    from medrobust.core.io import write_json
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = Path(results) / "provenance" / f"{stamp}.json"
+    write_json(path, {"config": config, **record(config)})
+    return path
+
+
 def device_facts() -> dict[str, Any]:
     """The GPUs, driver, CUDA, cuDNN and float32 settings of this process (medrobust.jobs.device.in_use)."""
     try:

@@ -48,34 +48,42 @@ from medrobust.jobs.progress import format_duration
 log = logging.getLogger(__name__)
 
 
+# the settings a TRADES run must be given (robust.* in the schema)
+TRADES_SETTINGS = ("beta", "eps", "attack_steps", "step_size_factor", "val_attack_steps", "val_max_images", "patience")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every setting that changes a training result (and nothing else)."""
+    """Every setting that changes a training result (and nothing else), as
+    medrobust.core.hparams.train_hparams gives them from the config: no defaults repeat the
+    schema's here."""
     lr: float
     batch_size: int
     epochs: int
     augment: bool
-    seed: int = 0
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    ema_decay: float = 0.999
-    crop_padding: int = 4
-    hflip: bool = True
-    precision: str = "auto"
-    channels_last: bool = True
+    seed: int
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    label_smoothing: float
+    ema_decay: float
+    crop_padding: int
+    hflip: bool
+    precision: str
+    channels_last: bool
+    depth: int
+    width: int
+    activation: str
+    # what a method or a stage adds (medrobust.core.hparams.train_hparams): TRADES' settings, and
+    # which epoch a nonrobust-only model keeps; the values below mean "not this method's"
     method: str = "standard"  # or "trades"
-    beta: float = 5.0
-    eps: float = 0.0  # L-inf budget of the TRADES attack and of the adversarial validation
-    attack_steps: int = 10
-    step_size_factor: float = 2.5  # step = factor * eps / steps, for both attacks
-    val_attack_steps: int = 10
+    beta: float = math.nan
+    eps: float = math.nan  # L-inf budget of the TRADES attack and of the adversarial validation
+    attack_steps: int = 0
+    step_size_factor: float = math.nan  # step = factor * eps / steps, for both attacks
+    val_attack_steps: int = 0
     val_max_images: int = 0  # 0: the whole validation set
-    patience: int = 0
-    depth: int = 16
-    width: int = 8
-    activation: str = "swish"
+    patience: int = 0  # 0: no early stopping
     keep: str = "last"  # "best": the epoch of best clean validation balanced accuracy (nonrobust-only)
 
     @classmethod
@@ -86,6 +94,8 @@ class TrainConfig:
             raise ConfigError(f"unknown training setting(s): {', '.join(unknown)} (known: {', '.join(known)})")
         missing = [f.name for f in dataclasses.fields(cls) if f.name not in d
                    and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if d.get("method") == "trades":
+            missing += [k for k in TRADES_SETTINGS if k not in d]
         if missing:
             raise ConfigError(f"missing training setting(s): {', '.join(missing)}")
         if d.get("keep", "last") not in ("last", "best"):

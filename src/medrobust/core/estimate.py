@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from medrobust.core import hparams
-from medrobust.core.config import attacked, corruption_registry, grid_points, medmnist_info, saliency_dataset, stages
+from medrobust.core.config import (
+    attacked,
+    classes_and_channels,
+    corruption_registry,
+    grid_points,
+    medmnist_info,
+    saliency_dataset,
+    stages,
+)
 from medrobust.core.io import check_npz_splits
 from medrobust.core.stages import model_of
 
@@ -44,7 +52,7 @@ def dataset_sizes(config: dict[str, Any], name: str) -> Sizes:
     ds = config["datasets"][name]
     if ds["source"] == "npz" and "path" in ds:
         return _npz_sizes(ds["path"], ds["n_classes"])
-    return _sizes(ds, name)
+    return _sizes(ds, name, classes_and_channels(config, name)[0])
 
 
 @functools.lru_cache(maxsize=None)
@@ -54,15 +62,14 @@ def _npz_sizes(path: str, n_classes: int) -> Sizes:
     return Sizes(n["train"], n["val"], n["test"], n_classes)
 
 
-def _sizes(ds: dict[str, Any], name: str) -> Sizes:
+def _sizes(ds: dict[str, Any], name: str, n_classes: int) -> Sizes:
     if ds["source"] == "medmnist":
-        info = medmnist_info()[name]
-        n = info["n_samples"]
-        return Sizes(n["train"], n["val"], n["test"], len(info["label"]))
+        n = medmnist_info()[name]["n_samples"]
+        return Sizes(n["train"], n["val"], n["test"], n_classes)
     if ds["source"] == "synthetic":
         s = ds["synthetic"]
-        return Sizes(s["n_train"], s["n_val"], s["n_test"], s["n_classes"])
-    return Sizes(10_000, 1_000, 1_000, ds["n_classes"])  # a file still to download: a stated guess
+        return Sizes(s["n_train"], s["n_val"], s["n_test"], n_classes)
+    return Sizes(10_000, 1_000, 1_000, n_classes)  # a file still to download: a stated guess
 
 
 def train_seconds(config: dict[str, Any], name: str, stage: str, point: str) -> float:
