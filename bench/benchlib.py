@@ -29,7 +29,7 @@ def attack_parser(doc: str | None, batch_size: int, steps: int) -> argparse.Argu
 def model_parser(doc: str | None, batch_size: int, steps: int) -> argparse.ArgumentParser:
     """`attack_parser` plus a model and its data (the demo's outputs by default), or a WRN-16-W."""
     p = attack_parser(doc, batch_size, steps)
-    p.add_argument("--model", default="results/synthetic/base/selected/model.pt")
+    p.add_argument("--model", default="results/synthetic/rep0/base/model.pt")
     p.add_argument("--data", default="results/synthetic/data/prepared.npz")
     p.add_argument("--width", type=int, help="a randomly initialised WRN-16-W (same input shape) instead of --model")
     return p

@@ -59,7 +59,7 @@ def main() -> None:
     print("|---|---|---|")
     for seed in a.seeds:
         work = run(seed, a.out)
-        draws = np.load(work / "results/synthetic/nonrobust_eps4/bootstrap.npz")
+        draws = np.load(work / "results/synthetic/bootstrap/nonrobust_eps4.npz")
         nonrobust = ", ".join(f"{100 * v:.1f}" for v in draws["clean/balanced_accuracy/point"])
         overview = {r["Claim"]: r["synthetic"] for r in csv.DictReader(open(work / "results/summary/verdicts_overview.csv"))}
         gaps = margins(work)

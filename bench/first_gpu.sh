@@ -15,14 +15,18 @@ step "1. what this node offers (medrobust doctor)"
 "$MR" doctor
 
 step "2. refusal: a GPU job that sees no GPU stops with one line, exit 2"
-"$MR" synthesize --spec '{"n_classes": 2, "n_train": 2048, "n_val": 256, "n_test": 256}' --out "$WORK/s.npz" 2>/dev/null
+"$MR" synthesize --spec '{"n_classes": 2, "n_train": 2048, "n_val": 256, "n_test": 256}' --size 64 \
+    --out "$WORK/s.npz" 2>/dev/null
 "$MR" prepare --source "$WORK/s.npz" --n-classes 2 --n-channels 1 --source-size 64 --size 32 \
     --out "$WORK/p.npz" --stats "$WORK/p.json" 2>/dev/null
-HP='{"lr": 0.1, "batch_size": 128, "epochs": 3, "augment": true, "depth": 16, "width": 1, "seed": 0}'
+# every other setting at the schema's defaults (bf16 on the GPU)
+HP=$("$PY" -c 'import json; from medrobust.core.hparams import defaults
+print(json.dumps(defaults(lr=0.1, batch_size=128, epochs=3, augment=True, width=1)))')
 train() {  # train <device> <out dir> [extra env...]
     mkdir -p "$2"
-    "$MR" train --device "$1" --train-data "$WORK/p.npz" --val-data "$WORK/p.npz" --n-classes 2 --hparams "$HP" \
-        --state "$2/state.pt" --out-model "$2/model.pt" --out-metrics "$2/metrics.json" --out-history "$2/h.csv"
+    "$MR" train --device "$1" --jobs-per-gpu 1 --threads 2 --train-data "$WORK/p.npz" --val-data "$WORK/p.npz" \
+        --n-classes 2 --hparams "$HP" --checkpoint-every 5 --eval-batch-size 1024 --state "$2/state" \
+        --out-model "$2/model.pt" --out-metrics "$2/metrics.json" --out-history "$2/h.csv"
 }
 set +e
 CUDA_VISIBLE_DEVICES= train cuda "$WORK/refused" 2> "$WORK/refused.log"

@@ -5,7 +5,7 @@ alternately `--repeats` times and the medians are compared. Ours runs as the con
 runs it (channels-last model, bf16 autocast on GPUs, no parameter gradients, best iterate
 kept); torchattacks runs as documented (fp32, last iterate). Success = f(x_adv) = target.
 
-    python bench/pgd_throughput.py [--model results/synthetic/base/selected/model.pt]
+    python bench/pgd_throughput.py [--model results/synthetic/rep0/base/model.pt]
         [--data results/synthetic/data/prepared.npz] [--batch-size 256] [--steps 100]
 
 Defaults are the demo's outputs (run `./run.sh demo` first). `--width W` swaps in a randomly

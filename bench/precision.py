@@ -8,7 +8,7 @@ images of |Delta_bf16 - Delta_fp32| / |Delta_fp32|. It also builds the set both 
 each precision) and prints both target hit rates (judged in fp32), and the stem's relative error
 on delta alone (the stem runs in fp32 under autocast, so it should be ~0).
 
-    python bench/precision.py [--model results/synthetic/base/selected/model.pt]
+    python bench/precision.py [--model results/synthetic/rep0/base/model.pt]
         [--data results/synthetic/data/prepared.npz] [--width 8]  # --width: a random WRN-16-W
 
 On CPUs without native bf16 (AVX2) autocast is slow but exact in what it rounds: the numbers

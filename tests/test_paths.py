@@ -74,3 +74,17 @@ def test_named_inputs_are_read_back_by_stage_and_replicate() -> None:
          "replicates": [{"clean": "0clean", "corrupted": "0corrupted"}, {"clean": "1clean", "corrupted": "1corrupted"}]},
         {"dataset": "e", "stage": "robust_eps4", "replicates": [{"clean": "x"}]},
     ]
+
+
+def test_source_files_are_where_their_rules_put_them() -> None:
+    config = copy.deepcopy(DEMO)
+    config["datasets"] |= {"breastmnist": {"source": "medmnist", "grid": "demo"},
+                           "mine": {"source": "npz", "path": "/data/mine.npz", "grid": "demo"},
+                           "fetched": {"source": "npz", "url": "https://x/f.npz", "md5": "0" * 32, "grid": "demo"}}
+    assert paths.source(config, "synthetic") == f"resources/synthetic/synthetic_{config['source_size']}.npz"
+    assert paths.source(config, "mine") == "/data/mine.npz"
+    assert paths.source(config, "fetched") == paths.source_pattern(config, "npz").format(dataset="fetched")
+    config["source_size"] = 28  # medmnist's loader reads the 28 px release by its own name
+    assert paths.source(config, "breastmnist") == "resources/medmnist/breastmnist.npz"
+    config["source_size"] = 64
+    assert paths.source(config, "breastmnist") == "resources/medmnist/breastmnist_64.npz"
