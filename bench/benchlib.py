@@ -42,7 +42,7 @@ def model_and_batch(a: argparse.Namespace, device: torch.device,
     from medrobust.core.numerics import as_float
     from medrobust.core.splits import load_split
 
-    model, ckpt = load_model(a.model, device)
+    model, ckpt = load_model(a.model, device, "best")
     if a.width:
         model = build(**{**ckpt["model_args"], "depth": 16, "width": a.width}).to(device, memory_format=torch.channels_last).eval()
     x, y = load_split(a.data, split, device, ckpt["model_args"]["n_classes"])

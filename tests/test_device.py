@@ -106,7 +106,8 @@ def test_auto_falls_back_to_the_cpu_with_the_reason(caplog) -> None:
 
 @pytest.mark.skipif(CUDA_USABLE, reason="a usable GPU: --device cuda runs")
 def test_cuda_without_a_gpu_is_one_line_and_exit_2(checkpoint: Path, prepared_small: Path, tmp_path: Path) -> None:
-    done = subprocess.run(["medrobust", "evaluate", "--model", str(checkpoint), "--data", str(prepared_small),
+    done = subprocess.run(["medrobust", "evaluate", "--model", str(checkpoint), "--weights", "best",
+                           "--data", str(prepared_small),
                            "--out", str(tmp_path / "e.json"), "--device", "cuda", "--threads", "1", "--jobs-per-gpu", "1"],
                           capture_output=True, text=True, env=env_with_venv(), timeout=300)
     print(done.stderr)

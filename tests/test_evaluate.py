@@ -26,8 +26,8 @@ def test_corruption_metrics_on_a_known_case(checkpoint: Path, prepared_medium: P
                                    "corruption/identity": np.stack([images] * 5),
                                    "corruption/blank": np.stack([blank] * 5),
                                    "corruption/mixed": np.stack([images] * 4 + [half])})
-    clean, clean_probs = evaluate(checkpoint, prepared_medium, "test", torch.device("cpu"))
-    out, probs = evaluate_corrupted(checkpoint, tmp_path / "c.npz", torch.device("cpu"))
+    clean, clean_probs = evaluate(checkpoint, "best", prepared_medium, "test", torch.device("cpu"))
+    out, probs = evaluate_corrupted(checkpoint, "best", tmp_path / "c.npz", torch.device("cpu"))
     # the per-image probabilities behind every number: (corruptions, severities, N, C), sorted names
     assert probs["probs"].shape == (3, 5, len(labels), 4) and probs["probs"].dtype == np.float32
     assert list(probs["corruptions"]) == ["blank", "identity", "mixed"]
@@ -46,7 +46,7 @@ def test_corruption_metrics_on_a_known_case(checkpoint: Path, prepared_medium: P
 
 def test_a_file_without_corruptions_is_rejected_by_name(checkpoint: Path, prepared_medium: Path) -> None:
     with pytest.raises(DataError, match="prepared.npz: not a corrupted test set"):
-        evaluate_corrupted(checkpoint, prepared_medium, torch.device("cpu"))
+        evaluate_corrupted(checkpoint, "best", prepared_medium, torch.device("cpu"))
 
 
 def test_clean_evaluation_counts_the_predicted_classes(prepared_small: Path, tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_clean_evaluation_counts_the_predicted_classes(prepared_small: Path, tmp
         model.fc.bias.copy_(torch.tensor([0.0, 0.0, 1.0, 0.0]))
     torch.save({"model_args": args, "state_dict": model.state_dict(), "hparams": {"precision": "fp32"}},
                tmp_path / "one_class.pt")
-    out, probs = evaluate(tmp_path / "one_class.pt", prepared_small, "test", torch.device("cpu"))
+    out, probs = evaluate(tmp_path / "one_class.pt", "best", prepared_small, "test", torch.device("cpu"))
     assert probs["probs"].shape == (100, 4) and (probs["probs"].argmax(1) == 2).all()
     assert out["predicted_class_counts"] == [0, 0, out["n"], 0] and out["n"] == 100
     assert out["balanced_accuracy"] == pytest.approx(0.25) and out["auc"] == pytest.approx(0.5)

@@ -237,5 +237,5 @@ def test_hyperparameter_table(tmp_path: Path) -> None:
 
 def test_hyperparameter_table_names_a_bad_selection() -> None:
     bad = _selection("pathmnist", "base", [(0.1, 32, 200, False)], 0) | {"selected": "nope"}
-    with pytest.raises(ValueError, match="pathmnist/base: selected point 'nope'"):
+    with pytest.raises(ValueError, match="pathmnist/base: selected grid point 'nope'"):
         hyperparameter_table([bad])

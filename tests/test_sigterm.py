@@ -94,7 +94,7 @@ def test_construct_stops_within_a_batch_and_resumes(checkpoint: Path, prepared_s
     settings = construction_defaults(eps=4 / 255, steps=10, random_start=True, precision="fp32")
 
     def command(d: Path) -> list[str]:  # the ~100 training images the tiny model gets right: ~10 batches
-        return ["medrobust", "construct", "--model", str(checkpoint), "--data", str(prepared_small),
+        return ["medrobust", "construct", "--model", str(checkpoint), "--weights", "best", "--data", str(prepared_small),
                 "--settings", json.dumps(settings), "--batch-size", "10", "--threads", "1", "--device", "cpu",
                 "--jobs-per-gpu", "1",
                 "--state", str(d / "state"), "--out", str(d / "set.npz"), "--stats", str(d / "set.json")]
@@ -106,7 +106,7 @@ def test_construct_stops_within_a_batch_and_resumes(checkpoint: Path, prepared_s
 def test_autoattack_stops_within_an_attack_and_resumes(checkpoint: Path, prepared_medium: Path,
                                                        tmp_path: Path) -> None:
     def command(d: Path) -> list[str]:  # APGD-CE alone breaks every point: 6 batches of it
-        return ["medrobust", "autoattack", "--model", str(checkpoint), "--data", str(prepared_medium),
+        return ["medrobust", "autoattack", "--model", str(checkpoint), "--weights", "best", "--data", str(prepared_medium),
                 "--eps", "1", "--n-images", "30", "--seed", "0", "--batch-size", "5", "--threads", "1", "--device", "cpu",
                 "--jobs-per-gpu", "1",
                 "--state", str(d / "state"), "--out", str(d / "aa.json")]

@@ -58,18 +58,20 @@ def test_training_learns_the_synthetic_task(prepared_small: Path, tmp_path: Path
     assert margs["n_channels"] == 1 and 0.2 < margs["mean"][0] < 0.6
     assert [h["epoch"] for h in history] == list(range(1, 7))
     assert history[-1]["val_balanced_accuracy"] > 0.6  # chance is 0.25
-    assert chosen == history[-1] and last is None  # keep="last": the last epoch, nothing else saved
+    scores = [h["val_balanced_accuracy"] for h in history]
+    assert chosen == history[scores.index(max(scores))]  # the best epoch; the last one's weights beside it
+    assert (last is None) == (chosen == history[-1])
 
 
-def test_keep_best_returns_the_best_validation_epoch_and_the_last(prepared_small: Path, tmp_path: Path) -> None:
-    """keep="best" (nonrobust-only models): the epoch of best clean validation balanced accuracy
-    is returned, and the last epoch's weights beside it."""
+def test_the_best_validation_epoch_is_returned_and_the_last_beside_it(prepared_small: Path, tmp_path: Path) -> None:
+    """The epoch of best clean validation balanced accuracy is returned, and the last epoch's
+    weights beside it: which one a model keeps is its selection's and evaluation's setting."""
     dev = torch.device("cpu")
     tx, ty = load_split(prepared_small, "train", dev, 4)
     vx, vy = load_split(prepared_small, "val", dev, 4)
     # labels shuffled against the images: validation accuracy wanders, and its best is early
     perm = torch.randperm(len(ty), generator=torch.Generator().manual_seed(0))
-    cfg = train_config(lr=0.1, batch_size=50, epochs=5, keep="best", **TINY)
+    cfg = train_config(lr=0.1, batch_size=50, epochs=5, **TINY)
     model, _, history, chosen, last = fit(cfg, Data(tx, ty[perm], vx, vy, 4), tmp_path / "s")
     scores = [h["val_balanced_accuracy"] for h in history]
     assert chosen == history[scores.index(max(scores))]
@@ -78,8 +80,8 @@ def test_keep_best_returns_the_best_validation_epoch_and_the_last(prepared_small
         assert any(not torch.equal(last[k], v) for k, v in model.state_dict().items())
     else:
         assert last is None
-    with pytest.raises(ConfigError, match="keep"):
-        TrainConfig.from_dict(defaults(keep="first"))
+    with pytest.raises(ConfigError, match="unknown training setting.*: keep"):  # not a training setting any more
+        TrainConfig.from_dict(defaults(keep="best"))
     with pytest.raises(ConfigError, match="missing training setting.*: ema_decay"):  # no default but the schema's
         TrainConfig.from_dict({k: v for k, v in defaults().items() if k != "ema_decay"})
     with pytest.raises(ConfigError, match="missing training setting.*: beta"):
@@ -112,7 +114,7 @@ def test_sigterm_then_rerun_equals_uninterrupted(prepared_small: Path, tmp_path:
     assert not (split / "state").exists()
 
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (whole, split))
-    assert a["final"] == b["final"]
+    assert a["best"] == b["best"] and a["last"] == b["last"]
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
     # history.csv: every epoch, those before the interruption included; equal but for the timings
     ha, hb = (read_history(d / "history.csv") for d in (whole, split))
@@ -120,10 +122,11 @@ def test_sigterm_then_rerun_equals_uninterrupted(prepared_small: Path, tmp_path:
     assert [{k: v for k, v in r.items() if k not in TIMING} for r in ha] == \
         [{k: v for k, v in r.items() if k not in TIMING} for r in hb]
     assert all(math.isnan(r["val_robust_balanced_accuracy"]) and r["images_per_second"] > 0 for r in hb)
-    ma, _ = load_model(whole / "model.pt", torch.device("cpu"))
-    mb, ckpt = load_model(split / "model.pt", torch.device("cpu"))
-    assert all(torch.equal(p, q) for p, q in zip(ma.state_dict().values(), mb.state_dict().values()))
-    assert {"model_args", "hparams", "final", "provenance"} <= set(ckpt)
+    for epoch in ("best", "last"):  # the weights of either epoch, bit-identical
+        ma, _ = load_model(whole / "model.pt", torch.device("cpu"), epoch)
+        mb, ckpt = load_model(split / "model.pt", torch.device("cpu"), epoch)
+        assert all(torch.equal(p, q) for p, q in zip(ma.state_dict().values(), mb.state_dict().values()))
+    assert {"model_args", "hparams", "best", "last", "epochs", "provenance"} <= set(ckpt)
     assert ckpt["provenance"]["versions"]["torch"] == torch.__version__.split("+")[0]
 
 
@@ -146,7 +149,7 @@ def test_corrupt_checkpoint_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "model.pt"
     bad.write_bytes(np.random.default_rng(0).bytes(1000))
     with pytest.raises(DataError, match="model.pt: not a medrobust checkpoint"):
-        load_model(bad, torch.device("cpu"))
+        load_model(bad, torch.device("cpu"), "best")
 
 
 def test_history_csv_has_every_column_and_robust_where_measured(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from medrobust.jobs.state import resumable, state_lock
 from conftest import REPO, corrupt, env_with_venv, sigterm_when_logged
 
 ONE_CPU = ["--device", "cpu", "--threads", "1", "--jobs-per-gpu", "1"]
+BEST = ["--weights", "best"]
 TINY_HP = defaults(lr=0.1, batch_size=50, depth=10, width=1, precision="fp32", ema_decay=0.9)
 
 
@@ -155,7 +156,7 @@ def test_unknown_training_and_construction_settings_are_named(checkpoint: Path, 
     args[args.index("--hparams") + 1] = json.dumps({**TINY_HP, "epochs": 1, "lable_smoothing": 0.1})
     _one_line(_cli(*args), "lable_smoothing")
     assert not (tmp_path / "model.pt").exists()
-    done = _cli("construct", "--model", str(checkpoint), "--data", str(prepared_small), "--settings",
+    done = _cli("construct", "--model", str(checkpoint), *BEST, "--data", str(prepared_small), "--settings",
                 json.dumps({"eps": 0.01, "stepz": 3}), "--state", str(tmp_path / "n_state"), "--batch-size", "8",
                 "--out", str(tmp_path / "n.npz"), "--stats", str(tmp_path / "n.json"), *ONE_CPU)
     _one_line(done, "stepz")
@@ -174,7 +175,7 @@ def test_labels_outside_the_classes_are_named(checkpoint: Path, prepared_small: 
     test[3] = 7
     bad = _relabelled(prepared_small, tmp_path / "bad.npz", "test", test)
     out = tmp_path / "clean.json"
-    _one_line(_cli("evaluate", "--model", str(checkpoint), "--data", str(bad), "--out", str(out), *ONE_CPU),
+    _one_line(_cli("evaluate", "--model", str(checkpoint), *BEST, "--data", str(bad), "--out", str(out), *ONE_CPU),
               "bad.npz [test]", "labels span 0..7", "4 classes")
     assert not out.exists()
     args = _train_args(prepared_small, tmp_path, 1)
@@ -185,18 +186,18 @@ def test_labels_outside_the_classes_are_named(checkpoint: Path, prepared_small: 
 def test_images_and_labels_of_different_lengths_are_named(checkpoint: Path, prepared_small: Path, tmp_path: Path) -> None:
     test = read_npz(prepared_small, ("test_labels",))["test_labels"]
     short = _relabelled(prepared_small, tmp_path / "short.npz", "test", test[:-5])
-    _one_line(_cli("evaluate", "--model", str(checkpoint), "--data", str(short), "--out", str(tmp_path / "e.json"),
+    _one_line(_cli("evaluate", "--model", str(checkpoint), *BEST, "--data", str(short), "--out", str(tmp_path / "e.json"),
                    *ONE_CPU),
               "short.npz [test]", "95 labels for 100 images")
     images = read_npz(prepared_small, ("test_images",))["test_images"]
     write_npz(tmp_path / "c.npz", {"labels": test[:-1], "corruption/identity": np.stack([images] * 5)})
-    _one_line(_cli("evaluate-corrupted", "--model", str(checkpoint), "--data", str(tmp_path / "c.npz"),
+    _one_line(_cli("evaluate-corrupted", "--model", str(checkpoint), *BEST, "--data", str(tmp_path / "c.npz"),
                    "--out", str(tmp_path / "c.json"), *ONE_CPU), "c.npz [corruption/identity]", "99 labels for 100 images")
     assert not list(tmp_path.glob("*.json"))
 
 
 def test_a_missing_or_corrupt_model_is_named(prepared_small: Path, tmp_path: Path) -> None:
-    _one_line(_cli("evaluate", "--model", str(tmp_path / "none.pt"), "--data", str(prepared_small),
+    _one_line(_cli("evaluate", "--model", str(tmp_path / "none.pt"), *BEST, "--data", str(prepared_small),
                    "--out", str(tmp_path / "e.json"), *ONE_CPU), "none.pt: checkpoint not found")
 
 

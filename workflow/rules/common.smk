@@ -136,6 +136,11 @@ def selection_criterion(wildcards):
     return hparams.selection_criterion(config, wildcards.stage)
 
 
+def kept_epoch(wildcards):
+    """The epoch whose weights a stage's models keep (selection and evaluation)."""
+    return hparams.kept_epoch(config, wildcards.stage)
+
+
 def grid_paths(dataset, stage, name):
     return [f"{paths.point_dir(dataset, stage, p)}/{name}" for p in grid_points(config, dataset, stage)]
 

@@ -47,7 +47,7 @@ rule evaluate_clean:
     params:
         device=DEVICE,
         code=code("evaluate"),
-        weights="kept",
+        weights=kept_epoch,
     log:
         "logs/{dataset}/rep{rep}/{stage}/evaluate_clean.log",
     threads: config["threads"]["evaluate"]
@@ -87,6 +87,7 @@ rule evaluate_corrupted:
     params:
         device=DEVICE,
         code=code("evaluate-corrupted"),
+        weights=kept_epoch,
     log:
         "logs/{dataset}/rep{rep}/{stage}/evaluate_corrupted.log",
     benchmark:
@@ -100,7 +101,7 @@ rule evaluate_corrupted:
     conda:
         ENV
     shell:
-        "medrobust evaluate-corrupted --model {input.model} --data {input.data}"
+        "medrobust evaluate-corrupted --model {input.model} --weights {params.weights} --data {input.data}"
         " --threads {threads} {params.device} --out {output.json} --out-probs {output.probs} 2> {log}"
 
 
@@ -114,6 +115,7 @@ rule autoattack:
     params:
         device=DEVICE,
         code=code("autoattack"),
+        weights=kept_epoch,
         eps=config["evaluation"]["autoattack"]["eps"],
         n_images=config["evaluation"]["autoattack"]["n_images"],
         seed=config["seed"],
@@ -134,7 +136,8 @@ rule autoattack:
     conda:
         ENV
     shell:
-        "medrobust autoattack --model {input.model} --data {input.data} --split test --eps {params.eps}"
+        "medrobust autoattack --model {input.model} --weights {params.weights} --data {input.data} --split test"
+        " --eps {params.eps}"
         " --n-images {params.n_images} --seed {params.seed} --batch-size {params.batch_size}"
         " --state {params.state} --threads {threads} {params.device} --out {output.json}"
         " --out-probs {output.probs} 2> {log}"

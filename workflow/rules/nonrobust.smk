@@ -14,6 +14,7 @@ rule construct_nonrobust:
         device=DEVICE,
         code=code("construct"),
         settings=construction_settings,
+        weights=hparams.kept_epoch(config, "base"),
         # the PGD start of each image is seeded per batch, and bf16 rounding depends on the batch
         batch_size=config["nonrobust"]["batch_size"],
         # resumable state (finished batches): beside the outputs, not one of them
@@ -31,6 +32,7 @@ rule construct_nonrobust:
     conda:
         ENV
     shell:
-        "medrobust construct --model {input.model} --data {input.data} --settings {params.settings}"
+        "medrobust construct --model {input.model} --weights {params.weights} --data {input.data}"
+        " --settings {params.settings}"
         " --batch-size {params.batch_size} --threads {threads} {params.device}"
         " --state {params.state} --out {output.npz} --stats {output.stats} 2> {log}"

@@ -79,6 +79,7 @@ rule figure_saliency:
     params:
         device=DEVICE,
         code=code("saliency"),
+        weights=f"--standard-weights {hparams.kept_epoch(config, 'base')} --robust-weights {hparams.kept_epoch(config, 'robust_eps4')}",
         eps=config["evaluation"]["main_eps"],
         steps=config["evaluation"]["saliency"]["steps"],
         index=(
@@ -98,7 +99,7 @@ rule figure_saliency:
     conda:
         ENV
     shell:
-        "medrobust saliency --standard {input.standard} --robust {input.robust} --data {input.data}"
+        "medrobust saliency --standard {input.standard} --robust {input.robust} {params.weights} --data {input.data}"
         " --eps {params.eps} --steps {params.steps} {params.index} --seed {params.seed} --threads {threads} {params.device}"
         " --out-png {output.png} --out-pdf {output.pdf} --out-json {output.json} 2> {log}"
 

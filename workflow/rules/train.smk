@@ -76,10 +76,11 @@ rule select:
     params:
         code=code("select"),
         criterion=selection_criterion,
+        epoch=kept_epoch,
     log:
         "logs/{dataset}/grid/{stage}/select.log",
     conda:
         ENV
     shell:
-        "medrobust select --metrics {input.metrics} --criterion {params.criterion}"
+        "medrobust select --metrics {input.metrics} --criterion {params.criterion} --epoch {params.epoch}"
         " --out {output.choice} --model-out {output.model} 2> {log}"

@@ -55,6 +55,15 @@ def add_figure_outputs(s: argparse.ArgumentParser) -> None:
     s.add_argument("--out-pdf", required=True)
 
 
+def add_model_args(s: argparse.ArgumentParser, what: str = "a trained model (medrobust train)") -> None:
+    """--model and the epoch whose weights it uses (--weights: the one its stage keeps)."""
+    from medrobust.core.stages import EPOCHS
+
+    s.add_argument("--model", required=True, help=what)
+    s.add_argument("--weights", choices=EPOCHS, required=True,
+                   help="the checkpoint's best epoch (by its method's validation metric) or its last")
+
+
 def add_inputs_arg(s: argparse.ArgumentParser, what: str) -> None:
     """--inputs: the rule's named inputs (medrobust.core.paths.key -> path), as JSON."""
     s.add_argument("--inputs", required=True, help=f"JSON object {{<dataset>/<stage>/<rep>/<kind>: file}}: {what}")

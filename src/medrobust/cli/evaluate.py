@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medrobust.cli.args import add_device_args, job_device, log
+from medrobust.cli.args import add_device_args, add_model_args, job_device, log
 from medrobust.core.io import write_json, write_npz
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     from medrobust.jobs.provenance import record
 
     a.out_probs = probs_path(a)
-    metrics, probs = evaluate(a.model, a.data, a.split, job_device(a), weights=a.weights)
+    metrics, probs = evaluate(a.model, a.weights, a.data, a.split, job_device(a))
     write_npz(a.out_probs, probs)
     write_json(a.out, {"split": a.split, "model": a.model, "weights": a.weights, "data": a.data, "metrics": metrics,
                        "probs": Path(a.out_probs).name, "provenance": record()})
@@ -57,9 +57,9 @@ def cmd_evaluate_corrupted(a: argparse.Namespace) -> None:
     from medrobust.jobs.provenance import record
 
     a.out_probs = probs_path(a)
-    result, probs = evaluate_corrupted(a.model, a.data, job_device(a), a.batch_size)
+    result, probs = evaluate_corrupted(a.model, a.weights, a.data, job_device(a), a.batch_size)
     write_npz(a.out_probs, probs)
-    write_json(a.out, {"model": a.model, "data": a.data, **result, "probs": Path(a.out_probs).name,
+    write_json(a.out, {"model": a.model, "weights": a.weights, "data": a.data, **result, "probs": Path(a.out_probs).name,
                        "provenance": record()})
     log.info("%s on %s: mean %s", a.model, a.data, result["mean"])
 
@@ -75,7 +75,7 @@ def cmd_autoattack(a: argparse.Namespace) -> None:
     a.out_probs = probs_path(a)
     device = job_device(a)
     precision = exact_evaluation()  # the attack and both metrics at one precision
-    model, ckpt = load_model(a.model, device)
+    model, ckpt = load_model(a.model, device, a.weights)
     n_classes = ckpt["model_args"]["n_classes"]
     idx, x, y = attacked_images(a, device, n_classes)
     aa = autoattack.build(model, n_classes, a.eps / 255, a.seed, device)
@@ -92,7 +92,7 @@ def cmd_autoattack(a: argparse.Namespace) -> None:
         linf = (progress.x_adv - x).abs().amax().item() * 255
         write_npz(a.out_probs, {"labels": y.cpu().numpy(), "index": idx, "clean_probs": clean_probs,
                                 "probs": adv_probs})
-        write_json(a.out, {"model": a.model, "data": a.data, **settings, "precision": precision,
+        write_json(a.out, {"model": a.model, "weights": a.weights, "data": a.data, **settings, "precision": precision,
                            "n_target_classes": autoattack.attack_plan(n_classes)[1],
                            "robust_accuracy_after": progress.done, "linf_max_255": linf, "code": tag["code"],
                            "clean_metrics": clean, "metrics": metrics, "probs": Path(a.out_probs).name,
@@ -151,11 +151,9 @@ def add_parsers(sub: Any) -> None:
     s.set_defaults(func=cmd_corrupt)
 
     s = sub.add_parser("evaluate", help="clean metrics of a checkpoint on one split")
-    s.add_argument("--model", required=True)
+    add_model_args(s)
     s.add_argument("--data", required=True)
     s.add_argument("--split", default="test", choices=("train", "val", "test"))
-    s.add_argument("--weights", default="kept", choices=("kept", "last"),
-                   help="the checkpoint's kept epoch, or its last one (if it kept another)")
     s.add_argument("--out", required=True)
     s.add_argument("--out-probs", help="npz of the labels and per-image class probabilities "
                    "(default: beside --out, <name>_probs.npz)")
@@ -163,7 +161,7 @@ def add_parsers(sub: Any) -> None:
     s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("evaluate-corrupted", help="metrics on every corruption and severity, and their mean")
-    s.add_argument("--model", required=True)
+    add_model_args(s)
     s.add_argument("--data", required=True, help="the corrupted test set (medrobust corrupt)")
     s.add_argument("--batch-size", type=int, default=1024)
     s.add_argument("--out", required=True)
@@ -173,7 +171,7 @@ def add_parsers(sub: Any) -> None:
     s.set_defaults(func=cmd_evaluate_corrupted)
 
     s = sub.add_parser("autoattack", help="AutoAttack (L-inf) metrics; resumes from --state (batch by batch)")
-    s.add_argument("--model", required=True)
+    add_model_args(s)
     s.add_argument("--data", required=True)
     s.add_argument("--split", default="test", choices=("val", "test"))
     s.add_argument("--eps", type=int, required=True, help="in units of 1/255")

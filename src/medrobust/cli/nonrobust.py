@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from medrobust.cli.args import add_device_args, job_device, log, parse_json
+from medrobust.cli.args import add_device_args, add_model_args, job_device, log, parse_json
 from medrobust.core.io import write_json, write_npz
 
 
@@ -23,7 +23,7 @@ def cmd_construct(a: argparse.Namespace) -> None:
     device = job_device(a)
     settings = parse_json(a.settings, "--settings")
     cfg = ConstructionConfig.from_dict(settings)
-    model, ckpt = load_model(a.model, device)
+    model, ckpt = load_model(a.model, device, a.weights)
     n_classes = ckpt["model_args"]["n_classes"]
     x, y = load_split(a.data, "train", device, n_classes)
     log.info("constructing %s from %s: %d training images, %s", a.out, a.model, len(y), cfg)
@@ -37,7 +37,7 @@ def cmd_construct(a: argparse.Namespace) -> None:
                           "train_source_index": built["source_index"],
                           "train_original_labels": built["labels"]})
         stats = built["stats"]
-        write_json(a.stats, {**stats, "model": a.model, "data": a.data, "code": tag["code"],
+        write_json(a.stats, {**stats, "model": a.model, "weights": a.weights, "data": a.data, "code": tag["code"],
                              "provenance": record(settings)})
     log.info("used %d of %d images; target hit rate %.4f; targets equal to the original label %.4f (chance %.4f); "
              "max L-inf %.3f/255", stats["n_used"], stats["n_train"], stats["target_hit_rate"],
@@ -46,7 +46,7 @@ def cmd_construct(a: argparse.Namespace) -> None:
 
 def add_parsers(sub: Any) -> None:
     s = sub.add_parser("construct", help="build the nonrobust-feature training set (targeted PGD)")
-    s.add_argument("--model", required=True, help="the selected base model")
+    add_model_args(s, "the base model (its epoch: --weights)")
     s.add_argument("--data", required=True, help="prepared npz whose train split is attacked")
     s.add_argument("--settings", required=True, help="JSON of ConstructionConfig fields")
     s.add_argument("--out", required=True)

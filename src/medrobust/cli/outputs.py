@@ -18,6 +18,7 @@ from medrobust.cli.args import (
     stage_inputs,
 )
 from medrobust.core.io import read_json, write_json
+from medrobust.core.stages import EPOCHS
 
 
 def cmd_saliency(a: argparse.Namespace) -> None:
@@ -28,7 +29,9 @@ def cmd_saliency(a: argparse.Namespace) -> None:
     from medrobust.report.figures import saliency_figure
 
     device = job_device(a)
-    loaded = {label: load_model(path, device) for label, path in (("Robust", a.robust), ("Standard", a.standard))}
+    loaded = {label: load_model(path, device, weights)
+              for label, path, weights in (("Robust", a.robust, a.robust_weights),
+                                           ("Standard", a.standard, a.standard_weights))}
     models = {label: model for label, (model, _) in loaded.items()}
     x, y = load_split(a.data, "test", device, loaded["Standard"][1]["model_args"]["n_classes"])
     ex = example(models, "Standard", "Robust", as_float(x), y, a.eps / 255, a.steps, a.index, a.seed)
@@ -186,6 +189,8 @@ def add_parsers(sub: Any) -> None:
     s = sub.add_parser("saliency", help="Fig. 1: saliency maps of the robust and standard model")
     s.add_argument("--standard", required=True, help="the base model")
     s.add_argument("--robust", required=True)
+    for which in ("standard", "robust"):
+        s.add_argument(f"--{which}-weights", choices=EPOCHS, required=True, help=f"the {which} model's epoch")
     s.add_argument("--data", required=True)
     s.add_argument("--eps", type=int, required=True, help="of the adversarial example, in units of 1/255")
     s.add_argument("--steps", type=int, required=True)

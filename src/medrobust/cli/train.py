@@ -11,6 +11,7 @@ from typing import Any
 from medrobust.cli.args import add_device_args, job_device, log, parse_json
 from medrobust.core.errors import ConfigError
 from medrobust.core.io import atomic_path, write_json
+from medrobust.core.stages import EPOCHS
 
 
 def cmd_train(a: argparse.Namespace) -> None:
@@ -36,7 +37,7 @@ def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
     from medrobust.jobs.provenance import record
     from medrobust.jobs.state import fingerprint, resumable, sigterm_flag
     from medrobust.train.history import write_history
-    from medrobust.train.loop import Data, TrainConfig, fit, kept_by
+    from medrobust.train.loop import Data, TrainConfig, fit
 
     hparams = parse_json(a.hparams, "--hparams") if a.hparams else selected_hparams(a.selected, a.seed)
     cfg = TrainConfig.from_dict(hparams)
@@ -56,16 +57,17 @@ def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
     with resumable(a.state, tag, "training state") as state:
         method = objective(cfg)
         run = fit(cfg, data, state, sigterm_flag(), a.checkpoint_every, a.eval_batch_size, method)
-        meta = {"hparams": hparams, "final": val_row(run.kept), "last": val_row(run.history[-1]),
-                "epochs": epochs_record(run.history, run.kept, kept_by(cfg, method)),
+        meta = {"hparams": hparams, "best": val_row(run.best), "last": val_row(run.history[-1]),
+                "epochs": epochs_record(run.history, run.best, method.best_by),
                 "history": run.history, "train_data": a.train_data, "val_data": a.val_data, "device": str(device),
                 "precision": precision, "seconds_this_session": time.perf_counter() - t0, "code": tag["code"],
                 "provenance": record(hparams)}
         save_checkpoint(a.out_model, run.model_args, run.model.state_dict(), run.last_state, **meta)
         write_json(a.out_metrics, meta)
         write_history(run.history, cfg.batch_size, a.out_history)
-    log.info("done: kept epoch %d (%s): val balanced accuracy %.4f, AUC %.4f", meta["epochs"]["kept"],
-             meta["epochs"]["kept_by"], meta["final"]["val_balanced_accuracy"], meta["final"]["val_auc"])
+    log.info("done: best epoch %d (by %s), last %d: val balanced accuracy %.4f and %.4f", meta["epochs"]["best"],
+             meta["epochs"]["best_by"], meta["epochs"]["last"], meta["best"]["val_balanced_accuracy"],
+             meta["last"]["val_balanced_accuracy"])
 
 
 def selected_hparams(path: str, seed: int | None) -> dict[str, Any]:
@@ -87,19 +89,19 @@ def val_row(row: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in row.items() if k.startswith("val_") or k == "epoch"}
 
 
-def epochs_record(history: list[dict[str, float]], kept: dict[str, float], criterion: str | None) -> dict[str, Any]:
-    """Which epoch was kept and why, the last one, and the best by clean validation balanced
-    accuracy (recorded for every model, also those that keep their last epoch)."""
-    best = max(history, key=lambda h: h["val_balanced_accuracy"])
-    return {"kept": int(kept["epoch"]), "kept_by": criterion or "last epoch", "last": int(history[-1]["epoch"]),
-            "best_val_balanced_accuracy": int(best["epoch"]), "of": len(history)}
+def epochs_record(history: list[dict[str, float]], best: dict[str, float], criterion: str) -> dict[str, Any]:
+    """The best epoch and by what, the last one, and the best by clean validation balanced
+    accuracy (for TRADES another than `best`)."""
+    clean = max(history, key=lambda h: h["val_balanced_accuracy"])
+    return {"best": int(best["epoch"]), "best_by": criterion, "last": int(history[-1]["epoch"]),
+            "best_val_balanced_accuracy": int(clean["epoch"]), "of": len(history)}
 
 
 def cmd_select(a: argparse.Namespace) -> None:
     from medrobust.jobs.provenance import record
     from medrobust.train.select import select
 
-    choice = select(a.metrics, a.criterion)
+    choice = select(a.metrics, a.criterion, a.epoch)
     chosen = Path(choice["candidates"][0]["path"]).parent / "model.pt"
     with atomic_path(a.model_out) as tmp:
         shutil.copyfile(chosen, tmp)
@@ -130,6 +132,8 @@ def add_parsers(sub: Any) -> None:
     s = sub.add_parser("select", help="pick the best grid point by a validation metric")
     s.add_argument("--metrics", nargs="+", required=True)
     s.add_argument("--criterion", required=True)
+    s.add_argument("--epoch", choices=EPOCHS, required=True,
+                   help="the epoch a model keeps, whose validation metrics select (best: by the method's metric)")
     s.add_argument("--out", required=True)
     s.add_argument("--model-out", required=True)
     s.set_defaults(func=cmd_select)

@@ -36,14 +36,21 @@ def train_hparams(config: dict[str, Any], dataset: str, stage: str, point: str) 
           "crop_padding": t["augmentation"]["crop_padding"], "hflip": horizontal_flips(config, dataset),
           "precision": t["precision"], "channels_last": t["channels_last"], "depth": m["depth"], "width": m["width"],
           "activation": m["activation"]}
-    if model_of(stage) == "nonrobust":
-        hp["keep"] = config["nonrobust"]["keep_epoch"]
     if model_of(stage) == "robust":
         r = config["robust"]
         hp |= {"method": "trades", "eps": stage_eps(stage) / 255, "beta": r["beta"], "attack_steps": r["steps"],
                "step_size_factor": r["step_size_factor"], "val_attack_steps": r["val_attack_steps"],
                "val_max_images": r["val_max_images"], "patience": r["patience"]}
     return hp
+
+
+def kept_epoch(config: dict[str, Any], stage: str) -> str:
+    """The epoch whose weights a stage's models keep (core.stages.EPOCHS), which their selection
+    reads and their evaluations use: a base model its last (the paper's schedule), a robust model
+    its best under attack (early stopping on adversarial validation, Section 3.2), a nonrobust-only
+    model `nonrobust.keep_epoch` (the best clean validation epoch by default: not stated)."""
+    model = model_of(stage)
+    return {"base": "last", "robust": "best", "nonrobust": config["nonrobust"]["keep_epoch"]}[model]
 
 
 def train_command(stage: str) -> str:

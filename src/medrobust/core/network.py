@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from medrobust.core.errors import DataError
 from medrobust.core.io import atomic_path
 from medrobust.core.numerics import as_float, autocast, eval_mode
+from medrobust.core.stages import EPOCHS
 
 ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU}
 
@@ -81,8 +82,8 @@ def build(**model_args: Any) -> WideResNet:
 def save_checkpoint(path: str | Path, model_args: dict[str, Any], state_dict: dict[str, Any],
                     last_state_dict: dict[str, Any] | None = None, **meta: Any) -> None:
     """The self-describing checkpoint `load_model` reads, written atomically: the network's
-    arguments, the kept epoch's weights, the last epoch's when another epoch was kept (so that
-    it is evaluated without retraining), and `meta` (hyperparameters, history, provenance)."""
+    arguments, the best epoch's weights, the last epoch's when they are another's (so that
+    either is evaluated without retraining), and `meta` (hyperparameters, history, provenance)."""
     weights = {"state_dict": state_dict}
     if last_state_dict is not None:
         weights["last_state_dict"] = last_state_dict
@@ -90,10 +91,12 @@ def save_checkpoint(path: str | Path, model_args: dict[str, Any], state_dict: di
         torch.save({"model_args": model_args, **weights, **meta}, tmp)
 
 
-def load_model(path: str | Path, device: torch.device, weights: str = "kept") -> tuple[WideResNet, dict[str, Any]]:
-    """Rebuild a model from a self-describing checkpoint; return it (eval mode) and the checkpoint.
-    weights="last": the last epoch's weights, which a checkpoint that kept another epoch carries
-    as `last_state_dict` (without it, the kept epoch was the last)."""
+def load_model(path: str | Path, device: torch.device, weights: str) -> tuple[WideResNet, dict[str, Any]]:
+    """Rebuild a model from a self-describing checkpoint at the weights of its `weights` epoch
+    (EPOCHS: "best", or "last", carried as `last_state_dict` when it is not the best); return it
+    (eval mode) and the checkpoint."""
+    if weights not in EPOCHS:
+        raise ValueError(f"weights must be one of {EPOCHS}, got {weights!r}")
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: checkpoint not found")

@@ -89,10 +89,12 @@ def _root(differs: bool, variant: Variant | None) -> str:
 
 def model_settings(config: dict[str, Any], dataset: str, stage: str) -> dict[str, Any]:
     """Every setting a stage's models depend on, upstream included: the grid (each point's
-    hyperparameters), the selection criterion and, for a nonrobust-only stage, the construction
-    of its training set and the base models it is built from."""
+    hyperparameters), the selection (its criterion, at the epoch the models keep) and, for a
+    nonrobust-only stage, the construction of its training set and the base models it is built
+    from."""
     grid = {p: hparams.train_hparams(config, dataset, stage, p) for p in grid_points(config, dataset, stage)}
-    own = {"grid": grid, "select": hparams.selection_criterion(config, stage)}
+    own = {"grid": grid, "select": hparams.selection_criterion(config, stage),
+           "epoch": hparams.kept_epoch(config, stage)}
     if model_of(stage) != "nonrobust":
         return own
     built = hparams.construction_settings(config, stage_eps(stage), 0)

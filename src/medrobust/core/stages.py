@@ -1,5 +1,5 @@
 """The study's vocabulary, defined once: model stages (base, nonrobust_eps<e>, robust_eps<e>; e
-the L-inf budget in 1/255), the metrics and their labels."""
+the L-inf budget in 1/255), the metrics and their labels, the epochs a model may keep."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ MODELS = ("base", "nonrobust", "robust")
 STAGE_PATTERN = r"base|(?:nonrobust|robust)_eps\d+"  # also the Snakefile's wildcard constraint
 METRICS = ("balanced_accuracy", "auc")
 METRIC_LABELS = {"balanced_accuracy": "balanced accuracy", "auc": "AUC"}
+EPOCHS = ("best", "last")  # a trained model's weights: its best epoch's (by its method's metric), its last's
 
 
 def stage_name(model: str, eps: int | None) -> str:

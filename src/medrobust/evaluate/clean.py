@@ -14,9 +14,10 @@ from medrobust.core.numerics import exact_evaluation
 from medrobust.core.splits import load_split
 
 
-def evaluate(model_path: str | Path, data_path: str | Path, split: str, device: torch.device,
-             batch_size: int = 1024, weights: str = "kept") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Balanced accuracy, macro AUC and accuracy of a checkpoint on one split of a prepared file,
+def evaluate(model_path: str | Path, weights: str, data_path: str | Path, split: str, device: torch.device,
+             batch_size: int = 1024) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Balanced accuracy, macro AUC and accuracy of a checkpoint (at its `weights` epoch:
+    core.stages.EPOCHS) on one split of a prepared file,
     and how many images it assigns to each class (a model predicting one class shows there); in
     exact fp32 (runtime.exact_evaluation), whatever precision the model was trained at. Also the
     per-image labels and class probabilities (the bootstrap's input, medrobust.report.bootstrap)."""

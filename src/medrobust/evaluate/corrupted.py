@@ -21,16 +21,17 @@ from medrobust.jobs.progress import ProgressLog
 log = logging.getLogger(__name__)
 
 
-def evaluate_corrupted(model_path: str | Path, corrupted_path: str | Path, device: torch.device,
+def evaluate_corrupted(model_path: str | Path, weights: str, corrupted_path: str | Path, device: torch.device,
                        batch_size: int = 1024) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Metrics of a checkpoint on every corruption and severity of a corrupted test set, and the
     per-image class probabilities behind them: `probs` (corruptions, S, N, C) in the order of
     `corruptions` (sorted names), with `labels` (N,).
 
     The file holds `labels` (N,) and one uint8 array (S, N, H, W[, C]) per corruption, named
-    `corruption/<name>`. The average is the mean over severities, then over corruptions.
+    `corruption/<name>`. The average is the mean over severities, then over corruptions. The
+    model is evaluated at its `weights` epoch (core.stages.EPOCHS).
     """
-    model, ckpt = load_model(model_path, device)
+    model, ckpt = load_model(model_path, device, weights)
     precision = exact_evaluation()
     shapes = npz_shapes(corrupted_path)
     names = sorted(k.split("/", 1)[1] for k in shapes if k.startswith("corruption/"))

@@ -308,7 +308,7 @@ def _selection_row(sel: dict[str, Any]) -> tuple[Cell, ...]:
         candidates, criterion = sel["candidates"], sel["criterion"]
         chosen = next((c for c in candidates if c["point"] == sel["selected"]), None)
         if chosen is None:
-            raise ValueError(f"{where}: selected variant {sel['selected']!r} is not among its candidates")
+            raise ValueError(f"{where}: selected grid point {sel['selected']!r} is not among its candidates")
         hparams = [c["hparams"] for c in candidates]
         grid = [_values_text(k, (h.get(k) for h in hparams)) for k in GRID_KEYS]
         picked = [_hparam_text(k, chosen["hparams"][k]) if k in chosen["hparams"] else None for k in GRID_KEYS]

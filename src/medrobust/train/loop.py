@@ -2,10 +2,11 @@
 
 The loss is an `Objective`: `Standard` (cross-entropy) here, TRADES in medrobust.train.trades. An
 objective may add validation metrics and name one of them as the criterion of the best epoch
-(TRADES: balanced accuracy under PGD), whose weights are then kept and returned; training stops
-early after `patience` epochs without improvement (0: the full schedule is always run). Standard
-training keeps the last epoch, or with `keep="best"` (the nonrobust-only models) the epoch of
-best clean validation balanced accuracy; the last epoch's weights are returned beside the kept ones.
+(TRADES: balanced accuracy under PGD; standard training: clean balanced accuracy); training stops
+early after `patience` epochs without improvement (0: the full schedule is always run). The best
+epoch's weights are returned, and the last epoch's beside them: which one a model keeps is a
+setting of its selection and evaluation (medrobust.core.hparams.kept_epoch), not of its training,
+so choosing the other re-trains nothing.
 
 Data live as tensors on the device; a batch is gathered by index and augmented as a whole.
 Random numbers are drawn there too, and a step's loss and accuracy are summed there and read
@@ -84,7 +85,6 @@ class TrainConfig:
     val_attack_steps: int = 0
     val_max_images: int = 0  # 0: the whole validation set
     patience: int = 0  # 0: no early stopping
-    keep: str = "last"  # "best": the epoch of best clean validation balanced accuracy (nonrobust-only)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -98,8 +98,6 @@ class TrainConfig:
             missing += [k for k in TRADES_SETTINGS if k not in d]
         if missing:
             raise ConfigError(f"missing training setting(s): {', '.join(missing)}")
-        if d.get("keep", "last") not in ("last", "best"):
-            raise ConfigError(f"training setting keep must be 'last' or 'best', got {d['keep']!r}")
         return cls(**d)
 
 
@@ -171,10 +169,10 @@ class Data:
 
 
 class Objective(Protocol):
-    """What a training method adds to the loop: its loss, and optionally extra validation
-    metrics with one of them (`best_by`) choosing the epoch whose weights are kept."""
+    """What a training method adds to the loop: its loss, extra validation metrics, and the
+    validation metric (`best_by`) whose best epoch's weights are returned beside the last's."""
 
-    best_by: str | None
+    best_by: str
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean loss, logits of the clean batch) of one training step."""
@@ -187,10 +185,10 @@ class Objective(Protocol):
 
 @dataclass(frozen=True)
 class Standard:
-    """Cross-entropy with label smoothing (which epoch is kept: TrainConfig.keep)."""
+    """Cross-entropy with label smoothing; the best epoch by clean validation balanced accuracy."""
 
     cfg: TrainConfig
-    best_by: str | None = None
+    best_by: str = "val_balanced_accuracy"
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(x.device, self.cfg.precision):
@@ -287,16 +285,8 @@ def end_epoch(run: Run, cfg: TrainConfig, objective: Objective, data: Data, tota
     return row
 
 
-def kept_by(cfg: TrainConfig, objective: Objective) -> str | None:
-    """The validation metric whose best epoch is kept: the objective's (TRADES: under attack),
-    else clean balanced accuracy when cfg.keep is 'best'; None keeps the last epoch."""
-    return objective.best_by or ("val_balanced_accuracy" if cfg.keep == "best" else None)
-
-
-def track_best(run: Run, cfg: TrainConfig, criterion: str | None, row: dict[str, float]) -> bool:
-    """Keep the best epoch by `criterion` (if any); True when patience ran out."""
-    if criterion is None:
-        return False
+def track_best(run: Run, cfg: TrainConfig, criterion: str, row: dict[str, float]) -> bool:
+    """Keep the best epoch by `criterion`; True when patience ran out."""
     if run.best is None or row[criterion] > run.best["row"][criterion]:
         run.best = {"row": row, "ema": copy.deepcopy(run.ema.state_dict())}
         run.bad_epochs = 0
@@ -310,24 +300,25 @@ def steps_per_epoch(cfg: TrainConfig, data: Data) -> int:
 
 
 class Fitted(NamedTuple):
-    """A finished run: the kept EMA model, its model_args, the per-epoch history, the history
-    row of the kept weights, and the last epoch's EMA weights when another epoch was kept."""
+    """A finished run: the best epoch's EMA model (by the objective's `best_by`), its
+    model_args, the per-epoch history, the best epoch's history row, and the last epoch's EMA
+    weights when the best epoch is another."""
     model: WideResNet
     model_args: dict[str, Any]
     history: list[dict[str, float]]
-    kept: dict[str, float]
+    best: dict[str, float]
     last_state: dict[str, torch.Tensor] | None
 
 
 def fit(cfg: TrainConfig, data: Data, state: Path, should_stop: Callable[[], bool] = lambda: False,
         checkpoint_every: int = 5, eval_batch_size: int = 1024, objective: Objective | None = None) -> Fitted:
     """Train (resuming from the state folder `state`: medrobust.jobs.state.resumable) and return
-    the kept weights (the last epoch, or the best by `kept_by`) with the last epoch's. State is
-    saved every `checkpoint_every` epochs, and before raising Interrupted when `should_stop()`
-    turns true."""
+    the best epoch's weights (by the objective's `best_by`) with the last epoch's. State is saved
+    every `checkpoint_every` epochs, and before raising Interrupted when `should_stop()` turns
+    true."""
     state_path = state / "run.pt"
     objective = objective or Standard(cfg)
-    criterion = kept_by(cfg, objective)
+    criterion = objective.best_by
     device = data.train_x.device
     margs = model_args(cfg, data.n_classes, data.train_x)
     run = new_run(cfg, margs, device)

@@ -25,18 +25,22 @@ def rank(candidates: list[dict[str, Any]], criterion: str) -> list[dict[str, Any
     return sorted(candidates, key=key)
 
 
-def select(metrics_paths: list[str | Path], criterion: str = "val_balanced_accuracy") -> dict[str, Any]:
-    """Read each grid point's metrics.json (point = its folder name) and pick the best."""
+def select(metrics_paths: list[str | Path], criterion: str, epoch: str) -> dict[str, Any]:
+    """Read each grid point's metrics.json (point = its folder name) and pick the best by
+    `criterion` at the epoch a model keeps (`epoch`: its best or its last)."""
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
     candidates = []
     for path in map(Path, metrics_paths):
         m = read_json(path)
-        if "final" not in m or criterion not in m["final"]:
-            raise DataError(f"{path}: no final validation metrics (is it a medrobust training metrics file?)")
+        if epoch not in m or criterion not in m[epoch] or "epochs" not in m:
+            raise DataError(f"{path}: no validation metrics of its {epoch} epoch (is it a medrobust training "
+                            "metrics file of this version?)")
+        epochs = m["epochs"]
+        kept = {"kept": epochs[epoch], "kept_by": epochs["best_by"] if epoch == "best" else "last epoch"}
         candidates.append({"point": path.parent.name, "path": str(path), "hparams": m["hparams"],
-                           "val": {k: v for k, v in m["final"].items() if k.startswith("val_")},
-                           "epochs": m.get("epochs")})
+                           "val": {k: v for k, v in m[epoch].items() if k.startswith("val_")},
+                           "epochs": {**epochs, **kept}})
     if not candidates:
         raise DataError("no candidates to select from")
     ranked = rank(candidates, criterion)
