@@ -7,13 +7,13 @@ import pytest
 
 from medrobust.cli.main import main
 from medrobust.core import config as cfg_mod
-from medrobust.data import corrupt
 from medrobust.core import estimate
+from medrobust.data import corrupt
 
 from test_workflow import planned
 
-GPU_RULES = tuple(f"{rule}{suffix}" for rule in ("train", "construct_nonrobust", "evaluate_clean", "evaluate_clean_last",
-                                                  "evaluate_corrupted", "autoattack") for suffix in ("", "_replicate"))
+GPU_RULES = ("train", "train_replicate", "construct_nonrobust", "evaluate_clean", "evaluate_clean_last",
+             "evaluate_corrupted", "autoattack")
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "config.quick.yaml"])

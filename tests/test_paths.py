@@ -63,6 +63,14 @@ def test_a_variant_moves_exactly_the_steps_it_changes_and_their_downstream() -> 
     attack = variant("aa", lambda c: c["evaluation"]["autoattack"].update(batch_size=7))
     assert moved(attack) == set()
     assert paths.evaluation("synthetic", "base", 1, "autoattack", attack).startswith("results/variants/aa/")
+    for kind in ("clean", "corrupted"):  # the other evaluations stay the main run's
+        assert paths.evaluation("synthetic", "base", 1, kind, attack) == paths.evaluation("synthetic", "base", 1, kind)
+    # the nonrobust-only models' own grid: their set stays the main run's
+    grid = variant("nonrobust_no_aug", lambda c: c["grids"]["nonrobust"]["demo"].update(augment=[False]))
+    assert moved(grid) == {"nonrobust_eps4"}
+    assert paths.nonrobust_set("synthetic", 4, 1, grid) == paths.nonrobust_set("synthetic", 4, 1)
+    epoch = variant("last_epoch", lambda c: c["nonrobust"].update(keep_epoch="last"))
+    assert moved(epoch) == {"nonrobust_eps4"}  # selected at another epoch: replicates r >= 1 may differ
 
 
 def test_named_inputs_are_read_back_by_stage_and_replicate() -> None:

@@ -13,7 +13,7 @@ from medrobust.core.config import (
     source_size,
     stages,
 )
-from medrobust.core.paths import BOOTSTRAP, DATA, EVAL, GRID, NONROBUST, POINT, RUN, key
+from medrobust.core.paths import BOOTSTRAP, DATA, EVAL, NONROBUST, POINT, RUN, SELECTION, key
 from medrobust.core.stages import model_of, stage_eps
 from medrobust.jobs.codedeps import code_digest
 from medrobust.report.verdicts import PAPER_DATASETS
@@ -104,10 +104,6 @@ def replicate_hparams(wildcards, input):
     return f"--selected {input.selected} --seed {hparams.replicate_seed(config, rep_of(wildcards))}"
 
 
-def selected(wildcards):
-    return paths.selection(wildcards.dataset, wildcards.stage)
-
-
 def base_model(wildcards):
     return f"{paths.run_dir(wildcards.dataset, 'base', rep_of(wildcards))}/model.pt"
 
@@ -179,12 +175,12 @@ def every_stage():
     return [(d, s) for d in DATASETS for s in stages(config)]
 
 
-def named_evaluations(pairs, probs=False, reps=REPLICATES):
+def named_evaluations(pairs, probs=False):
     """Each replicate's evaluation files (or their probabilities) of these (dataset, stage)s."""
     return {
         key(d, s, r, kind): paths.probabilities(path) if probs else path
         for d, s in pairs
-        for r in reps
+        for r in REPLICATES
         for kind, path in evaluations(d, s, r).items()
     }
 

@@ -5,7 +5,7 @@
 rule figure_curves:
     input:
         histories=grid_files("history.csv"),
-        selection=selected,
+        selection=SELECTION,
     output:
         png=report(
             "results/figures/curves_{dataset}_{stage}.png",

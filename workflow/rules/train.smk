@@ -50,7 +50,7 @@ use rule train as train_replicate with:
     input:
         train=training_set,
         val=prepared_npz,
-        selected=selected,
+        selected=SELECTION,
     output:
         model=f"{RUN}/model.pt",
         metrics=f"{RUN}/metrics.json",
@@ -71,7 +71,7 @@ rule select:
         metrics=grid_files("metrics.json"),
         models=grid_files("model.pt"),
     output:
-        choice=f"{GRID}/selected.json",
+        choice=SELECTION,
         model=f"{SELECTED}/model.pt",
     params:
         code=code("select"),

@@ -20,23 +20,25 @@ back, so a command reads exactly what its rule hands it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from medrobust.core import hparams
 from medrobust.core.config import grid_points, medmnist_suffix
-from medrobust.core.stages import model_of, stage_eps, stage_name
+from medrobust.core.stages import model_of, stage_eps
 
 RESULTS = "results"
 DATA = RESULTS + "/{dataset}/data"
 GRID = RESULTS + "/{dataset}/grid/{stage}"
 POINT = GRID + "/{point}"
+SELECTION = GRID + "/selected.json"
 RUN = RESULTS + "/{dataset}/rep{rep}/{stage}"
 EVAL = RUN + "/eval/{kind}.json"
 NONROBUST = RESULTS + "/{dataset}/rep{rep}/data/nonrobust_eps{eps}"
 BOOTSTRAP = RESULTS + "/{dataset}/bootstrap/{stage}.npz"
-
+# the evaluation settings each kind of test evaluation depends on (beside its model's)
+EVALUATION_SETTINGS = {"corrupted": "corruptions", "autoattack": "autoattack"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,15 +78,11 @@ def point_dir(dataset: str, stage: str, point: str) -> str:
 
 
 def selection(dataset: str, stage: str) -> str:
-    return GRID.format(dataset=dataset, stage=stage) + "/selected.json"
+    return SELECTION.format(dataset=dataset, stage=stage)
 
 
 def bootstrap(dataset: str, stage: str) -> str:
     return BOOTSTRAP.format(dataset=dataset, stage=stage)
-
-
-def _root(differs: bool, variant: Variant | None) -> str:
-    return f"{RESULTS}/variants/{variant.name}" if variant and differs else RESULTS
 
 
 def model_settings(config: dict[str, Any], dataset: str, stage: str) -> dict[str, Any]:
@@ -95,37 +93,39 @@ def model_settings(config: dict[str, Any], dataset: str, stage: str) -> dict[str
     grid = {p: hparams.train_hparams(config, dataset, stage, p) for p in grid_points(config, dataset, stage)}
     own = {"grid": grid, "select": hparams.selection_criterion(config, stage),
            "epoch": hparams.kept_epoch(config, stage)}
-    if model_of(stage) != "nonrobust":
-        return own
-    built = hparams.construction_settings(config, stage_eps(stage), 0)
-    return {**own, "construct": built, "base": model_settings(config, dataset, "base")}
+    return {**own, "set": set_settings(config, dataset, stage_eps(stage))} if model_of(stage) == "nonrobust" else own
 
 
-def _differs(dataset: str, stage: str, variant: Variant | None) -> bool:
-    if variant is None:
-        return False
-    return model_settings(variant.config, dataset, stage) != model_settings(variant.main, dataset, stage)
+def set_settings(config: dict[str, Any], dataset: str, eps: int) -> dict[str, Any]:
+    """Every setting a nonrobust-feature set depends on: its construction and its base models'."""
+    return {"construct": hparams.construction_settings(config, eps, 0), "base": model_settings(config, dataset, "base")}
+
+
+def _moved(variant: Variant | None, settings: Callable[[dict[str, Any]], Any]) -> str:
+    """The root of a result: the variant's where `settings` of its config differ from the main run's."""
+    if variant is None or settings(variant.config) == settings(variant.main):
+        return RESULTS
+    return f"{RESULTS}/variants/{variant.name}"
 
 
 def run_dir(dataset: str, stage: str, rep: int, variant: Variant | None = None) -> str:
     """Replicate `rep`'s model directory of a stage; a variant's only where its models differ."""
-    root = _root(_differs(dataset, stage, variant), variant)
+    root = _moved(variant, lambda c: model_settings(c, dataset, stage))
     return RUN.format(dataset=dataset, rep=rep, stage=stage).replace(RESULTS, root, 1)
 
 
 def nonrobust_set(dataset: str, eps: int, rep: int, variant: Variant | None = None) -> str:
     """Replicate `rep`'s nonrobust-feature set at eps (its statistics: the same path, .json)."""
-    root = _root(_differs(dataset, stage_name("nonrobust", eps), variant), variant)
+    root = _moved(variant, lambda c: set_settings(c, dataset, eps))
     return NONROBUST.format(dataset=dataset, rep=rep, eps=eps).replace(RESULTS, root, 1) + ".npz"
 
 
 def evaluation(dataset: str, stage: str, rep: int, kind: str, variant: Variant | None = None) -> str:
     """One test evaluation (JSON; its probabilities beside it) of replicate `rep` of a stage: a
-    variant's where its model or its evaluation settings differ from the main run's."""
-    moved = _differs(dataset, stage, variant) or (
-        variant is not None and variant.config["evaluation"] != variant.main["evaluation"])
-    path = EVAL.format(dataset=dataset, rep=rep, stage=stage, kind=kind)
-    return path.replace(RESULTS, _root(moved, variant), 1)
+    variant's where its model, or the evaluation settings of its kind, differ from the main run's."""
+    section = EVALUATION_SETTINGS.get(kind.removesuffix("_last"))
+    root = _moved(variant, lambda c: (model_settings(c, dataset, stage), section and c["evaluation"][section]))
+    return EVAL.format(dataset=dataset, rep=rep, stage=stage, kind=kind).replace(RESULTS, root, 1)
 
 
 def probabilities(evaluation_file: str) -> str:
