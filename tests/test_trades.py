@@ -1,19 +1,20 @@
 """TRADES: the loss is its formula, the inner attack its constraints, bf16 does not weaken it,
-and adversarial validation keeps the best epoch."""
+adversarial validation keeps the best epoch, and robust.reference is the authors' own TRADES."""
 
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from medrobust.core.network import predict
+from medrobust.core.network import build, predict
+from medrobust.core.numerics import derive_seed
 from medrobust.core.pgd import PGDConfig, cross_entropy, default_step_size, pgd
 from medrobust.core.splits import load_split
 from medrobust.train.loop import Data, fit
 from medrobust.train.trades import Trades, kl_divergence, trades_loss, trades_perturb
 
 from conftest import train_config
-
 
 EPS = 4 / 255
 
@@ -94,3 +95,52 @@ def test_patience_stops_training(prepared_small: Path, tmp_path: Path) -> None:
                        eps=EPS, attack_steps=2, val_attack_steps=2, patience=1, ema_decay=0.0)
     _, _, history, chosen, _ = fit(cfg, Data(tx, ty, vx[:40], vy[:40], 4), tmp_path / "s", objective=Trades(cfg))
     assert len(history) < 6 and chosen["epoch"] == 1
+
+
+def _authors_trades(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, eps: float,
+                    steps: int, step_size: float, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """TRADES as its authors' trades_loss computes it (yaodongyu/TRADES, trades.py), written
+    out here: the attack in eval mode from x + 0.001 N(0, 1), unprojected, projected after
+    every step; then, in train mode, CE(f(x), y) without label smoothing plus beta times the
+    batch-mean KL(f(x) || f(x_adv)), f(x) computed a second time for it."""
+    model.eval()
+    x_adv = x + 0.001 * torch.randn(x.shape, generator=gen, device=gen.device)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        kl = F.kl_div(F.log_softmax(model(x_adv), 1), F.softmax(model(x), 1), reduction="sum")
+        (grad,) = torch.autograd.grad(kl, x_adv)
+        x_adv = torch.min(torch.max(x_adv.detach() + step_size * grad.sign(), x - eps), x + eps).clamp(0.0, 1.0)
+    model.train()
+    logits = model(x)
+    kl = F.kl_div(F.log_softmax(model(x_adv), 1), F.softmax(model(x), 1), reduction="sum") / len(x)
+    return x_adv, F.cross_entropy(logits, y) + beta * kl
+
+
+@pytest.mark.parametrize("reference", [True, False])
+def test_robust_reference_is_the_authors_trades(reference: bool) -> None:
+    """With robust.reference the loss, the adversarial batch and the batch-norm statistics equal
+    the authors' trades_loss; without it (this pipeline's reading) all three differ, on a batch
+    whose pixels are 30% exactly 0 (where the start's projection matters)."""
+    torch.manual_seed(0)
+    x = torch.rand(16, 1, 32, 32)
+    x[torch.rand_like(x) < 0.3] = 0.0
+    y = torch.randint(0, 3, (16,))
+    margs = {"depth": 10, "width": 1, "activation": "swish", "n_classes": 3, "n_channels": 1, "mean": [0.5],
+             "std": [0.25]}
+    ours, theirs = build(**margs), build(**margs)
+    theirs.load_state_dict(ours.state_dict())
+    cfg = train_config("robust_eps8", eps=8 / 255, attack_steps=3, beta=5.0, precision="fp32", label_smoothing=0.1,
+                       reference=reference, seed=3)
+    step_size = default_step_size(cfg.eps, cfg.attack_steps, cfg.step_size_factor)
+
+    def generator() -> torch.Generator:  # the draw of Trades.loss at step 7
+        return torch.Generator().manual_seed(derive_seed(cfg.seed, 5, 7))
+
+    x_ours = trades_perturb(ours, x, cfg.eps, cfg.attack_steps, step_size, generator(), "fp32", reference)
+    ours.train()  # as in training; the attack inside runs in eval mode, as before the line above
+    loss, _ = Trades(cfg).loss(ours, x, y, 7)
+    x_theirs, loss_theirs = _authors_trades(theirs, x, y, generator(), cfg.eps, cfg.attack_steps, step_size, 5.0)
+    stats = [(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()) if a.dtype.is_floating_point]
+    same = (torch.equal(x_ours, x_theirs), loss.item() == pytest.approx(loss_theirs.item(), rel=1e-6),
+            all(torch.allclose(a, b, atol=1e-7) for a, b in stats))
+    assert same == ((True, True, True) if reference else (False, False, False))

@@ -40,7 +40,7 @@ def train_hparams(config: dict[str, Any], dataset: str, stage: str, point: str) 
         r = config["robust"]
         hp |= {"method": "trades", "eps": stage_eps(stage) / 255, "beta": r["beta"], "attack_steps": r["steps"],
                "step_size_factor": r["step_size_factor"], "val_attack_steps": r["val_attack_steps"],
-               "val_max_images": r["val_max_images"], "patience": r["patience"]}
+               "val_max_images": r["val_max_images"], "patience": r["patience"], "reference": r["reference"]}
     return hp
 
 

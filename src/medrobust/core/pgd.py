@@ -10,7 +10,8 @@ Conventions, following robust_overfitting and DeepMind's adversarial_robustness:
   perturbation does not depend on the rest of its batch) and restored afterwards;
 * parameters get no gradients: only the input's gradient is computed;
 * the start is x itself, a uniform draw in the eps-ball (Madry et al.), or x + 0.001 N(0, 1)
-  (the TRADES reference), projected;
+  (the TRADES reference), projected; or x + 0.001 N(0, 1) unprojected, as the TRADES authors'
+  code starts (`trades_reference`: its first step projects);
 * with `keep="best"` (the default) the best iterate is returned, per sample: the one with the
   highest objective among all iterates (the start included; the final one costs one extra
   forward pass). PGD with a fixed step size can overshoot and oscillate near the end; returning
@@ -32,7 +33,7 @@ from medrobust.core.errors import Interrupted
 from medrobust.core.numerics import autocast, eval_mode
 
 Objective = Callable[[torch.Tensor], torch.Tensor]  # logits -> per-sample value the attack maximises
-STARTS = ("none", "uniform", "trades")
+STARTS = ("none", "uniform", "trades", "trades_reference")
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,9 @@ def start_point(x: torch.Tensor, cfg: PGDConfig, generator: torch.Generator | No
     if cfg.start == "uniform":
         noise = torch.rand(x.shape, generator=generator, device=device).to(x.device)
         return project(x + (2 * noise - 1) * cfg.eps, x, cfg.eps)
-    if cfg.start == "trades":
-        return project(x + 0.001 * torch.randn(x.shape, generator=generator, device=device).to(x.device), x, cfg.eps)
+    if cfg.start in ("trades", "trades_reference"):
+        noisy = x + 0.001 * torch.randn(x.shape, generator=generator, device=device).to(x.device)
+        return project(noisy, x, cfg.eps) if cfg.start == "trades" else noisy
     return x.clone()
 
 

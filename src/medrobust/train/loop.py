@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 
 
 # the settings a TRADES run must be given (robust.* in the schema)
-TRADES_SETTINGS = ("beta", "eps", "attack_steps", "step_size_factor", "val_attack_steps", "val_max_images", "patience")
+TRADES_SETTINGS = ("beta", "eps", "attack_steps", "step_size_factor", "val_attack_steps", "val_max_images", "patience",
+                   "reference")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class TrainConfig:
     val_attack_steps: int = 0
     val_max_images: int = 0  # 0: the whole validation set
     patience: int = 0  # 0: no early stopping
+    reference: bool = False  # TRADES as its authors' trades_loss (robust.reference)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
