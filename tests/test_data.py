@@ -106,3 +106,28 @@ def test_bring_your_own_rgb_npz(tmp_path: Path) -> None:
     prepare(Source(raw, 3, 3, 48), tmp_path / "p.npz", 32)
     out = read_npz(tmp_path / "p.npz", ("train_images", "val_images"))
     assert out["train_images"].shape == (40, 32, 32, 3) and out["val_images"].shape == (10, 32, 32, 3)
+
+
+@pytest.mark.parametrize("size", [28, 64, 128, 224])
+def test_every_medmnist_release_placed_by_hand_is_prepared(size: int, tmp_path: Path) -> None:
+    """Every source_size the schema allows: a BreastMNIST-shaped file of that release, placed in
+    resources/medmnist/ under medmnist's own name, is read by medmnist's loader and resized to
+    32 px by the workflow, with no download."""
+    from medrobust.core import paths
+    from medrobust.core.config import load
+
+    from test_workflow import snakemake, write_config
+
+    cfg = write_config(tmp_path / "c.yaml", {
+        "datasets": {"breastmnist": {"source": "medmnist", "grid": "g"}}, "source_size": size,
+        "grids": {f: {"g": {"lr": [0.1], "batch_size": [8], "epochs": [1]}} for f in ("base", "nonrobust", "robust")}})
+    rng = np.random.default_rng(size)
+    release = {f"{split}_{kind}": (rng.integers(0, 256, (n, size, size), dtype=np.uint8) if kind == "images"
+                                   else rng.integers(0, 2, (n, 1)))
+               for split, n in (("train", 546), ("val", 78), ("test", 156)) for kind in ("images", "labels")}
+    write_npz(tmp_path / paths.source(load(cfg), "breastmnist"), release)
+    done = snakemake(tmp_path, "--configfile", cfg, "--cores", "1", paths.prepared("breastmnist"), check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "download_medmnist" not in done.stderr
+    out = read_npz(tmp_path / paths.prepared("breastmnist"), ("train_images", "test_images"))
+    assert out["train_images"].shape == (546, 32, 32) and out["test_images"].shape == (156, 32, 32)

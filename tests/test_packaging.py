@@ -13,7 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from conftest import REPO
+from medrobust.core import paths
+
+from conftest import REPO, env_with_venv
 
 
 def _pins(lines: list[str]) -> dict[str, str]:
@@ -149,3 +151,21 @@ def test_the_wheel_holds_every_data_file_the_package_reads(tmp_path: Path) -> No
     data = {f"medrobust/{p.relative_to(package).as_posix()}" for p in package.rglob("*.yaml")}
     assert data >= {"medrobust/claims.yaml", "medrobust/paper_values.yaml", "medrobust/core/config.schema.yaml"}
     assert data <= names, data - names
+    # installed from the wheel (not editable), the package runs a demo slice from this checkout's
+    # workflow: its jobs' `medrobust` imports the installed copy (PYTHONPATH comes first)
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    env = {**env_with_venv(), "PYTHONPATH": str(site)}
+    cfg = tmp_path / "slice.yaml"
+    cfg.write_text(yaml.safe_dump({"datasets": {"synthetic": {"source": "synthetic", "grid": "g", "synthetic": {
+        "n_classes": 3, "n_train": 60, "n_val": 20, "n_test": 20}}}, "grids": {f: {"g": {
+            "lr": [0.1], "batch_size": [20], "epochs": [1]}} for f in ("base", "nonrobust", "robust")}}))
+    where = subprocess.run([sys.executable, "-c", "import medrobust; print(medrobust.__file__)"], env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(site)), where
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "wd"),
+                           "--configfile", str(cfg), "--cores", "1", paths.prepared("synthetic")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "wd" / paths.prepared("synthetic")).stat().st_size > 0

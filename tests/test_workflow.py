@@ -80,6 +80,30 @@ def test_full_study_dag_without_network(tmp_path: Path) -> None:
     assert not (tmp_path / "resources").exists()
 
 
+# The full study's DAG built through Snakemake's API in a subprocess (it changes the working
+# directory): the scheduler (a login node) parses every rule and input function without torch.
+PARSE_WITHOUT_TORCH = """
+import sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
+
+repo, workdir = Path(sys.argv[1]), Path(sys.argv[2])
+with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+    workflow = api.workflow(ResourceSettings(), ConfigSettings(configfiles=[repo / "config.yaml"]),
+                            snakefile=repo / "Snakefile", workdir=workdir)
+    workflow.dag(DAGSettings()).execute_workflow(executor="dryrun")
+print("torch" in sys.modules, "medmnist" in sys.modules)
+"""
+
+
+def test_scheduling_the_full_study_imports_neither_torch_nor_medmnist(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", PARSE_WITHOUT_TORCH, str(REPO), str(tmp_path)], capture_output=True,
+                          text=True, env=env_with_venv(), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["False", "False"], done.stdout[-2000:]
+
+
 # what every change to a trained model re-runs downstream, besides its own jobs
 OUTPUTS = {"summarize": 1, "verdicts": 1, "checks": 1, "figure_bars": 2, "figure_eps": 1, "table_results": 1,
            "table_hyperparameters": 1, "provenance": 1, "corruption_table": 1, "figure_corruptions": 1, "dataset_tables": 1,
