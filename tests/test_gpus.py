@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from medrobust.jobs import gpus
 from medrobust.jobs.gpus import (claim_gpu, count_gpus, default_lock_dir, lock_name, parse_visible, ready_lock_dir,
-                            release_gpu, visible_devices)
+                            visible_devices)
 from medrobust.jobs.locks import LockUnavailable
 
 # claims (default polling, 2 s), prints what it got, then holds the GPU until the stop file appears
@@ -38,7 +39,14 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     monkeypatch.delenv("MEDROBUST_GPU_LOCK_DIR", raising=False)
     yield
-    release_gpu()  # before monkeypatch restores the environment
+    forget_claim()
+
+
+def forget_claim() -> None:
+    """Let the next test claim afresh: the claim a process holds for its life, dropped."""
+    if gpus._held is not None and gpus._held.file is not None:
+        gpus._held.file.close()
+    gpus._held = None
 
 
 class Job:
@@ -140,8 +148,6 @@ def test_a_slurm_job_with_several_gpus_locks_one(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
     claim = claim_gpu(lock_dir=tmp_path / "locks")
     assert claim is not None and claim.device == "2" and os.environ["CUDA_VISIBLE_DEVICES"] == "2"
-    release_gpu()
-    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,5"
 
 
 def test_uuids_name_devices_and_lock_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,8 +173,6 @@ def test_without_cuda_visible_devices_the_count_decides(tmp_path: Path, monkeypa
     assert visible_devices({}, lambda: 3) == ["0", "1", "2"]
     claim = claim_gpu(lock_dir=tmp_path / "locks", discover=lambda: 3)
     assert claim is not None and claim.device == "0" and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
-    release_gpu()
-    assert "CUDA_VISIBLE_DEVICES" not in os.environ
 
 
 def test_parse_visible_stops_like_cuda() -> None:

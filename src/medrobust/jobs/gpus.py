@@ -65,7 +65,6 @@ class GpuClaim:
     device: str
     slot: int | None = None
     lock_path: Path | None = None
-    inherited: str | None = None  # CUDA_VISIBLE_DEVICES before the claim (None: unset)
     file: IO[str] | None = field(default=None, repr=False, compare=False)  # holds the flock
 
 
@@ -158,24 +157,24 @@ def try_lock(path: Path) -> IO[str] | None:
     return f
 
 
-def try_slots(directory: Path, devices: list[str], jobs_per_gpu: int, inherited: str | None) -> GpuClaim | None:
+def try_slots(directory: Path, devices: list[str], jobs_per_gpu: int) -> GpuClaim | None:
     """The first free slot, slot-major (so jobs spread over the devices first); None if all held."""
     for slot in range(jobs_per_gpu):
         for device in devices:
             path = directory / lock_name(device, slot)
             f = try_lock(path)
             if f is not None:
-                return GpuClaim(device, slot, path, inherited, f)
+                return GpuClaim(device, slot, path, f)
     return None
 
 
-def wait_for_slot(directory: Path, devices: list[str], jobs_per_gpu: int, inherited: str | None,
-                  timeout: float | None, poll_s: float, repeat_s: float) -> GpuClaim:
+def wait_for_slot(directory: Path, devices: list[str], jobs_per_gpu: int, timeout: float | None, poll_s: float,
+                  repeat_s: float) -> GpuClaim:
     """A slot, once one is free; TimeoutError after `timeout` seconds (None: wait for ever)."""
     n, k = len(devices), jobs_per_gpu
     start = said = None
     while True:
-        claim = try_slots(directory, devices, jobs_per_gpu, inherited)
+        claim = try_slots(directory, devices, jobs_per_gpu)
         if claim is not None:
             return claim
         now = time.monotonic()
@@ -199,32 +198,16 @@ def claim_gpu(jobs_per_gpu: int = 1, *, timeout: float | None = None, lock_dir: 
         raise ConfigError(f"jobs_per_gpu: must be at least 1, got {jobs_per_gpu}")
     if _held is not None:
         return _held
-    inherited = os.environ.get(VISIBLE)
     devices = visible_devices(os.environ, discover)
     if not devices:
         return None
     if os.environ.get("SLURM_JOB_ID") and len(devices) == 1:
-        _held = GpuClaim(devices[0], inherited=inherited)
+        _held = GpuClaim(devices[0])
         return _held
     directory = ready_lock_dir(Path(lock_dir) if lock_dir is not None else default_lock_dir(os.environ))
-    claim = wait_for_slot(directory, devices, jobs_per_gpu, inherited, timeout, poll_s, repeat_s)
+    claim = wait_for_slot(directory, devices, jobs_per_gpu, timeout, poll_s, repeat_s)
     os.environ[VISIBLE] = claim.device
     log.info("GPU %s (slot %d of %d) is this job's: %s", claim.device, claim.slot + 1, jobs_per_gpu,
              claim.lock_path)
     _held = claim
     return claim
-
-
-def release_gpu() -> None:
-    """Free this process's claim and restore CUDA_VISIBLE_DEVICES (for tests, and for a process that
-    goes on without the GPU; after CUDA started, the process keeps the device it had)."""
-    global _held
-    claim, _held = _held, None
-    if claim is None:
-        return
-    if claim.file is not None:
-        claim.file.close()
-    if claim.inherited is None:
-        os.environ.pop(VISIBLE, None)
-    else:
-        os.environ[VISIBLE] = claim.inherited
