@@ -139,7 +139,7 @@ rule figure_eps:
     conda:
         ENV
     shell:
-        "medrobust figure --kind eps --summary {input.summary} --eps {params.eps}"
+        "medrobust figure --kind eps --summary {input.summary} --metric balanced_accuracy --eps {params.eps}"
         " --out-png {output.png} --out-pdf {output.pdf} 2> {log}"
 
 

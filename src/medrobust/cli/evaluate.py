@@ -57,7 +57,7 @@ def cmd_evaluate_corrupted(a: argparse.Namespace) -> None:
     from medrobust.jobs.provenance import record
 
     a.out_probs = probs_path(a)
-    result, probs = evaluate_corrupted(a.model, a.weights, a.data, job_device(a), a.batch_size)
+    result, probs = evaluate_corrupted(a.model, a.weights, a.data, job_device(a))
     write_npz(a.out_probs, probs)
     write_json(a.out, {"model": a.model, "weights": a.weights, "data": a.data, **result, "probs": Path(a.out_probs).name,
                        "provenance": record()})
@@ -163,7 +163,6 @@ def add_parsers(sub: Any) -> None:
     s = sub.add_parser("evaluate-corrupted", help="metrics on every corruption and severity, and their mean")
     add_model_args(s)
     s.add_argument("--data", required=True, help="the corrupted test set (medrobust corrupt)")
-    s.add_argument("--batch-size", type=int, default=1024)
     s.add_argument("--out", required=True)
     s.add_argument("--out-probs", help="npz of the labels and per-image class probabilities "
                    "(default: beside --out, <name>_probs.npz)")

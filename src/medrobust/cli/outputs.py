@@ -254,7 +254,7 @@ def _add_report_parsers(sub: Any) -> None:
     s = sub.add_parser("figure", help="Fig. 2/3 (bars) or Fig. 4 (eps) from the summary table")
     s.add_argument("--kind", choices=("bars", "eps"), required=True)
     s.add_argument("--summary", required=True)
-    s.add_argument("--metric", choices=("balanced_accuracy", "auc"), default="balanced_accuracy")
+    s.add_argument("--metric", choices=("balanced_accuracy", "auc"), required=True)
     s.add_argument("--eps", type=int, nargs="+", required=True, help="bars: the eps shown; eps: the two compared")
     s.add_argument("--out-png", required=True)
     s.add_argument("--out-pdf", required=True)

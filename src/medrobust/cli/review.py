@@ -10,6 +10,8 @@ from typing import Any
 from medrobust.cli.args import add_figure_outputs, add_inputs_arg, log, stage_inputs
 from medrobust.core.io import read_json
 
+EXAMPLES_SHOWN = 6  # training images in a nonrobust-feature set's figure
+
 
 def cmd_curves(a: argparse.Namespace) -> None:
     from medrobust.report.diagnostics import curves_figure, stage_title
@@ -32,7 +34,7 @@ def cmd_examples(a: argparse.Namespace) -> None:
     built = read_npz(a.nonrobust, ("train_images", "train_labels", "train_source_index", "train_original_labels"))
     clean = read_npz(a.data, ("train_images",))["train_images"]
     labels, targets = built["train_original_labels"].reshape(-1), built["train_labels"].reshape(-1)
-    pick = pick_examples(labels, targets, a.n, a.seed)
+    pick = pick_examples(labels, targets, EXAMPLES_SHOWN, a.seed)
     original = as_float(clean[built["train_source_index"][pick]])
     examples_figure(original, built["train_images"][pick].astype(np.float32), labels[pick], targets[pick], a.eps,
                     dataset_label(a.dataset), out_png=a.out_png, out_pdf=a.out_pdf)
@@ -84,7 +86,6 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--nonrobust", required=True, help="the nonrobust-feature set (medrobust construct)")
     s.add_argument("--dataset", required=True)
     s.add_argument("--eps", type=int, required=True, help="of the set, in units of 1/255")
-    s.add_argument("--n", type=int, default=6, help="images shown")
     s.add_argument("--seed", type=int, required=True)
     add_figure_outputs(s)
     s.set_defaults(func=cmd_examples)
