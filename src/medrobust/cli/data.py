@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from medrobust.cli.args import log
+from medrobust.core.errors import ConfigError
 from medrobust.core.io import write_json, write_npz
 
 
@@ -23,6 +24,8 @@ def cmd_download(a: argparse.Namespace) -> None:
     from medrobust.data.prepare import fetch, medmnist_source
 
     if a.medmnist:
+        if a.size is None:
+            raise ConfigError("--medmnist needs --size (the MedMNIST release: 28, 64, 128 or 224)")
         _, url, md5 = medmnist_source(a.medmnist, a.size, a.mirror)
     else:
         url, md5 = a.url, a.md5
@@ -52,7 +55,7 @@ def add_parsers(sub: Any) -> None:
     src.add_argument("--medmnist", help="MedMNIST flag, e.g. pathmnist")
     src.add_argument("--url", help="your own file's URL (with --md5)")
     s.add_argument("--md5")
-    s.add_argument("--size", type=int, required=True, help="MedMNIST release (28, 64, 128, 224)")
+    s.add_argument("--size", type=int, help="with --medmnist: the release (28, 64, 128, 224)")
     s.add_argument("--mirror", help="base URL replacing MedMNIST's host")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_download)
