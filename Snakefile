@@ -96,7 +96,6 @@ wildcard_constraints:
     dataset=one_of(DATASETS),
     stage=STAGE_PATTERN,
     eps=one_of(str(e) for e in config["eps"]),
-    point=r"lr[0-9.e+-]+_bs\d+_ep\d+_aug[01]",
     rep=r"\d+",
 
 

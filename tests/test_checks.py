@@ -142,7 +142,7 @@ def test_checks_csv_is_a_target_of_the_demo(tmp_path: Path) -> None:
     assert "results/summary/checks.csv" in re.search(r"input: (.*)", jobs["all"])[1]  # type: ignore[index]
     for needed in ("results/summary/metrics.csv", "results/synthetic/rep0/data/nonrobust_eps4.json",
                    "results/synthetic/grid/robust_eps4/selected.json", "results/synthetic/rep0/base/eval/clean.json",
-                   "results/synthetic/grid/base/lr0.1_bs64_ep20_aug0/metrics.json"):
+                   "results/synthetic/grid/lr0.1_bs64_ep20_aug0/base/metrics.json"):
         assert needed in jobs["checks"], needed
 
 

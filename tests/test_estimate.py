@@ -12,7 +12,7 @@ from medrobust.data import corrupt
 
 from test_workflow import planned
 
-GPU_RULES = ("train", "train_replicate", "construct_nonrobust", "evaluate_clean", "evaluate_clean_last",
+GPU_RULES = ("train", "construct_nonrobust", "evaluate_clean", "evaluate_clean_last",
              "evaluate_corrupted", "autoattack")
 
 
@@ -24,7 +24,9 @@ def test_estimated_jobs_are_the_dags_gpu_jobs(name: str, tmp_path: Path) -> None
     rows = estimate.study(cfg_mod.load(REPO / name))
     assert sum(r["gpu_jobs"] for r in rows) == sum(jobs.get(rule, 0) for rule in GPU_RULES)
     assert all(r["gpu_hours"] > 0 for r in rows)
-    assert jobs.get("train_replicate", 0) == len(rows) * (cfg_mod.load(REPO / name)["replicates"] - 1)
+    config = cfg_mod.load(REPO / name)
+    points = sum(len(cfg_mod.grid_points(config, d, s)) for d in config["datasets"] for s in cfg_mod.stages(config))
+    assert jobs["train"] == points + len(rows) * (config["replicates"] - 1)  # the grid, then each replicate r >= 1
 
 
 def test_estimate_scales_with_the_grid_and_the_epochs() -> None:

@@ -23,7 +23,7 @@ def test_every_replicate_has_the_same_layout_and_the_grid_its_own() -> None:
     assert paths.run_dir("synthetic", "base", 0) == "results/synthetic/rep0/base"
     assert paths.run_dir("synthetic", "robust_eps4", 2) == "results/synthetic/rep2/robust_eps4"
     assert paths.point_dir("synthetic", "base", "lr0.1_bs64_ep20_aug0") == \
-        "results/synthetic/grid/base/lr0.1_bs64_ep20_aug0"
+        "results/synthetic/grid/lr0.1_bs64_ep20_aug0/base"
     assert paths.selection("synthetic", "base") == "results/synthetic/grid/base/selected.json"
     assert paths.nonrobust_set("synthetic", 4, 1) == "results/synthetic/rep1/data/nonrobust_eps4.npz"
     clean = paths.evaluation("synthetic", "nonrobust_eps4", 1, "clean_last")

@@ -176,7 +176,7 @@ def resources_by_attempt(tmp_path: Path, rule: str, wildcards: dict[str, str], c
 
 
 @pytest.mark.parametrize("rule, wildcards", [
-    ("train", {"dataset": "synthetic", "stage": "base", "point": "lr0.1_bs64_ep20_aug0"}),
+    ("train", {"dataset": "synthetic", "stage": "base", "run": "grid/lr0.1_bs64_ep20_aug0"}),
     ("prepare", {"dataset": "synthetic"}),
     ("autoattack", {"dataset": "synthetic", "stage": "robust_eps4"}),
 ])
@@ -193,7 +193,7 @@ def test_no_request_passes_the_partition_limit_and_long_jobs_get_their_pieces(tm
     """The full study's longest training (PathMNIST TRADES, ~3 days at the estimate) under a
     10-hour limit from the environment: every attempt asks for at most 600 minutes, and under the
     profile the rule is retried once per piece, plus one."""
-    wildcards = {"dataset": "pathmnist", "stage": "robust_eps4", "point": "lr0.4_bs1024_ep200_aug0"}
+    wildcards = {"dataset": "pathmnist", "stage": "robust_eps4", "run": "grid/lr0.4_bs1024_ep200_aug0"}
     limit = {"MEDROBUST_MAX_RUNTIME_MINUTES": "600"}
     local = resources_by_attempt(tmp_path, "train", wildcards, "config.yaml", **limit)
     assert [a["runtime"] for a in local["attempts"]] == [600, 600, 600] and local["retries"] is None

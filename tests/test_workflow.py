@@ -69,10 +69,10 @@ def test_full_study_dag_without_network(tmp_path: Path) -> None:
     # and 3 seed replicates: replicates 1 and 2 train each of the 5 stages once more, build their
     # own 2 nonrobust sets and evaluate their models; one bootstrap per dataset and stage
     reps = 5 * 3
-    assert jobs == {"download_medmnist": 5, "prepare": 5, "train": 5 * (32 + 2 * 32) + 2 * robust,
+    assert jobs == {"download_medmnist": 5, "prepare": 5, "train": 5 * (32 + 2 * 32) + 2 * robust + 5 * 2 * 5,
                     "construct_nonrobust": reps * 2, "select": 5 * 5, "evaluate_clean": reps * 5,
                     "corrupt_test": 5, "evaluate_corrupted": reps * 5, "autoattack": reps * 3,  # base and eps 4
-                    "evaluate_clean_last": reps * 2, "train_replicate": 5 * 2 * 5, "bootstrap": 5 * 5,
+                    "evaluate_clean_last": reps * 2, "bootstrap": 5 * 5,
                     "summarize": 1, "verdicts": 1, "checks": 1, "figure_saliency": 1, "figure_bars": 2, "figure_eps": 1,
                     "table_results": 1, "table_hyperparameters": 1, "provenance": 1, "all": 1,
                     "figure_curves": 5 * 5, "figure_examples": 5 * 2, "corruption_table": 1, "figure_corruptions": 5,
@@ -149,7 +149,7 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     for name in reviewed:
         assert (tmp_path / f"results/figures/{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (tmp_path / f"results/figures/{name}.pdf").read_bytes()[:4] == b"%PDF"
-    histories = list(res.glob("grid/*/*/history.csv"))
+    histories = list(res.glob("grid/lr*/*/history.csv"))
     assert len(histories) == 4 and all(len(h.read_text().splitlines()) > 1 for h in histories)
     # the second seed replicate: every stage once more, at its selected point, with its own seed
     for stage in stages:
@@ -235,7 +235,7 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     figures.write_text(original)
     # TRADES' beta, or an edit of the TRADES code: the robust model (the demo: eps 4) of every
     # replicate and what depends on them; no base or nonrobust-only model, no construction
-    robust = {"train": 1, "select": 1, "train_replicate": 2, "figure_saliency": 1, "figure_curves": 1,
+    robust = {"train": 1 + 2, "select": 1, "figure_saliency": 1, "figure_curves": 1,
               **_every_replicate({"evaluate_clean": 1, "evaluate_corrupted": 1, "autoattack": 1}),
               "bootstrap": 1, **OUTPUTS}
     assert _after_edit(repo / "src" / "medrobust" / "train" / "trades.py",
@@ -244,7 +244,7 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     # evaluations and AutoAttacks, Fig. 1; never the base models
     assert _after_edit(repo / "src" / "medrobust" / "core" / "pgd.py",
                        lambda: planned(tmp_path, "--configfile", demo, repo=repo)) == \
-        {"train": 2, "select": 2, "train_replicate": 4, "figure_saliency": 1, "figure_curves": 2, "figure_examples": 1,
+        {"train": 2 + 4, "select": 2, "figure_saliency": 1, "figure_curves": 2, "figure_examples": 1,
          **_every_replicate({"construct_nonrobust": 1, "evaluate_clean": 2, "evaluate_clean_last": 1,
                              "evaluate_corrupted": 2, "autoattack": 2}), "bootstrap": 2, **OUTPUTS}
     cfg["robust"]["beta"] = 6
@@ -253,7 +253,7 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     cfg["robust"]["beta"] = 5
     cfg["nonrobust"]["steps"] = 50
     assert dry(cfg, "c3.yaml") == \
-        {"train": 1, "select": 1, "train_replicate": 2, "figure_curves": 1, "figure_examples": 1,
+        {"train": 1 + 2, "select": 1, "figure_curves": 1, "figure_examples": 1,
          **_every_replicate({"construct_nonrobust": 1, "evaluate_clean": 1, "evaluate_clean_last": 1,
                              "evaluate_corrupted": 1, "autoattack": 1}), "bootstrap": 1, **OUTPUTS}
     # the corruptions' resolution: the corrupted test set and its evaluations only

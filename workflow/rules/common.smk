@@ -13,7 +13,7 @@ from medrobust.core.config import (
     source_size,
     stages,
 )
-from medrobust.core.paths import BOOTSTRAP, DATA, EVAL, NONROBUST, POINT, RUN, SELECTION, key
+from medrobust.core.paths import BOOTSTRAP, DATA, EVAL, NONROBUST, RUN, SELECTION, TRAINED, key
 from medrobust.core.stages import model_of, stage_eps
 from medrobust.jobs.codedeps import code_digest
 from medrobust.report.verdicts import PAPER_DATASETS
@@ -88,6 +88,9 @@ SELECTED = RUN.replace("{rep}", "0")  # replicate 0: the grid's winner (rule sel
 
 def rep_of(wildcards):
     """The replicate of a job; a grid point trains with replicate 0's seed and data."""
+    run = getattr(wildcards, "run", None)
+    if run is not None:
+        return 0 if paths.point_of(run) else int(run.removeprefix("rep"))
     return int(getattr(wildcards, "rep", 0))
 
 
@@ -98,10 +101,22 @@ def training_set(wildcards):
     return paths.prepared(wildcards.dataset)
 
 
-def replicate_hparams(wildcards, input):
-    """The selected grid point's hyperparameters (read by the job from selected.json) and this
-    replicate's seed."""
-    return f"--selected {input.selected} --seed {hparams.replicate_seed(config, rep_of(wildcards))}"
+def train_inputs(wildcards):
+    """A run's training and validation sets; a replicate's, the selection it trains again."""
+    files = {"train": training_set(wildcards), "val": paths.prepared(wildcards.dataset)}
+    if paths.point_of(wildcards.run) is None:
+        files["selected"] = paths.selection(wildcards.dataset, wildcards.stage)
+    return files
+
+
+def train_settings(wildcards, input):
+    """A grid point's every training setting, as one shell-quoted JSON; a replicate's: the
+    selected point's (read by the job from selected.json) with the replicate's seed."""
+    point = paths.point_of(wildcards.run)
+    if point is None:
+        return f"--selected {input.selected} --seed {hparams.replicate_seed(config, rep_of(wildcards))}"
+    hp = hparams.train_hparams(config, wildcards.dataset, wildcards.stage, point)
+    return f"--hparams {shlex.quote(json.dumps(hp, sort_keys=True))}"
 
 
 def base_model(wildcards):
@@ -112,12 +127,6 @@ def construction_settings(wildcards):
     """Every setting that changes the nonrobust-feature set, as one shell-quoted JSON (a param)."""
     settings = hparams.construction_settings(config, int(wildcards.eps), rep_of(wildcards))
     return shlex.quote(json.dumps(settings, sort_keys=True))
-
-
-def train_hparams(wildcards):
-    """Every setting that changes a training result, as one shell-quoted JSON (a param)."""
-    hp = hparams.train_hparams(config, wildcards.dataset, wildcards.stage, wildcards.point)
-    return f"--hparams {shlex.quote(json.dumps(hp, sort_keys=True))}"
 
 
 def train_command(wildcards):

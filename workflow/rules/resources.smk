@@ -55,12 +55,9 @@ def requested_minutes(kind, wildcards):
     if kind == "cpu":
         return CPU_JOB_MINUTES
     if kind == "train":
-        # a replicate (no point wildcard) trains at a selection made at run time: the longest point
-        points = (
-            [wildcards.point]
-            if hasattr(wildcards, "point")
-            else grid_points(config, wildcards.dataset, wildcards.stage)
-        )
+        # a replicate trains at a selection made at run time: the grid's longest point
+        point = paths.point_of(wildcards.run)
+        points = [point] if point else grid_points(config, wildcards.dataset, wildcards.stage)
         seconds = max(estimate.train_seconds(config, wildcards.dataset, wildcards.stage, p) for p in points)
     elif kind == "construct":
         seconds = estimate.construct_seconds(config, wildcards.dataset)
@@ -87,7 +84,7 @@ def jobs_of_kind(kind):
         return [Wildcards()]
     if kind == "train":
         return [
-            Wildcards(fromdict={"dataset": d, "stage": s, "point": p})
+            Wildcards(fromdict={"dataset": d, "stage": s, "run": paths.GRID_RUN.format(point=p)})
             for d in DATASETS
             for s in stages(config)
             for p in grid_points(config, d, s)

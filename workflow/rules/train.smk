@@ -1,15 +1,19 @@
-# Training (medrobust.core.paths): one job per grid point, selection on validation (whose winner
-# is replicate 0), and each further replicate at the selected point.
+# Training (medrobust.core.paths): one rule for every run, a grid point (run grid/<point>) or a
+# seed replicate r >= 1 (run rep<r>), then selection on validation, whose winner is replicate 0.
+# A replicate trains again at the selected point, read from selected.json when the job runs (so
+# the DAG needs no checkpoint; its wall-time request is the grid's longest point), with the seed
+# derive_seed(seed, r), on its own training set (a nonrobust-only stage: built from its own base model).
 
 
 rule train:
     input:
-        train=training_set,
-        val=prepared_npz,
+        unpack(train_inputs),
     output:
-        model=f"{POINT}/model.pt",
-        metrics=f"{POINT}/metrics.json",
-        history=f"{POINT}/history.csv",
+        model=f"{TRAINED}/model.pt",
+        metrics=f"{TRAINED}/metrics.json",
+        history=f"{TRAINED}/history.csv",
+    wildcard_constraints:
+        run=paths.RUN_PATTERN,
     params:
         device=DEVICE,
         speed=Untracked(
@@ -18,14 +22,14 @@ rule train:
         ),
         code=train_code,
         command=train_command,
-        hparams=train_hparams,
+        settings=train_settings,
         n_classes=n_classes,
         # resumable state: beside the outputs, not one of them, so a failed job keeps it
-        state=f"{POINT}/state",
+        state=f"{TRAINED}/state",
     log:
-        "logs/{dataset}/grid/{stage}/{point}/train.log",
+        "logs/{dataset}/{run}/{stage}/train.log",
     benchmark:
-        "benchmarks/{dataset}/grid/{stage}/{point}/train.tsv"
+        "benchmarks/{dataset}/{run}/{stage}/train.tsv"
     threads: config["threads"]["train"]
     resources:
         gpu=GPUS,
@@ -36,34 +40,10 @@ rule train:
         ENV
     shell:
         "medrobust {params.command} --train-data {input.train} --val-data {input.val} --n-classes {params.n_classes}"
-        " {params.hparams} --state {params.state}"
+        " {params.settings} --state {params.state}"
         " {params.speed} --threads {threads} {params.device}"
         " --out-model {output.model} --out-metrics {output.metrics}"
         " --out-history {output.history} 2> {log}"
-
-
-# Replicate 0 is the grid's winner; replicate r >= 1 (config replicates) trains again at the
-# selected point, read from selected.json when the job runs (so the DAG needs no checkpoint; the
-# wall-time request is the grid's longest point), with the seed derive_seed(seed, r), on its own
-# training set (a nonrobust-only stage: built from the replicate's own base model).
-use rule train as train_replicate with:
-    input:
-        train=training_set,
-        val=prepared_npz,
-        selected=SELECTION,
-    output:
-        model=f"{RUN}/model.pt",
-        metrics=f"{RUN}/metrics.json",
-        history=f"{RUN}/history.csv",
-    params:
-        hparams=replicate_hparams,
-        state=f"{RUN}/state",
-    wildcard_constraints:
-        rep=r"[1-9]\d*",
-    log:
-        "logs/{dataset}/rep{rep}/{stage}/train.log",
-    benchmark:
-        "benchmarks/{dataset}/rep{rep}/{stage}/train.tsv"
 
 
 rule select:

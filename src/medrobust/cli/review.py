@@ -4,7 +4,6 @@ dataset-tables (what a reviewer looks at beyond the paper's figures)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from medrobust.cli.args import add_figure_outputs, add_inputs_arg, log, stage_inputs
@@ -14,10 +13,11 @@ EXAMPLES_SHOWN = 6  # training images in a nonrobust-feature set's figure
 
 
 def cmd_curves(a: argparse.Namespace) -> None:
+    from medrobust.core.paths import point_of_file
     from medrobust.report.diagnostics import curves_figure, stage_title
     from medrobust.train.history import read_history
 
-    histories = {Path(p).parent.name: read_history(p) for p in a.histories}
+    histories = {point_of_file(p): read_history(p) for p in a.histories}
     curves_figure(histories, read_json(a.selection), a.n_classes, stage_title(a.dataset, a.stage),
                   out_png=a.out_png, out_pdf=a.out_pdf)
     log.info("wrote %s and %s (%d grid points)", a.out_png, a.out_pdf, len(histories))

@@ -264,6 +264,9 @@ def load(path: str | Path) -> dict[str, Any]:
     return validate(config)
 
 
+POINT_PATTERN = r"lr[0-9.e+-]+_bs\d+_ep\d+_aug[01]"  # GridPoint.name's form (a wildcard constraint)
+
+
 @dataclass(frozen=True)
 class GridPoint:
     lr: float

@@ -2,7 +2,7 @@
 
     resources/<source>/<dataset>...npz           the source file (`source`): downloaded or synthesized
     results/<dataset>/data/                      prepared.npz, corrupted_test.npz (shared by all runs)
-    results/<dataset>/grid/<stage>/<point>/      one grid point's training (replicate 0's seed)
+    results/<dataset>/grid/<point>/<stage>/      one grid point's training (replicate 0's seed)
     results/<dataset>/grid/<stage>/selected.json the grid point chosen on validation
     results/<dataset>/rep<r>/<stage>/            replicate r's model (replicate 0: the grid's winner)
     results/<dataset>/rep<r>/<stage>/eval/       its test evaluations (<kind>.json, <kind>_probs.npz)
@@ -13,7 +13,9 @@ A variant (a name and its resolved config) lives under results/variants/<name>/ 
 settings of a step or of anything upstream of it differ from the main run's; every other step
 is the main run's own file, so a variant re-runs exactly what it changes.
 
-The templates hold Snakemake wildcards ({dataset}, {stage}, {point}, {rep}, {eps}, {kind});
+A training run is `TRAINED`: its {run} a grid point (`grid/<point>`) or a replicate r >= 1
+(`rep<r>`; replicate 0 is the grid's winner, copied by the selection), so one rule trains both.
+The templates hold Snakemake wildcards ({dataset}, {stage}, {run}, {rep}, {eps}, {kind});
 the functions fill them. `key` names one file in a rule's named inputs and `gather` reads them
 back, so a command reads exactly what its rule hands it.
 """
@@ -22,17 +24,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from medrobust.core import hparams
-from medrobust.core.config import grid_points, medmnist_suffix
+from medrobust.core.config import POINT_PATTERN, grid_points, medmnist_suffix
 from medrobust.core.stages import model_of, stage_eps
 
 RESULTS = "results"
 DATA = RESULTS + "/{dataset}/data"
 GRID = RESULTS + "/{dataset}/grid/{stage}"
-POINT = GRID + "/{point}"
 SELECTION = GRID + "/selected.json"
+TRAINED = RESULTS + "/{dataset}/{run}/{stage}"
+GRID_RUN = "grid/{point}"
+RUN_PATTERN = rf"grid/{POINT_PATTERN}|rep[1-9]\d*"  # the {run} of a training run
 RUN = RESULTS + "/{dataset}/rep{rep}/{stage}"
 EVAL = RUN + "/eval/{kind}.json"
 NONROBUST = RESULTS + "/{dataset}/rep{rep}/data/nonrobust_eps{eps}"
@@ -74,7 +79,17 @@ def corrupted(dataset: str) -> str:
 
 
 def point_dir(dataset: str, stage: str, point: str) -> str:
-    return POINT.format(dataset=dataset, stage=stage, point=point)
+    return TRAINED.format(dataset=dataset, run=GRID_RUN.format(point=point), stage=stage)
+
+
+def point_of(run: str) -> str | None:
+    """The grid point a training run is (`grid/<point>`), None for a replicate (`rep<r>`)."""
+    return run.removeprefix("grid/") if run.startswith("grid/") else None
+
+
+def point_of_file(path: str | Path) -> str:
+    """The grid point whose training wrote `path` (a file of `point_dir`)."""
+    return Path(path).parent.parent.name
 
 
 def selection(dataset: str, stage: str) -> str:

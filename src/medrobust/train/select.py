@@ -8,6 +8,7 @@ from typing import Any
 
 from medrobust.core.errors import DataError
 from medrobust.core.io import read_json
+from medrobust.core.paths import point_of_file
 
 CRITERIA = ("val_balanced_accuracy", "val_auc", "val_robust_balanced_accuracy")
 TIE_BREAKERS = ("val_balanced_accuracy", "val_auc")
@@ -26,7 +27,7 @@ def rank(candidates: list[dict[str, Any]], criterion: str) -> list[dict[str, Any
 
 
 def select(metrics_paths: list[str | Path], criterion: str, epoch: str) -> dict[str, Any]:
-    """Read each grid point's metrics.json (point = its folder name) and pick the best by
+    """Read each grid point's metrics.json (medrobust.core.paths.point_dir) and pick the best by
     `criterion` at the epoch a model keeps (`epoch`: its best or its last)."""
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
@@ -38,7 +39,7 @@ def select(metrics_paths: list[str | Path], criterion: str, epoch: str) -> dict[
                             "metrics file of this version?)")
         epochs = m["epochs"]
         kept = {"kept": epochs[epoch], "kept_by": epochs["best_by"] if epoch == "best" else "last epoch"}
-        candidates.append({"point": path.parent.name, "path": str(path), "hparams": m["hparams"],
+        candidates.append({"point": point_of_file(path), "path": str(path), "hparams": m["hparams"],
                            "val": {k: v for k, v in m[epoch].items() if k.startswith("val_")},
                            "epochs": {**epochs, **kept}})
     if not candidates:
