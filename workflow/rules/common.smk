@@ -88,10 +88,8 @@ SELECTED = RUN.replace("{rep}", "0")  # replicate 0: the grid's winner (rule sel
 
 def rep_of(wildcards):
     """The replicate of a job; a grid point trains with replicate 0's seed and data."""
-    run = getattr(wildcards, "run", None)
-    if run is not None:
-        return 0 if paths.point_of(run) else int(run.removeprefix("rep"))
-    return int(getattr(wildcards, "rep", 0))
+    run = getattr(wildcards, "run", f"rep{getattr(wildcards, 'rep', 0)}")
+    return 0 if paths.point_of(run) else int(run.removeprefix("rep"))
 
 
 def training_set(wildcards):
@@ -119,22 +117,14 @@ def train_settings(wildcards, input):
     return f"--hparams {shlex.quote(json.dumps(hp, sort_keys=True))}"
 
 
-def base_model(wildcards):
-    return f"{paths.run_dir(wildcards.dataset, 'base', rep_of(wildcards))}/model.pt"
-
-
 def construction_settings(wildcards):
     """Every setting that changes the nonrobust-feature set, as one shell-quoted JSON (a param)."""
     settings = hparams.construction_settings(config, int(wildcards.eps), rep_of(wildcards))
     return shlex.quote(json.dumps(settings, sort_keys=True))
 
 
-def train_command(wildcards):
-    return hparams.train_command(wildcards.stage)
-
-
 def train_code(wildcards):
-    return code(train_command(wildcards))
+    return code(hparams.train_command(wildcards.stage))
 
 
 def selection_criterion(wildcards):

@@ -5,7 +5,7 @@
 
 rule construct_nonrobust:
     input:
-        model=base_model,
+        model=lambda wildcards: f"{paths.run_dir(wildcards.dataset, 'base', rep_of(wildcards))}/model.pt",
         data=prepared_npz,
     output:
         npz=f"{NONROBUST}.npz",

@@ -21,7 +21,7 @@ rule train:
             f" --eval-batch-size {config['training']['eval_batch_size']}"
         ),
         code=train_code,
-        command=train_command,
+        command=lambda wildcards: hparams.train_command(wildcards.stage),
         settings=train_settings,
         n_classes=n_classes,
         # resumable state: beside the outputs, not one of them, so a failed job keeps it
