@@ -53,7 +53,7 @@ def test_config_on_the_command_line_alone_starts_from_config_yaml(tmp_path: Path
     out = run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n",
                "--config", "seed=1"], cwd=tmp_path)
     full = run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n"], cwd=tmp_path)
-    assert job_counts(out) == job_counts(full) and job_counts(out)["train"] == 688  # the full study (config.yaml)
+    assert job_counts(out) == job_counts(full) and job_counts(out)["train"] == 738  # the full study (config.yaml): 688 grid points, 50 replicates
     assert "config.yaml is extended by additional config specified via the command line" in out
 
 
@@ -87,7 +87,7 @@ def test_workflow_as_a_snakemake_module(tmp_path: Path) -> None:
     direct = run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "direct"),
                   "--configfile", str(REPO / "config.demo.yaml"), "-n"], cwd=tmp_path)
     via_module = run([sys.executable, "-m", "snakemake", "-n"], cwd=outer)
-    assert job_counts(via_module) == job_counts(direct) and job_counts(direct)["train"] == 4
+    assert job_counts(via_module) == job_counts(direct) and job_counts(direct)["train"] == 10  # 4 grid points, 6 replicates
     run([sys.executable, "-m", "snakemake", "--cores", "2", *PREPARED], cwd=outer)
     stats = json.loads((outer / PREPARED[1]).read_text())
     assert stats["image_size"] == 32 and (outer / "logs" / "synthetic" / "data" / "prepare.log").exists()

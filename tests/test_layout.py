@@ -121,7 +121,7 @@ def _chosen_commands(rules: str) -> set[str]:
     it hands the choice on)."""
     common = (RULES / "common.smk").read_text() + "\n" + (PACKAGE / "core" / "hparams.py").read_text()
     found = set()
-    for name in re.findall(r"\bcommand=(\w+)", rules):
+    for name in re.findall(r"\bcommand=(?:lambda \w+: hparams\.)?(\w+)", rules):
         source = "".join(m.group(0) for m in re.finditer(rf"^def {name}\(.*?(?=^\S)", common, re.S | re.M))
         returned = [r.value for r in ast.walk(ast.parse(source)) if isinstance(r, ast.Return)]
         while any(isinstance(v, ast.IfExp) for v in returned):  # a if cond else b: a and b
