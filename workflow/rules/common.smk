@@ -123,14 +123,6 @@ def construction_settings(wildcards):
     return shlex.quote(json.dumps(settings, sort_keys=True))
 
 
-def train_code(wildcards):
-    return code(hparams.train_command(wildcards.stage))
-
-
-def selection_criterion(wildcards):
-    return hparams.selection_criterion(config, wildcards.stage)
-
-
 def kept_epoch(wildcards):
     """The epoch whose weights a stage's models keep (selection and evaluation)."""
     return hparams.kept_epoch(config, wildcards.stage)
@@ -148,10 +140,6 @@ def grid_files(name):
 
 
 # ---- evaluation and outputs: named inputs (paths.key), which the commands read back ----------
-
-
-def registry_of(wildcards):
-    return corruption_registry(config, wildcards.dataset)
 
 
 def evaluation_out(kind):
@@ -189,10 +177,6 @@ def named(wildcards, input):
     return shlex.quote(json.dumps(dict(input.items())))
 
 
-def bootstrap_inputs(wildcards):
-    return named_evaluations([(wildcards.dataset, wildcards.stage)], probs=True)
-
-
 def bootstraps(pairs):
     return {key(d, s, None, "bootstrap"): paths.bootstrap(d, s) for d, s in pairs}
 
@@ -221,17 +205,9 @@ def check_inputs(wildcards):
     return files
 
 
-def grid_metrics(wildcards):
-    return [f for d, s in every_stage() for f in grid_paths(d, s, "metrics.json")]
-
-
 def corruption_inputs(wildcards):
     """Replicate 0's clean and corrupted evaluations of each stage."""
     return {key(d, s, 0, kind): evaluations(d, s, 0)[kind] for d, s in every_stage() for kind in ("clean", "corrupted")}
-
-
-def dataset_selections(wildcards):
-    return selections([(wildcards.dataset, s) for s in stages(config)])
 
 
 def review_figures():
@@ -265,10 +241,6 @@ def verdict_settings():
     )
     flags += f" --paper-datasets {paper_datasets()}" if paper_datasets() else ""
     return flags + (f" --paper-protocol {v['paper_protocol']}" if v["paper_protocol"] else "")
-
-
-def verdict_inputs(wildcards):
-    return bootstraps(every_stage())
 
 
 def eps_compared():

@@ -15,7 +15,7 @@ rule corrupt_test:
         n_channels=n_channels,
         source_size=source_size_of,
         size=config["image_size"],
-        registry=registry_of,
+        registry=lambda wildcards: corruption_registry(config, wildcards.dataset),
         apply_size=config["evaluation"]["corruptions"]["apply_size"],
         seed=config["seed"],
         # resumable state (finished corruptions and blocks): beside the outputs, not one of them

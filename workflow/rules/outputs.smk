@@ -6,7 +6,7 @@
 # the largest test sets: every corruption and severity is evaluated under each draw).
 rule bootstrap:
     input:
-        unpack(bootstrap_inputs),
+        unpack(lambda wildcards: named_evaluations([(wildcards.dataset, wildcards.stage)], probs=True)),
     output:
         BOOTSTRAP,
     params:
@@ -50,7 +50,7 @@ rule summarize:
 
 rule checks:
     input:
-        grid_metrics,
+        [f for d, s in every_stage() for f in grid_paths(d, s, "metrics.json")],
         unpack(check_inputs),
         summary="results/summary/metrics.csv",
     output:
@@ -167,7 +167,7 @@ rule table_results:
 # absolute path, and a moved checkout would re-run the job.
 rule verdicts:
     input:
-        unpack(verdict_inputs),
+        **bootstraps(every_stage()),
     output:
         overview=report(
             "results/summary/verdicts_overview.csv", caption="../report/verdicts.rst", category="1. Verdicts"

@@ -97,7 +97,7 @@ rule figure_corruptions:
 
 rule dataset_tables:
     input:
-        unpack(dataset_selections),
+        unpack(lambda wildcards: selections([(wildcards.dataset, s) for s in stages(config)])),
         checks="results/summary/checks.csv",
     output:
         selection=report(

@@ -20,7 +20,7 @@ rule train:
             f"--checkpoint-every {config['training']['checkpoint_every']}"
             f" --eval-batch-size {config['training']['eval_batch_size']}"
         ),
-        code=train_code,
+        code=lambda wildcards: code(hparams.train_command(wildcards.stage)),
         command=lambda wildcards: hparams.train_command(wildcards.stage),
         settings=train_settings,
         n_classes=n_classes,
@@ -55,7 +55,7 @@ rule select:
         model=f"{SELECTED}/model.pt",
     params:
         code=code("select"),
-        criterion=selection_criterion,
+        criterion=lambda wildcards: hparams.selection_criterion(config, wildcards.stage),
         epoch=kept_epoch,
     log:
         "logs/{dataset}/grid/{stage}/select.log",

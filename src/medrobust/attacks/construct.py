@@ -95,10 +95,8 @@ def draw_targets(labels: torch.Tensor, n_classes: int, mode: str, seed: int) -> 
     gen = torch.Generator().manual_seed(derive_seed(seed, 3))
     if mode == "uniform":
         return torch.randint(0, n_classes, (len(labels),), generator=gen).to(labels.device)
-    if mode == "other":
-        offset = torch.randint(1, n_classes, (len(labels),), generator=gen).to(labels.device)
-        return (labels + offset) % n_classes
-    raise ValueError(f"targets must be one of {TARGET_MODES}, got {mode!r}")
+    offset = torch.randint(1, n_classes, (len(labels),), generator=gen).to(labels.device)  # "other"
+    return (labels + offset) % n_classes
 
 
 def construct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes: int, cfg: ConstructionConfig,

@@ -18,10 +18,9 @@ import jsonschema
 import yaml
 
 from medrobust.core.errors import ConfigError, DataError
-from medrobust.core.stages import model_of, stage_eps, stage_names
+from medrobust.core.stages import MODELS, model_of, stage_eps, stage_names
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "config.schema.yaml"
-GRID_FAMILIES = ("base", "nonrobust", "robust")
 
 
 def _key(path: Any) -> str:
@@ -55,8 +54,6 @@ def _message(error: jsonschema.ValidationError) -> str:
         keys = ", ".join(_key(path + [u]) for u in unknown)
         hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
         return f"unknown config key {keys}{hint}"
-    if error.validator == "required":
-        return f"config key {_key(path)}: {error.message}"
     return f"config key {_key(path)}: {error.message}"
 
 
@@ -80,7 +77,7 @@ def _check_cross_references(config: dict[str, Any]) -> None:
     if (config["model"]["depth"] - 4) % 6:
         problems.append(f"config key model.depth: {config['model']['depth']} is not 6n+4 (10, 16, 22, 28, ...)")
     for name, ds in config["datasets"].items():
-        for family in GRID_FAMILIES:
+        for family in MODELS:
             key = "robust_grid" if family == "robust" and "robust_grid" in ds else "grid"
             if ds[key] not in config["grids"][family]:
                 known = ", ".join(sorted(config["grids"][family]))

@@ -48,28 +48,20 @@ class Sizes:
 
 def dataset_sizes(config: dict[str, Any], name: str) -> Sizes:
     """Split sizes and classes of a configured dataset, without reading it where possible
-    (every job's resources ask: a file is read once per path)."""
+    (every job's resources ask: a file's array headers are read once per path)."""
     ds = config["datasets"][name]
     if ds["source"] == "npz" and "path" in ds:
-        return _npz_sizes(ds["path"], ds["n_classes"])
-    return _sizes(ds, name, classes_and_channels(config, name)[0])
-
-
-@functools.lru_cache(maxsize=None)
-def _npz_sizes(path: str, n_classes: int) -> Sizes:
-    """From the array headers (a DataError naming the file if it is missing or corrupt)."""
-    n = check_npz_splits(path)
-    return Sizes(n["train"], n["val"], n["test"], n_classes)
-
-
-def _sizes(ds: dict[str, Any], name: str, n_classes: int) -> Sizes:
-    if ds["source"] == "medmnist":
+        n = _npz_splits(ds["path"])
+    elif ds["source"] == "medmnist":
         n = medmnist_info()[name]["n_samples"]
-        return Sizes(n["train"], n["val"], n["test"], n_classes)
-    if ds["source"] == "synthetic":
-        s = ds["synthetic"]
-        return Sizes(s["n_train"], s["n_val"], s["n_test"], n_classes)
-    return Sizes(10_000, 1_000, 1_000, n_classes)  # a file still to download: a stated guess
+    elif ds["source"] == "synthetic":
+        n = {split: ds["synthetic"][f"n_{split}"] for split in ("train", "val", "test")}
+    else:  # a file still to download: a stated guess
+        n = {"train": 10_000, "val": 1_000, "test": 1_000}
+    return Sizes(n["train"], n["val"], n["test"], classes_and_channels(config, name)[0])
+
+
+_npz_splits = functools.cache(check_npz_splits)  # (a DataError naming the file if it is missing or corrupt)
 
 
 def train_seconds(config: dict[str, Any], name: str, stage: str, point: str) -> float:

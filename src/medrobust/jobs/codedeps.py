@@ -39,10 +39,6 @@ def module_file(name: str, package_dir: Path = PACKAGE_DIR) -> Path:
     return path.with_suffix(".py") if path.with_suffix(".py").exists() else path / "__init__.py"
 
 
-def _exists(name: str, package_dir: Path) -> bool:
-    return module_file(name, package_dir).exists()
-
-
 def _module_names(node: ast.Import | ast.ImportFrom) -> list[str]:
     """Package modules named by one import statement ('medrobust.a.b' -> 'a.b'; for
     `from medrobust.a import b`, 'a.b' when b is a module, else 'a')."""
@@ -101,7 +97,7 @@ def _command_module(command: str, package_dir: Path) -> str:
 
 def _with_parents(names: set[str], package_dir: Path) -> set[str]:
     """The names that are package modules, with the subpackages they sit in."""
-    found = {n for n in names if _exists(n, package_dir)}
+    found = {n for n in names if module_file(n, package_dir).exists()}
     return found | {n.rsplit(".", i)[0] for n in found for i in range(1, n.count(".") + 1)}
 
 
@@ -136,17 +132,18 @@ def command_files(command: str, package_dir: Path = PACKAGE_DIR) -> list[Path]:
 
 def code_digest(command: str, package_dir: Path = PACKAGE_DIR) -> str:
     """SHA-256 over the paths (inside the package) and contents of the command's modules."""
-    h = hashlib.sha256()
-    for path in command_files(command, package_dir):
-        h.update(path.relative_to(package_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
+    return _digest(command_files(command, package_dir), package_dir)
 
 
 def package_digest(package_dir: Path = PACKAGE_DIR) -> str:
     """SHA-256 over the paths and contents of every file of the package that Python or the
     package reads (modules and data files; caches excluded): equal for two copies of one tree."""
+    return _digest([path for path in sorted(Path(package_dir).rglob("*")) if path.is_file()
+                    and "__pycache__" not in path.parts and path.suffix in {".py", ".yaml", ".typed"}], package_dir)
+
+
+def _digest(files: list[Path], package_dir: Path) -> str:
     h = hashlib.sha256()
-    for path in sorted(Path(package_dir).rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix in {".py", ".yaml", ".typed"}:
-            h.update(path.relative_to(package_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in files:
+        h.update(path.relative_to(package_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]

@@ -168,8 +168,7 @@ def try_slots(directory: Path, devices: list[str], jobs_per_gpu: int) -> GpuClai
     return None
 
 
-def wait_for_slot(directory: Path, devices: list[str], jobs_per_gpu: int, timeout: float | None, poll_s: float,
-                  repeat_s: float) -> GpuClaim:
+def wait_for_slot(directory: Path, devices: list[str], jobs_per_gpu: int, timeout: float | None) -> GpuClaim:
     """A slot, once one is free; TimeoutError after `timeout` seconds (None: wait for ever)."""
     n, k = len(devices), jobs_per_gpu
     start = said = None
@@ -179,18 +178,17 @@ def wait_for_slot(directory: Path, devices: list[str], jobs_per_gpu: int, timeou
             return claim
         now = time.monotonic()
         start = now if start is None else start
-        if said is None or now - said >= repeat_s:
+        if said is None or now - said >= REPEAT_S:
             log.info("all %d GPU%s busy (%d job%s each); waiting for one to free (locks in %s)",
                      n, "s" if n != 1 else "", k, "s" if k != 1 else "", directory)
             said = now
         if timeout is not None and now - start >= timeout:
             raise TimeoutError(f"all {n} GPUs still busy after {timeout:g} s (locks in {directory})")
-        time.sleep(poll_s)
+        time.sleep(POLL_S)
 
 
 def claim_gpu(jobs_per_gpu: int = 1, *, timeout: float | None = None, lock_dir: str | Path | None = None,
-              discover: Callable[[], int] = count_gpus, poll_s: float = POLL_S,
-              repeat_s: float = REPEAT_S) -> GpuClaim | None:
+              discover: Callable[[], int] = count_gpus) -> GpuClaim | None:
     """Make one inherited GPU this process's own and CUDA_VISIBLE_DEVICES name only it; call before
     anything touches CUDA. None when no GPU is visible. Waits while all slots are held."""
     global _held
@@ -205,7 +203,7 @@ def claim_gpu(jobs_per_gpu: int = 1, *, timeout: float | None = None, lock_dir: 
         _held = GpuClaim(devices[0])
         return _held
     directory = ready_lock_dir(Path(lock_dir) if lock_dir is not None else default_lock_dir(os.environ))
-    claim = wait_for_slot(directory, devices, jobs_per_gpu, timeout, poll_s, repeat_s)
+    claim = wait_for_slot(directory, devices, jobs_per_gpu, timeout)
     os.environ[VISIBLE] = claim.device
     log.info("GPU %s (slot %d of %d) is this job's: %s", claim.device, claim.slot + 1, jobs_per_gpu,
              claim.lock_path)

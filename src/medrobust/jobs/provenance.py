@@ -43,10 +43,6 @@ def git_commit(repo: Path = REPO) -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 
-def config_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def record(config: Any = None) -> dict[str, Any]:
     """The provenance block written beside every result."""
     rec: dict[str, Any] = {
@@ -56,9 +52,12 @@ def record(config: Any = None) -> dict[str, Any]:
         "git": git_commit(),
     }
     if config is not None:
-        rec["config_hash"] = config_hash(config)
+        rec["config_hash"] = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     if "torch" in sys.modules:  # a light command (no torch) ran on no device; importing torch would cost seconds
-        rec["device"] = device_facts()
+        try:  # the GPUs, driver, CUDA, cuDNN and float32 settings of this process
+            rec["device"] = in_use()
+        except Exception as e:  # provenance is written after the work is done: it must never fail the job
+            rec["device"] = {"unknown": f"{type(e).__name__}: {e}"}
     return rec
 
 
@@ -72,10 +71,3 @@ def write_invocation(config: dict[str, Any], results: str = "results") -> Path:
     write_json(path, {"config": config, **record(config)})
     return path
 
-
-def device_facts() -> dict[str, Any]:
-    """The GPUs, driver, CUDA, cuDNN and float32 settings of this process (medrobust.jobs.device.in_use)."""
-    try:
-        return in_use()
-    except Exception as e:  # provenance is written after the work is done: it must never fail the job
-        return {"unknown": f"{type(e).__name__}: {e}"}

@@ -47,11 +47,8 @@ def state_lock(state: str | Path) -> contextlib.AbstractContextManager[None]:
 
 def file_digest(path: str | Path) -> str:
     """SHA-256 of a file's content (streamed; a few hundred MB take about a second)."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
 
 
 def fingerprint(command: str, settings: dict[str, Any], *files: str | Path, device: str | None = None,
@@ -73,7 +70,7 @@ def fingerprint(command: str, settings: dict[str, Any], *files: str | Path, devi
 def fingerprint_mismatch(saved: Any, current: dict[str, str]) -> str | None:
     """None when a saved state belongs to this very job; else why not, for the log."""
     if not isinstance(saved, dict):
-        return "it was written by an older medrobust without a code fingerprint"
+        return "its fingerprint.json is not a fingerprint"
     what = {"code": "other code", "settings": "other settings", "data": "other input data"}
     differ = [what[k] for k in what if saved.get(k) != current[k]]
     if "device" in current and saved.get("device") != current["device"]:
@@ -91,26 +88,17 @@ def resumable(directory: str | Path, fingerprint: dict[str, str], what: str) -> 
     outputs then. An exception (Interrupted: a stop request) leaves it for the next attempt."""
     import shutil
 
-    directory = Path(directory)
-    with state_lock(directory):
-        claim_state_dir(directory, fingerprint, what)
-        yield directory
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def claim_state_dir(directory: Path, fingerprint: dict[str, str], what: str) -> None:
-    """Make `directory` (a job's resumable parts) this job's: keep its `what` if it carries this
-    fingerprint (fingerprint.json), else clear it, saying why in the log."""
-    import shutil
-
     from medrobust.core.io import read_json, write_json
 
+    directory = Path(directory)
     stamp = directory / "fingerprint.json"
-    if stamp.exists():
-        why = fingerprint_mismatch(read_json(stamp), fingerprint)
-        if why is None:
-            return
-        log.warning("discarding the %s in %s: %s", what, directory, why)
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    write_json(stamp, fingerprint)
+    with state_lock(directory):
+        why = fingerprint_mismatch(read_json(stamp), fingerprint) if stamp.exists() else None
+        if why:
+            log.warning("discarding the %s in %s: %s", what, directory, why)
+        if why or not stamp.exists():
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir(parents=True)
+            write_json(stamp, fingerprint)
+        yield directory
+        shutil.rmtree(directory, ignore_errors=True)

@@ -11,37 +11,25 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from medrobust.core.errors import DataError
-from medrobust.core.io import read_csv, write_csv
+from medrobust.core.io import float_cell, read_csv, write_csv
 
 COLUMNS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_balanced_accuracy", "val_auc",
            "val_robust_balanced_accuracy", "images_per_second", "seconds")
 TIMING = ("images_per_second", "seconds")
 
 
-def history_rows(history: Sequence[dict[str, float]], batch_size: int) -> list[dict[str, Any]]:
-    """The CSV's rows: each epoch's values under COLUMNS, None where not measured (robust
-    validation of standard training); images/s = the epoch's training images / its seconds."""
+def write_history(history: Sequence[dict[str, float]], batch_size: int, path: str | Path) -> None:
+    """Each epoch's values under COLUMNS, empty where not measured (robust validation of standard
+    training); images/s = the epoch's training images / its seconds."""
     rows, previous = [], 0
     for h in history:
-        images = (h["step"] - previous) * batch_size
-        previous = h["step"]
         row = {k: h.get(k) for k in COLUMNS}
-        row["images_per_second"] = images / h["seconds"] if h.get("seconds") else None
-        rows.append(row)
-    return rows
-
-
-def write_history(history: Sequence[dict[str, float]], batch_size: int, path: str | Path) -> None:
-    write_csv(path, COLUMNS, ([_cell(k, row.get(k)) for k in COLUMNS] for row in history_rows(history, batch_size)))
-
-
-def _cell(column: str, value: float | None) -> str | int:
-    if value is None:
-        return ""
-    return int(value) if column in ("epoch", "step") else repr(float(value))
+        row["images_per_second"] = (h["step"] - previous) * batch_size / h["seconds"] if h.get("seconds") else None
+        previous = h["step"]
+        rows.append([int(row[k]) if k in ("epoch", "step") else float_cell(row[k]) for k in COLUMNS])
+    write_csv(path, COLUMNS, rows)
 
 
 def read_history(path: str | Path) -> list[dict[str, float]]:
