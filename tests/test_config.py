@@ -37,6 +37,7 @@ def test_shipped_configs_are_valid() -> None:
     (lambda c: c["training"].update(lable_smoothing=0.1), "training.lable_smoothing"),
     (lambda c: c["datasets"]["pathmnist"].update(gird="large"), "datasets.pathmnist.gird"),
     (lambda c: c["grids"]["base"]["large"].update(lrs=[0.1]), "grids.base.large.lrs"),
+    (lambda c: c["variants"]["ema_0995"]["settings"]["training"].update(ema=0.9), "training.ema"),
 ])
 def test_unknown_keys_are_rejected_by_name(full: dict, edit, key: str) -> None:
     edit(full)
@@ -61,6 +62,14 @@ def test_unknown_keys_are_rejected_by_name(full: dict, edit, key: str) -> None:
     (lambda c: c.update(evaluation={"saliency": {"dataset": "chestmnist"}}), "evaluation.saliency.dataset", "not a configured"),
     (lambda c: c["datasets"]["octmnist"].update(corruptions="ctmnist"), "datasets.octmnist.corruptions", "is not one of"),
     (lambda c: c.update(compute={"gpus_per_job": -1}), "compute.gpus_per_job", "less than the minimum"),
+    # named variants: each is validated as the config it makes, before any job
+    (lambda c: c.update(run_variants=["augment_off"]), "run_variants", "no variant 'augment_off'"),
+    (lambda c: c["variants"]["ema_0995"]["settings"]["training"].update(ema_decay=2.0),
+     "training.ema_decay", "variant ema_0995"),
+    (lambda c: c["variants"]["targets_other"]["settings"]["nonrobust"].update(targets="uniform"),
+     "variants.targets_other.settings", "changes nothing"),
+    (lambda c: c["variants"]["last_epoch"]["settings"].update(seed=3), "variants.last_epoch.settings", "seed"),
+    (lambda c: c.update(run_variants=["last_epoch"]), "run_variants", "not built yet"),
 ])
 def test_bad_values_are_rejected_by_name(full: dict, edit, key: str, words: str) -> None:
     edit(full)

@@ -19,7 +19,7 @@ IMAGES = DOCS / "img"  # pictures made from a run's results; a missing one is sk
 PAGES = [README, *sorted(DOCS.glob("*.md"))]
 # The pages the README's "Documentation" list promises.
 EXPECTED_PAGES = {"clusters.md", "software.md", "own-data.md", "method.md", "design.md", "benchmarks.md",
-                  "verdicts.md"}
+                  "verdicts.md", "variants.md"}
 MAX_README_LINES = 220
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.S | re.M)

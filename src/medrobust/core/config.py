@@ -54,6 +54,9 @@ def _message(error: jsonschema.ValidationError) -> str:
         keys = ", ".join(_key(path + [u]) for u in unknown)
         hint = f" (allowed here: {', '.join(allowed)})" if allowed else ""
         return f"unknown config key {keys}{hint}"
+    if error.validator == "not" and "enum" in error.validator_value:  # variants' settings: propertyNames
+        return (f"config key {_key(path)}: a variant cannot change {error.instance!r} (it keeps the main run's "
+                f"{', '.join(error.validator_value['enum'][:6])}, so that the two are paired)")
     return f"config key {_key(path)}: {error.message}"
 
 
@@ -68,7 +71,35 @@ def validate(config: dict[str, Any], schema: dict[str, Any] | None = None) -> di
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_message(e) for e in errors))
     _check_cross_references(config)
+    for name in config["run_variants"]:
+        if name not in config["variants"]:
+            raise ConfigError(f"config key run_variants: no variant '{name}' (defined: {', '.join(config['variants'])})")
+    for name in config["variants"]:
+        variant_config(config, name, schema)
+    if config["run_variants"]:  # the rules do not route a variant's jobs yet: refuse, never ignore
+        raise ConfigError("config key run_variants: running variants is not built yet (docs/variants.md); "
+                          "the variants are defined and checked, and the workflow runs the main study only")
     return config
+
+
+def merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `overlay`'s values: nested mappings merged key by key, anything else replaced."""
+    return {**base, **{k: merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                       for k, v in overlay.items()}}
+
+
+def variant_config(config: dict[str, Any], name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A named variant's config: the main run's with the variant's settings, validated (a
+    ConfigError names the variant and the key); one that changes nothing is refused."""
+    main = {k: v for k, v in config.items() if k not in ("variants", "run_variants")}
+    settings = config["variants"][name]["settings"]
+    try:
+        resolved = validate(copy.deepcopy(merged(main, settings)), schema)
+    except ConfigError as e:
+        raise ConfigError(f"variant {name} (config key variants.{name}.settings): {e}") from None
+    if {k: resolved[k] for k in main} == main:
+        raise ConfigError(f"config key variants.{name}.settings: it changes nothing (every value is the main run's)")
+    return resolved
 
 
 def _check_cross_references(config: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from medrobust.core import hparams
-from medrobust.core.config import POINT_PATTERN, grid_points, medmnist_suffix
+from medrobust.core.config import POINT_PATTERN, grid_points, medmnist_suffix, variant_config
 from medrobust.core.stages import model_of, stage_eps
 
 RESULTS = "results"
@@ -53,6 +53,11 @@ class Variant:
     name: str
     config: dict[str, Any]
     main: dict[str, Any]
+
+    @classmethod
+    def of(cls, config: dict[str, Any], name: str) -> Variant:
+        """The variant `name` of a validated config (its `variants`)."""
+        return cls(name, variant_config(config, name), config)
 
 
 def source_pattern(config: dict[str, Any], kind: str) -> str:
@@ -102,18 +107,20 @@ def bootstrap(dataset: str, stage: str) -> str:
 
 def model_settings(config: dict[str, Any], dataset: str, stage: str) -> dict[str, Any]:
     """Every setting a stage's models depend on, upstream included: the grid (each point's
-    hyperparameters), the selection (its criterion, at the epoch the models keep) and, for a
-    nonrobust-only stage, the construction of its training set and the base models it is built
-    from."""
+    hyperparameters), the selection criterion and, for a nonrobust-only stage, the construction
+    of its training set and the base models it is built from. Not the epoch a model keeps: every
+    run saves its best and its last, and a variant keeps the main run's selected point, so the
+    kept epoch moves only what reads the weights (evaluations, constructions)."""
     grid = {p: hparams.train_hparams(config, dataset, stage, p) for p in grid_points(config, dataset, stage)}
-    own = {"grid": grid, "select": hparams.selection_criterion(config, stage),
-           "epoch": hparams.kept_epoch(config, stage)}
+    own = {"grid": grid, "select": hparams.selection_criterion(config, stage)}
     return {**own, "set": set_settings(config, dataset, stage_eps(stage))} if model_of(stage) == "nonrobust" else own
 
 
 def set_settings(config: dict[str, Any], dataset: str, eps: int) -> dict[str, Any]:
-    """Every setting a nonrobust-feature set depends on: its construction and its base models'."""
-    return {"construct": hparams.construction_settings(config, eps, 0), "base": model_settings(config, dataset, "base")}
+    """Every setting a nonrobust-feature set depends on: its construction and its base models'
+    (and which of their epochs it is built from)."""
+    return {"construct": hparams.construction_settings(config, eps, 0), "base": model_settings(config, dataset, "base"),
+            "epoch": hparams.kept_epoch(config, "base")}
 
 
 def _moved(variant: Variant | None, settings: Callable[[dict[str, Any]], Any]) -> str:
@@ -137,9 +144,15 @@ def nonrobust_set(dataset: str, eps: int, rep: int, variant: Variant | None = No
 
 def evaluation(dataset: str, stage: str, rep: int, kind: str, variant: Variant | None = None) -> str:
     """One test evaluation (JSON; its probabilities beside it) of replicate `rep` of a stage: a
-    variant's where its model, or the evaluation settings of its kind, differ from the main run's."""
+    variant's where its model, the epoch it keeps (`<kind>_last`: always the last), or the
+    evaluation settings of its kind differ from the main run's."""
     section = EVALUATION_SETTINGS.get(kind.removesuffix("_last"))
-    root = _moved(variant, lambda c: (model_settings(c, dataset, stage), section and c["evaluation"][section]))
+
+    def settings(c: dict[str, Any]) -> Any:
+        epoch = "last" if kind.endswith("_last") else hparams.kept_epoch(c, stage)
+        return model_settings(c, dataset, stage), epoch, section and c["evaluation"][section]
+
+    root = _moved(variant, settings)
     return EVAL.format(dataset=dataset, rep=rep, stage=stage, kind=kind).replace(RESULTS, root, 1)
 
 
