@@ -144,3 +144,10 @@ def test_the_vocabulary_is_defined_once() -> None:
         if re.search(r"startswith\(\"(?:base|robust|nonrobust)", path.read_text()):
             parsing.append(path.name)
     assert not defining and not parsing, (defining, parsing)
+
+
+def test_no_result_param_is_a_function_of_input() -> None:
+    """Snakemake records no param computed from `input` in its metadata, so a change of such a
+    param would re-run nothing: only the named-inputs JSON (its files are the rule's inputs) may."""
+    text = "\n".join(p.read_text() for p in RULES.glob("*.smk"))
+    assert set(re.findall(r"^def (\w+)\(wildcards, input", text, re.M)) == {"named"}

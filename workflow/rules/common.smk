@@ -107,12 +107,14 @@ def train_inputs(wildcards):
     return files
 
 
-def train_settings(wildcards, input):
+def train_settings(wildcards):
     """A grid point's every training setting, as one shell-quoted JSON; a replicate's: the
-    selected point's (read by the job from selected.json) with the replicate's seed."""
+    selected point's (read by the job from selected.json) with the replicate's seed. Not a
+    function of `input`: Snakemake records no such param, so a change would re-run nothing."""
     point = paths.point_of(wildcards.run)
     if point is None:
-        return f"--selected {input.selected} --seed {hparams.replicate_seed(config, rep_of(wildcards))}"
+        selected = paths.selection(wildcards.dataset, wildcards.stage)
+        return f"--selected {selected} --seed {hparams.replicate_seed(config, rep_of(wildcards))}"
     hp = hparams.train_hparams(config, wildcards.dataset, wildcards.stage, point)
     return f"--hparams {shlex.quote(json.dumps(hp, sort_keys=True))}"
 
