@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 MR=${MR:-.venv/bin/medrobust}
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+# LOGS=<file>: the logs of every step's commands, kept there when the script ends
+trap '[ -z "${LOGS:-}" ] || tail -n +1 "$WORK"/*.log > "$LOGS"; rm -rf "$WORK"' EXIT
 step() { printf '\n=== %s\n' "$*"; }
 
 step "1. what this node offers (medrobust doctor)"
@@ -51,7 +52,10 @@ echo "claimed: $(cat "$WORK"/claim*.txt | sort | tr '\n' ' ') (want $N distinct)
 [ "$(cat "$WORK"/claim*.txt | sort -u | wc -l)" = "$N" ] || { echo "FAIL: two jobs claimed one GPU"; exit 1; }
 
 step "5. precision: the stem and the logits' response to the construction's perturbations, bf16 vs fp32"
-"$PY" -m pytest -q tests/test_precision.py tests/test_sync.py tests/test_device.py -p no:cacheprovider | tail -2
+tests=passed  # a failing test is reported here and again at the end; the measurements below still run
+"$PY" -m pytest -q -rfEs tests/test_precision.py tests/test_sync.py tests/test_device.py -p no:cacheprovider \
+    > "$WORK/tests.log" 2>&1 || tests=FAILED
+grep -E '^(FAILED|ERROR|SKIPPED)|passed|failed' "$WORK/tests.log" | tail -25
 (cd bench && "../$PY" precision.py --device cuda --model "$WORK/gpu/model.pt" --data "$WORK/p.npz" --steps 100 --batch-size 512)
 (cd bench && "../$PY" precision.py --device cuda --model "$WORK/gpu/model.pt" --data "$WORK/p.npz" --steps 100 --batch-size 512 --width 8)
 
@@ -68,5 +72,26 @@ ips=$(awk '/^ours/ {print $(NF-1); exit}' "$WORK/train.txt")
 "../$PY" gpu_peak.py --width 8 --images-per-second "$ips" --passes 3
 steps=$(awk '/^ours/ {print $2; exit}' "$WORK/pgd.txt")
 "../$PY" gpu_peak.py --width 8 --images-per-second "$steps" --passes 2
+cd ..
+
+step "8. the evaluation's own commands on the GPU: clean evaluation (against the CPU's) and AutoAttack"
+evaluate() {  # evaluate <device> <out>
+    "$MR" evaluate --model "$WORK/gpu/model.pt" --weights best --data "$WORK/p.npz" --split test --out "$2" \
+        --device "$1" --threads 2 --jobs-per-gpu 1 2>> "$WORK/eval.log"
+}
+evaluate cuda "$WORK/eval_gpu.json"
+evaluate cpu "$WORK/eval_cpu.json"
+"$PY" -c 'import json, sys; g, c = (json.load(open(f)) for f in sys.argv[1:])
+print("clean test metrics, GPU vs CPU:", {k: (g["metrics"][k], c["metrics"][k]) for k in g["metrics"]})' \
+    "$WORK/eval_gpu.json" "$WORK/eval_cpu.json"
+start=$(date +%s%N)
+"$MR" autoattack --model "$WORK/gpu/model.pt" --weights best --data "$WORK/p.npz" --split test --eps 4 \
+    --n-images 256 --seed 0 --batch-size 256 --state "$WORK/aa_state" --out "$WORK/aa.json" --device cuda \
+    --threads 2 --jobs-per-gpu 1 2> "$WORK/aa.log" || { tail -5 "$WORK/aa.log"; echo "FAIL: AutoAttack"; exit 1; }
+echo "AutoAttack, 256 images (WRN-16-1, 3 epochs): $(( ($(date +%s%N) - start) / 1000000 )) ms wall"
+"$PY" -c 'import json, sys; a = json.load(open(sys.argv[1]))
+print({k: a[k] for k in ("precision", "linf_max_255", "clean_metrics", "metrics", "robust_accuracy_after")})' "$WORK/aa.json"
+
 echo
+[ "$tests" = passed ] || { echo "FAIL: the GPU tests of step 5 (above)"; exit 1; }
 echo "first_gpu.sh: all checks passed; compute.train_images_per_second ~ $ips (WRN-16-8, training)"
