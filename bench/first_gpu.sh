@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The checks a first GPU node must pass, in about 10 minutes on one GPU, with no network. Run
+# The checks a first GPU node must pass, in about 3 minutes on one H200, with no network. Run
 # from the repository root after ./run.sh has made .venv:   bash bench/first_gpu.sh
-# Nothing in this project has run on a GPU before this script; every line it prints is a
+# It first ran on an H200 on 2026-12-04 (docs/benchmarks.md, bench/logs/); every line it prints is a
 # measurement to put in the README (throughputs under `compute` in config.yaml) or a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 MR=${MR:-.venv/bin/medrobust}
+# a relative path works from bench/ too; a bare name (python3) is looked up on PATH
+case $PY in /*) ;; */*) PY=$PWD/$PY ;; esac
+case $MR in /*) ;; */*) MR=$PWD/$MR ;; esac
 WORK=$(mktemp -d)
 # LOGS=<file>: the logs of every step's commands, kept there when the script ends
 trap '[ -z "${LOGS:-}" ] || tail -n +1 "$WORK"/*.log > "$LOGS"; rm -rf "$WORK"' EXIT
@@ -56,22 +59,22 @@ tests=passed  # a failing test is reported here and again at the end; the measur
 "$PY" -m pytest -q -rfEs tests/test_precision.py tests/test_sync.py tests/test_device.py -p no:cacheprovider \
     > "$WORK/tests.log" 2>&1 || tests=FAILED
 grep -E '^(FAILED|ERROR|SKIPPED)|passed|failed' "$WORK/tests.log" | tail -25
-(cd bench && "../$PY" precision.py --device cuda --model "$WORK/gpu/model.pt" --data "$WORK/p.npz" --steps 100 --batch-size 512)
-(cd bench && "../$PY" precision.py --device cuda --model "$WORK/gpu/model.pt" --data "$WORK/p.npz" --steps 100 --batch-size 512 --width 8)
+(cd bench && "$PY" precision.py --device cuda --model "$WORK/gpu/model.pt" --data "$WORK/p.npz" --steps 100 --batch-size 512)
+(cd bench && "$PY" precision.py --device cuda --model "$WORK/gpu/model.pt" --data "$WORK/p.npz" --steps 100 --batch-size 512 --width 8)
 
 step "6. no host synchronisation inside training, TRADES and PGD steps (sync debug mode: error)"
-(cd bench && "../$PY" sync_check.py --device cuda --width 8)
+(cd bench && "$PY" sync_check.py --device cuda --width 8)
 
 step "7. throughputs (put them under compute: in config.yaml) and their share of the GPU's bf16 peak"
 cd bench
-"../$PY" train_throughput.py --device cuda --width 8 --batch-size 512 --max-batches 50 | tee "$WORK/train.txt"
-"../$PY" pgd_throughput.py --device cuda --model "$WORK/gpu/model.pt" --data "$WORK/p.npz" --width 8 --batch-size 512 \
+"$PY" train_throughput.py --device cuda --width 8 --batch-size 512 --max-batches 50 | tee "$WORK/train.txt"
+"$PY" pgd_throughput.py --device cuda --model "$WORK/gpu/model.pt" --data "$WORK/p.npz" --width 8 --batch-size 512 \
     --steps 100 --repeats 2 | tee "$WORK/pgd.txt"
-"../$PY" trades_throughput.py --device cuda --width 8 --batches 10 | tee "$WORK/trades.txt"
+"$PY" trades_throughput.py --device cuda --width 8 --batches 10 | tee "$WORK/trades.txt"
 ips=$(awk '/^ours/ {print $(NF-1); exit}' "$WORK/train.txt")
-"../$PY" gpu_peak.py --width 8 --images-per-second "$ips" --passes 3
+"$PY" gpu_peak.py --width 8 --images-per-second "$ips" --passes 3
 steps=$(awk '/^ours/ {print $2; exit}' "$WORK/pgd.txt")
-"../$PY" gpu_peak.py --width 8 --images-per-second "$steps" --passes 2
+"$PY" gpu_peak.py --width 8 --images-per-second "$steps" --passes 2
 cd ..
 
 step "8. the evaluation's own commands on the GPU: clean evaluation (against the CPU's) and AutoAttack"
