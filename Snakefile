@@ -8,6 +8,7 @@ from snakemake.utils import min_version, update_config
 
 import medrobust
 from medrobust.core.config import check_local_files, load_schema, max_runtime_minutes, typed_overrides, validate
+from medrobust.core.paths import variants_to_run
 from medrobust.core.errors import ConfigError, DataError
 from medrobust.core.stages import STAGE_PATTERN
 from medrobust.jobs.codedeps import package_digest
@@ -52,6 +53,7 @@ try:
         "cuda" if config["compute"]["gpus_per_job"] else "cpu"
     )
     check_local_files(config)
+    VARIANTS = variants_to_run(config)  # run_variants, each checked at every dataset and stage
     # slurm/config.yaml sets each submitted rule's slurm_extra (its warning signal appended to
     # MEDROBUST_SLURM_EXTRA), which would silently replace a site profile's default one
     site = workflow.resource_settings.default_resources or {}
@@ -97,6 +99,7 @@ wildcard_constraints:
     stage=STAGE_PATTERN,
     eps=one_of(str(e) for e in config["eps"]),
     rep=r"\d+",
+    variant=one_of(VARIANTS),
 
 
 include: "workflow/rules/data.smk"
@@ -105,6 +108,7 @@ include: "workflow/rules/nonrobust.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/outputs.smk"
 include: "workflow/rules/review.smk"
+include: "workflow/rules/variants.smk"
 
 
 # Run by Snakemake itself, not submitted to the cluster: downloads (compute nodes often have no
@@ -126,6 +130,7 @@ localrules:
     dataset_tables,
     provenance,
     verdicts,
+    sensitivity,
 
 
 onstart:

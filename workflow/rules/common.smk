@@ -187,6 +187,32 @@ def selections(pairs):
     return {key(d, s, None, "selection"): paths.selection(d, s) for d, s in pairs}
 
 
+def variant_evaluations(v, pairs):
+    """A variant's evaluation probabilities of these (dataset, stage)s, replicates 1..k-1, named
+    0..k-2 (its bootstrap draws hold them in that order; replicate 0 has no twin)."""
+    return {
+        key(d, s, r - 1, kind): paths.probabilities(paths.evaluation(d, s, r, kind, v))
+        for d, s in pairs
+        for r in REPLICATES[1:]
+        for kind in evaluations(d, s, r)
+    }
+
+
+def moved_stages(v):
+    """The (dataset, stage)s whose test numbers a variant moves (any evaluation of theirs)."""
+    return [(d, s) for d, s in every_stage() if any(paths.evaluation(d, s, 1, k, v) != f for k, f in evaluations(d, s, 1).items())]
+
+
+def sensitivity_inputs(wildcards):
+    """Bootstrap draws: the main run's (main/<dataset>/<stage>) and each variant's, of what it moves."""
+    files = {}
+    for name, v in VARIANTS.items():
+        for d, s in moved_stages(v):
+            files[f"main/{d}/{s}"] = paths.bootstrap(d, s)
+            files[f"{name}/{d}/{s}"] = paths.in_variant(BOOTSTRAP).format(variant=name, dataset=d, stage=s)
+    return files
+
+
 def n_classes_all():
     return shlex.quote(json.dumps({d: classes_and_channels(config, d)[0] for d in DATASETS}))
 
@@ -268,4 +294,5 @@ def all_targets():
         *provenance,
         *review_figures(),
         "results/summary/corruptions.csv",
+        *(["results/summary/sensitivity.csv"] if VARIANTS else []),
     ]

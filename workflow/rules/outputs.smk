@@ -48,6 +48,25 @@ rule summarize:
         " --out {output} 2> {log}"
 
 
+rule sensitivity:
+    input:
+        unpack(sensitivity_inputs),
+    output:
+        csv=report("results/summary/sensitivity.csv", caption="../report/sensitivity.rst", category="3. Tables"),
+        md="results/summary/sensitivity.md",
+    params:
+        code=code("sensitivity"),
+        inputs=named,
+        level=config["evaluation"]["bootstrap"]["level"],
+    log:
+        "logs/outputs/sensitivity.log",
+    conda:
+        ENV
+    shell:
+        "medrobust sensitivity --inputs {params.inputs} --level {params.level} --out {output.csv}"
+        " --out-md {output.md} 2> {log}"
+
+
 rule checks:
     input:
         [f for d, s in every_stage() for f in grid_paths(d, s, "metrics.json")],

@@ -68,6 +68,15 @@ def cmd_summarize(a: argparse.Namespace) -> None:
     log.info("wrote %s (%d rows)", a.out, len(rows))
 
 
+def cmd_sensitivity(a: argparse.Namespace) -> None:
+    from medrobust.report.sensitivity import rows, write
+
+    table = rows(parse_json(a.inputs, "--inputs"), a.level)
+    write(table, a.out, a.out_md, a.level)
+    log.info("wrote %s and %s (%d rows, %d differ)", a.out, a.out_md, len(table),
+             sum(r["reading"] == "differs" for r in table))
+
+
 def cmd_checks(a: argparse.Namespace) -> None:
     from medrobust.report.checks import every_check, write_checks
     from medrobust.report.tables import read_summary
@@ -221,6 +230,13 @@ def _add_result_parsers(sub: Any) -> None:
     s.add_argument("--level", type=float, required=True)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_summarize)
+
+    s = sub.add_parser("sensitivity", help="each test number under the main run and each variant, paired")
+    add_inputs_arg(s, "bootstrap draws: main/<dataset>/<stage> and <variant>/<dataset>/<stage>")
+    s.add_argument("--level", type=float, required=True)
+    s.add_argument("--out", required=True, help="CSV")
+    s.add_argument("--out-md", required=True)
+    s.set_defaults(func=cmd_sensitivity)
 
     s = sub.add_parser("verdicts", help="every claim and stated number of the paper judged on the results")
     add_inputs_arg(s, "the bootstrap draws of each stage")

@@ -40,6 +40,10 @@ def _train(a: argparse.Namespace, command: str, objective: Any) -> None:
     from medrobust.train.loop import Data, TrainConfig, fit
 
     hparams = parse_json(a.hparams, "--hparams") if a.hparams else selected_hparams(a.selected, a.seed)
+    if a.overlay:  # a variant (medrobust.core.paths.overlay): the selected point with its changes
+        if not a.selected:
+            raise ConfigError("--overlay needs --selected (it changes the selected point's settings)")
+        hparams |= parse_json(a.overlay, "--overlay")
     cfg = TrainConfig.from_dict(hparams)
     if (cfg.method == "trades") != (command == "train-trades"):
         raise ConfigError(f"--hparams: method {cfg.method!r} is trained by 'medrobust "
@@ -120,6 +124,7 @@ def add_parsers(sub: Any) -> None:
         given.add_argument("--hparams", help="JSON of TrainConfig fields")
         given.add_argument("--selected", help="a selection (selected.json): train its grid point again, with --seed")
         s.add_argument("--seed", type=int, help="with --selected: the seed replicate's seed")
+        s.add_argument("--overlay", help="with --selected: JSON of the settings a variant changes (docs/variants.md)")
         s.add_argument("--state", required=True, help="resumable state: a folder beside the outputs, removed once they are written")
         s.add_argument("--out-model", required=True)
         s.add_argument("--out-metrics", required=True)

@@ -56,7 +56,7 @@ def _message(error: jsonschema.ValidationError) -> str:
         return f"unknown config key {keys}{hint}"
     if error.validator == "not" and "enum" in error.validator_value:  # variants' settings: propertyNames
         return (f"config key {_key(path)}: a variant cannot change {error.instance!r} (it keeps the main run's "
-                f"{', '.join(error.validator_value['enum'][:6])}, so that the two are paired)")
+                f"{', '.join(error.validator_value['enum'][:-2])}, so that the two are paired)")
     return f"config key {_key(path)}: {error.message}"
 
 
@@ -76,9 +76,9 @@ def validate(config: dict[str, Any], schema: dict[str, Any] | None = None) -> di
             raise ConfigError(f"config key run_variants: no variant '{name}' (defined: {', '.join(config['variants'])})")
     for name in config["variants"]:
         variant_config(config, name, schema)
-    if config["run_variants"]:  # the rules do not route a variant's jobs yet: refuse, never ignore
-        raise ConfigError("config key run_variants: running variants is not built yet (docs/variants.md); "
-                          "the variants are defined and checked, and the workflow runs the main study only")
+    if config["run_variants"] and config["replicates"] < 2:  # replicate 0 is the main run's grid winner
+        raise ConfigError("config key run_variants: a variant is paired with the main run on replicates 1 to "
+                          "replicates - 1, so it needs replicates: 2 or more")
     return config
 
 

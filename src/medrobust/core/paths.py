@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from medrobust.core import hparams
-from medrobust.core.config import POINT_PATTERN, grid_points, medmnist_suffix, variant_config
+from medrobust.core.config import POINT_PATTERN, grid_points, medmnist_suffix, stages, variant_config
+from medrobust.core.errors import ConfigError
 from medrobust.core.stages import model_of, stage_eps
 
 RESULTS = "results"
+VARIANT_ROOT = RESULTS + "/variants/{variant}"
 DATA = RESULTS + "/{dataset}/data"
 GRID = RESULTS + "/{dataset}/grid/{stage}"
 SELECTION = GRID + "/selected.json"
@@ -97,8 +99,11 @@ def point_of_file(path: str | Path) -> str:
     return Path(path).parent.parent.name
 
 
-def selection(dataset: str, stage: str) -> str:
-    return SELECTION.format(dataset=dataset, stage=stage)
+def selection(dataset: str, stage: str, variant: Variant | None = None) -> str:
+    """A stage's selected grid point; a variant's own only where it selects by another criterion
+    (over the main run's grid: a variant never trains a grid of its own)."""
+    root = _moved(variant, lambda c: hparams.selection_criterion(c, stage))
+    return SELECTION.format(dataset=dataset, stage=stage).replace(RESULTS, root, 1)
 
 
 def bootstrap(dataset: str, stage: str) -> str:
@@ -127,7 +132,39 @@ def _moved(variant: Variant | None, settings: Callable[[dict[str, Any]], Any]) -
     """The root of a result: the variant's where `settings` of its config differ from the main run's."""
     if variant is None or settings(variant.config) == settings(variant.main):
         return RESULTS
-    return f"{RESULTS}/variants/{variant.name}"
+    return VARIANT_ROOT.format(variant=variant.name)
+
+
+def overlay(variant: Variant, dataset: str, stage: str) -> dict[str, Any]:
+    """The training settings a variant changes at every grid point of a stage (the grids compared
+    point by point, in order): its models train the main run's selected point again with them.
+    A variant that changes the grid itself (other learning rates, say) would need a grid search
+    of its own, and is refused."""
+    def grid(c: dict[str, Any]) -> list[dict[str, Any]]:
+        return [hparams.train_hparams(c, dataset, stage, p) for p in grid_points(c, dataset, stage)]
+
+    main, other = grid(variant.main), grid(variant.config)
+    changes = [{k: v for k, v in o.items() if m.get(k) != v} for m, o in zip(main, other)]
+    if len(main) != len(other) or any(c != changes[0] for c in changes):
+        raise ConfigError(f"config key variants.{variant.name}.settings: it changes the {stage} grid of {dataset} "
+                          "point by point; a variant trains the main run's selected point again, with the same "
+                          "changes at every point (no grid search of its own)")
+    return changes[0]
+
+
+def variants_to_run(config: dict[str, Any]) -> dict[str, Variant]:
+    """The variants of `run_variants`, each checked at every dataset and stage (`overlay`)."""
+    runs = {name: Variant.of(config, name) for name in config["run_variants"]}
+    for v in runs.values():
+        for dataset in config["datasets"]:
+            for stage in stages(config):
+                overlay(v, dataset, stage)
+    return runs
+
+
+def in_variant(pattern: str) -> str:
+    """A result's pattern under a variant's root (the wildcard {variant})."""
+    return pattern.replace(RESULTS, VARIANT_ROOT, 1)
 
 
 def run_dir(dataset: str, stage: str, rep: int, variant: Variant | None = None) -> str:

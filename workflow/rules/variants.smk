@@ -1,0 +1,166 @@
+# Named variants (docs/variants.md): the main rules again, for the steps a variant moves
+# (medrobust.core.paths: a step lives under results/variants/<name>/ only where its settings,
+# or anything upstream of it, differ from the main run's; every other input is the main run's
+# file). A variant trains no grid: its replicates 1..k-1 train the main run's selected point
+# again with its changes (paths.overlay), or the point its own selection picks from the main
+# run's grid; replicate 0, the main run's grid winner, has no twin. The variant's config gives
+# every setting; the evaluation settings are the main run's (a variant cannot change them).
+
+
+def variant_of(wildcards):
+    return VARIANTS[wildcards.variant]
+
+
+def variant_model(stage=None):
+    """The model file a variant's job reads (the main run's where its models did not move)."""
+
+    def model(wildcards):
+        rep = rep_of(wildcards)
+        return f"{paths.run_dir(wildcards.dataset, stage or wildcards.stage, rep, variant_of(wildcards))}/model.pt"
+
+    return model
+
+
+def variant_train_inputs(wildcards):
+    v, rep = variant_of(wildcards), rep_of(wildcards)
+    train = paths.prepared(wildcards.dataset)
+    if model_of(wildcards.stage) == "nonrobust":
+        train = paths.nonrobust_set(wildcards.dataset, stage_eps(wildcards.stage), rep, v)
+    return {"train": train, "val": paths.prepared(wildcards.dataset), "selected": variant_selection(wildcards)}
+
+
+def variant_selection(wildcards):
+    return paths.selection(wildcards.dataset, wildcards.stage, variant_of(wildcards))
+
+
+def variant_train_settings(wildcards):
+    """The selected point (the variant's selection or the main run's) with the replicate's seed
+    and the variant's changes to it. Not a function of `input` (see train_settings)."""
+    v = variant_of(wildcards)
+    changes = paths.overlay(v, wildcards.dataset, wildcards.stage)
+    flags = f"--selected {variant_selection(wildcards)} --seed {hparams.replicate_seed(config, rep_of(wildcards))}"
+    return flags + (f" --overlay {shlex.quote(json.dumps(changes, sort_keys=True))}" if changes else "")
+
+
+def variant_kept_epoch(stage=None):
+    def epoch(wildcards):
+        return hparams.kept_epoch(variant_of(wildcards).config, stage or wildcards.stage)
+
+    return epoch
+
+
+def variant_construction(wildcards):
+    settings = hparams.construction_settings(variant_of(wildcards).config, int(wildcards.eps), rep_of(wildcards))
+    return shlex.quote(json.dumps(settings, sort_keys=True))
+
+
+use rule train as train_variant with:
+    input:
+        unpack(variant_train_inputs),
+    output:
+        model=f"{paths.in_variant(TRAINED)}/model.pt",
+        metrics=f"{paths.in_variant(TRAINED)}/metrics.json",
+        history=f"{paths.in_variant(TRAINED)}/history.csv",
+    wildcard_constraints:
+        run=r"rep[1-9]\d*",
+    params:
+        settings=variant_train_settings,
+        state=f"{paths.in_variant(TRAINED)}/state",
+    log:
+        "logs/variants/{variant}/{dataset}/{run}/{stage}/train.log",
+    benchmark:
+        "benchmarks/variants/{variant}/{dataset}/{run}/{stage}/train.tsv"
+
+
+use rule select as select_variant with:
+    output:
+        choice=paths.in_variant(SELECTION),
+        model=f"{paths.in_variant(SELECTED)}/model.pt",
+    params:
+        criterion=lambda wildcards: hparams.selection_criterion(variant_of(wildcards).config, wildcards.stage),
+        epoch=variant_kept_epoch(),
+    log:
+        "logs/variants/{variant}/{dataset}/grid/{stage}/select.log",
+
+
+use rule construct_nonrobust as construct_nonrobust_variant with:
+    input:
+        model=variant_model("base"),
+        data=prepared_npz,
+    output:
+        npz=f"{paths.in_variant(NONROBUST)}.npz",
+        stats=f"{paths.in_variant(NONROBUST)}.json",
+    params:
+        settings=variant_construction,
+        weights=variant_kept_epoch("base"),
+        state=f"{paths.in_variant(NONROBUST)}_state",
+    log:
+        "logs/variants/{variant}/{dataset}/rep{rep}/data/nonrobust_eps{eps}.log",
+    benchmark:
+        "benchmarks/variants/{variant}/{dataset}/rep{rep}/data/nonrobust_eps{eps}.tsv"
+
+
+use rule evaluate_clean as evaluate_clean_variant with:
+    input:
+        model=variant_model(),
+        data=prepared_npz,
+    output:
+        json=paths.in_variant(evaluation_out("clean")),
+        probs=paths.in_variant(probabilities_out("clean")),
+    params:
+        weights=variant_kept_epoch(),
+    log:
+        "logs/variants/{variant}/{dataset}/rep{rep}/{stage}/evaluate_clean.log",
+
+
+use rule evaluate_clean_last as evaluate_clean_last_variant with:
+    input:
+        model=variant_model(),
+        data=prepared_npz,
+    output:
+        json=paths.in_variant(evaluation_out("clean_last")),
+        probs=paths.in_variant(probabilities_out("clean_last")),
+    log:
+        "logs/variants/{variant}/{dataset}/rep{rep}/{stage}/evaluate_clean_last.log",
+
+
+use rule evaluate_corrupted as evaluate_corrupted_variant with:
+    input:
+        model=variant_model(),
+        data=f"{DATA}/corrupted_test.npz",
+    output:
+        json=paths.in_variant(evaluation_out("corrupted")),
+        probs=paths.in_variant(probabilities_out("corrupted")),
+    params:
+        weights=variant_kept_epoch(),
+    log:
+        "logs/variants/{variant}/{dataset}/rep{rep}/{stage}/evaluate_corrupted.log",
+    benchmark:
+        "benchmarks/variants/{variant}/{dataset}/rep{rep}/{stage}/evaluate_corrupted.tsv"
+
+
+use rule autoattack as autoattack_variant with:
+    input:
+        model=variant_model(),
+        data=prepared_npz,
+    output:
+        json=paths.in_variant(evaluation_out("autoattack")),
+        probs=paths.in_variant(probabilities_out("autoattack")),
+    params:
+        weights=variant_kept_epoch(),
+        state=f"{paths.in_variant(RUN)}/eval/autoattack_state",
+    log:
+        "logs/variants/{variant}/{dataset}/rep{rep}/{stage}/autoattack.log",
+    benchmark:
+        "benchmarks/variants/{variant}/{dataset}/rep{rep}/{stage}/autoattack.tsv"
+
+
+use rule bootstrap as bootstrap_variant with:
+    input:
+        unpack(lambda wildcards: variant_evaluations(variant_of(wildcards), [(wildcards.dataset, wildcards.stage)])),
+    output:
+        paths.in_variant(BOOTSTRAP),
+    log:
+        "logs/variants/{variant}/{dataset}/bootstrap/{stage}.log",
+    benchmark:
+        "benchmarks/variants/{variant}/{dataset}/bootstrap/{stage}.tsv"
