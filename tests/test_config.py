@@ -69,7 +69,9 @@ def test_unknown_keys_are_rejected_by_name(full: dict, edit, key: str) -> None:
     (lambda c: c["variants"]["targets_other"]["settings"]["nonrobust"].update(targets="uniform"),
      "variants.targets_other.settings", "changes nothing"),
     (lambda c: c["variants"]["last_epoch"]["settings"].update(seed=3), "variants.last_epoch.settings", "seed"),
-    (lambda c: c.update(run_variants=["last_epoch"]), "run_variants", "not built yet"),
+    (lambda c: c["variants"]["last_epoch"]["settings"].update(evaluation={"autoattack": {"n_images": 9}}),
+     "variants.last_epoch.settings", "evaluation"),  # the corrupted test set is shared
+    (lambda c: c.update(run_variants=["last_epoch"], replicates=1), "run_variants", "replicates: 2 or more"),
 ])
 def test_bad_values_are_rejected_by_name(full: dict, edit, key: str, words: str) -> None:
     edit(full)

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import copy
 
+import pytest
+
 from medrobust.core import paths
 from medrobust.core.config import load, stages
+from medrobust.core.errors import ConfigError
 
 from conftest import REPO
 
@@ -130,3 +133,29 @@ def test_each_named_variant_moves_what_its_reading_changes() -> None:
         evaluated = {s for s in stages(FULL)
                      if paths.evaluation("pathmnist", s, 1, "clean", v) != paths.evaluation("pathmnist", s, 1, "clean")}
         assert evaluated == models | ({"nonrobust_eps4", "nonrobust_eps8"} if name == "last_epoch" else set()), name
+
+
+def test_a_variant_retrains_the_selected_point_with_the_same_changes_everywhere() -> None:
+    """paths.overlay: what a variant's replicates add to the main run's selected point."""
+    expected = {"augment_on": ({"augment": True}, {}), "ema_0995": ({"ema_decay": 0.995},) * 2,
+                "trades_reference": ({}, {}), "targets_other": ({}, {}), "select_clean": ({}, {})}
+    for name, (base, nonrobust) in expected.items():
+        v = paths.Variant.of(FULL, name)
+        assert paths.overlay(v, "octmnist", "base") == base, name
+        assert paths.overlay(v, "octmnist", "nonrobust_eps8") == nonrobust, name
+    assert paths.overlay(paths.Variant.of(FULL, "trades_reference"), "octmnist", "robust_eps4") == {"reference": True}
+    # only a variant with its own selection criterion has its own selection (over the main grid)
+    moved = {n for n in FULL["variants"] if paths.selection("octmnist", "robust_eps4", paths.Variant.of(FULL, n))
+             != paths.selection("octmnist", "robust_eps4")}
+    assert moved == {"select_clean"}
+
+
+def test_a_variant_that_changes_the_grid_point_by_point_is_refused() -> None:
+    config = copy.deepcopy(FULL)
+    config["variants"]["lower_lr"] = {"tests": "t", "anchor": "a",
+                                      "settings": {"grids": {"base": {"large": {"lr": [0.04, 0.03, 0.02, 0.01]}}}}}
+    config["run_variants"] = ["lower_lr"]
+    with pytest.raises(ConfigError, match="variants.lower_lr.settings: it changes the base grid of pathmnist"):
+        paths.variants_to_run(config)
+    config["run_variants"] = ["augment_on", "targets_other"]
+    assert list(paths.variants_to_run(config)) == ["augment_on", "targets_other"]
