@@ -59,3 +59,18 @@ def test_shared_constants_agree_with_medmnistc() -> None:
              for key in estimate.N_CORRUPTIONS}
     assert {k for k, v in sizes.items() if v > 32} == set(cfg_mod.REGISTRIES_WITH_MARKS)
     assert max(sizes.values()) == cfg_mod.MARKS_MIN_APPLY_SIZE
+
+
+@pytest.mark.parametrize("name, dataset", [("config.yaml", "pathmnist"), ("config.demo.yaml", "synthetic")])
+def test_weights_bytes_are_a_real_models(name: str, dataset: str) -> None:
+    """The disk estimate's model size: the WRN's float tensors (weights, BatchNorm statistics),
+    twice (best and last epoch), as core/network.py builds it."""
+    from conftest import REPO
+    from medrobust.core.network import build
+
+    config = cfg_mod.load(REPO / name)
+    n_classes, channels = cfg_mod.classes_and_channels(config, dataset)
+    model = build(**config["model"], n_classes=n_classes, n_channels=channels, mean=[0.5] * channels,
+                  std=[0.25] * channels)
+    floats = sum(t.numel() for k, t in model.state_dict().items() if t.is_floating_point() and k not in ("mean", "std"))
+    assert estimate.weights_bytes(config, dataset) == 2 * 4 * floats

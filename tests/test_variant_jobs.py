@@ -70,3 +70,16 @@ def test_augment_on_trains_the_main_selection_again_with_augmentation(tmp_path: 
     assert variant["hparams"] == {**main, "augment": True, "seed": replicate_seed(config, 1)}
     assert not (tmp_path / "results/synthetic/rep1").exists()  # no main replicate was needed
     assert json.loads((tmp_path / target).read_text())["weights"] == "last"  # a base model keeps its last epoch
+
+
+def test_estimate_counts_the_jobs_each_variant_plans() -> None:
+    """`medrobust estimate`'s variant rows count the GPU jobs of the dry run above."""
+    from medrobust.core.config import load
+    from medrobust.core.estimate import variant_cost
+
+    full = load(REPO / "config.yaml")
+    for name, per in PER_DATASET_AND_PAIR.items():
+        gpu = sum(n for rule, n in per.items() if rule not in ("select", "bootstrap"))  # CPU jobs
+        cost = variant_cost(full, name)
+        assert cost["gpu_jobs"] == gpu * 5 * PAIRS, name
+        assert (cost["gpu_hours"] > 0) and (cost["disk_gb"] > 0), name

@@ -5,7 +5,6 @@ import shlex
 
 from medrobust.core import hparams, paths
 from medrobust.core.config import (
-    attacked,
     classes_and_channels,
     corruption_registry,
     grid_points,
@@ -155,9 +154,7 @@ def probabilities_out(kind):
 
 def evaluations(dataset, stage, rep):
     """The evaluation files of one model (replicate `rep` of a stage), by kind."""
-    kinds = ["clean", "corrupted"] + ["autoattack"] * attacked(config, stage)
-    kinds += ["clean_last"] * (model_of(stage) == "nonrobust")
-    return {kind: paths.evaluation(dataset, stage, rep, kind) for kind in kinds}
+    return {kind: paths.evaluation(dataset, stage, rep, kind) for kind in paths.evaluation_kinds(config, stage)}
 
 
 def every_stage():

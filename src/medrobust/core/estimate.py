@@ -29,7 +29,7 @@ from medrobust.core.config import (
     stages,
 )
 from medrobust.core.io import check_npz_splits
-from medrobust.core.stages import model_of
+from medrobust.core.stages import model_of, stage_eps
 
 SEVERITIES = 5
 # medmnistc registry sizes (medrobust.data.corrupt.corruption_names; a test keeps them in step)
@@ -128,6 +128,51 @@ def study(config: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def weights_bytes(config: dict[str, Any], name: str) -> int:
+    """One trained model's file: the best and the last epoch's float32 weights and BatchNorm
+    statistics of the configured WRN (core/network.py), counted from its layers."""
+    m, (n_classes, channels) = config["model"], classes_and_channels(config, name)
+    widths = [16, 16 * m["width"], 32 * m["width"], 64 * m["width"]]
+    count = 9 * channels * widths[0] + 4 * widths[3] + (widths[3] + 1) * n_classes
+    for g in range(3):
+        for i in range((m["depth"] - 4) // 6):
+            c_in, c_out = widths[g] if i == 0 else widths[g + 1], widths[g + 1]
+            count += 4 * c_in + 9 * c_in * c_out + 4 * c_out + 9 * c_out * c_out + c_in * c_out * (c_in != c_out)
+    return 2 * 4 * count
+
+
+def _result_bytes(config: dict[str, Any], name: str, kind: str) -> int:
+    """A test evaluation's per-image probabilities (float32), or a nonrobust set (float32 images)."""
+    z, channels, size = dataset_sizes(config, name), classes_and_channels(config, name)[1], config["image_size"]
+    if kind == "set":
+        return z.n_train * channels * size * size * 4
+    per_image = {"corrupted": N_CORRUPTIONS[corruption_registry(config, name)] * SEVERITIES, "autoattack": 2}
+    return z.n_test * z.n_classes * 4 * per_image.get(kind, 1)
+
+
+def variant_cost(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """What running a named variant adds to the study (medrobust.core.paths decides what it
+    moves): per dataset and paired replicate 1..k-1, a training run of every moved model (at its
+    grid's longest point), a construction of every moved set and every moved evaluation."""
+    from medrobust.core import paths
+
+    v, jobs, seconds, size = paths.Variant.of(config, name), 0, 0.0, 0
+    for d in config["datasets"]:
+        for stage, rep in ((s, r) for s in stages(config) for r in range(1, config["replicates"])):
+            if paths.run_dir(d, stage, rep, v) != paths.run_dir(d, stage, rep):
+                jobs, size = jobs + 1, size + weights_bytes(v.config, d)
+                seconds += max(train_seconds(v.config, d, stage, p) for p in grid_points(v.config, d, stage))
+            eps = stage_eps(stage) if model_of(stage) == "nonrobust" else None
+            if eps and paths.nonrobust_set(d, eps, rep, v) != paths.nonrobust_set(d, eps, rep):
+                jobs, seconds, size = jobs + 1, seconds + construct_seconds(v.config, d), size + _result_bytes(config, d, "set")
+            for kind in paths.evaluation_kinds(config, stage):
+                if paths.evaluation(d, stage, rep, kind, v) != paths.evaluation(d, stage, rep, kind):
+                    base = kind.removesuffix("_last")
+                    jobs, seconds = jobs + 1, seconds + evaluate_seconds(config, d, base)
+                    size += _result_bytes(config, d, base)
+    return {"variant": name, "gpu_jobs": jobs, "gpu_hours": seconds / 3600, "disk_gb": size / 1e9}
+
+
 def runtime_minutes(config: dict[str, Any], seconds: float) -> int:
     """A job's wall-time request: the estimate times the safety factor, at least the minimum."""
     c = config["compute"]
@@ -152,6 +197,13 @@ def render(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
     lines.append(f"(at {c['train_images_per_second']:g} training and {c['forward_images_per_second']:g} forward "
                  "images/s per GPU: config key compute; plus a few CPU jobs per dataset: download, prepare, "
                  "corruptions, selection, figures and tables)")
+    if config["variants"]:
+        lines.append(f"\n{'variant (config key variants)':<34}{'GPU jobs':>9}{'GPU-hours':>11}{'disk GB':>9}")
+        for r in (variant_cost(config, name) for name in config["variants"]):
+            running = " (in run_variants)" if r["variant"] in config["run_variants"] else ""
+            lines.append(f"{r['variant']:<34}{r['gpu_jobs']:>9}{r['gpu_hours']:>11.2f}{r['disk_gb']:>9.2f}{running}")
+        lines.append(f"(each added to the study when run: replicates 1..{config['replicates'] - 1} of what it moves, "
+                     "its models counted at the grid's longest point; disk: models, nonrobust sets, probabilities)")
     patience = config["robust"]["patience"]
     lines.append("TRADES runs: the full schedule of every grid point, as the paper (robust.patience 0)" if not patience
                  else f"TRADES runs counted at their full schedule: an upper bound, since robust.patience {patience} "

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from medrobust.core import hparams
-from medrobust.core.config import POINT_PATTERN, grid_points, medmnist_suffix, stages, variant_config
+from medrobust.core.config import POINT_PATTERN, attacked, grid_points, medmnist_suffix, stages, variant_config
 from medrobust.core.errors import ConfigError
 from medrobust.core.stages import model_of, stage_eps
 
@@ -191,6 +191,12 @@ def evaluation(dataset: str, stage: str, rep: int, kind: str, variant: Variant |
 
     root = _moved(variant, settings)
     return EVAL.format(dataset=dataset, rep=rep, stage=stage, kind=kind).replace(RESULTS, root, 1)
+
+
+def evaluation_kinds(config: dict[str, Any], stage: str) -> list[str]:
+    """The test evaluations of a stage's every model: clean, corrupted, AutoAttack where the
+    stage is attacked, and a nonrobust-only model's last epoch."""
+    return ["clean", "corrupted"] + ["autoattack"] * attacked(config, stage) + ["clean_last"] * (model_of(stage) == "nonrobust")
 
 
 def probabilities(evaluation_file: str) -> str:
