@@ -11,7 +11,7 @@ import pytest
 
 from medrobust.core.errors import DataError
 from medrobust.core.io import write_npz
-from medrobust.report.sensitivity import rows, write
+from medrobust.report.sensitivity import draws_by_run, rows, write
 
 N_IMAGES = 400
 
@@ -28,22 +28,24 @@ def test_a_variant_is_paired_with_replicates_1_to_k_minus_1(tmp_path: Path) -> N
     # replicate 0 of the main run (its grid winner) is far off: pairing it would show
     files = {"main/d/nonrobust_eps4": draws([0.20, 0.70, 0.72], noise),
              "shifted/d/nonrobust_eps4": draws([0.80, 0.82], noise),  # +0.10 on each twin
-             "same/d/nonrobust_eps4": draws([0.70, 0.72], noise)}
+             "same/d/nonrobust_eps4": draws([0.70, 0.72], np.random.default_rng(1).normal(0, 0.01, 500)),
+             "untouched/d/nonrobust_eps4": draws([0.70, 0.72], noise)}  # the main run's own files: not moved
     inputs = {}
     for name, arrays in files.items():
         inputs[name] = str(tmp_path / (name.replace("/", "_") + ".npz"))
         write_npz(inputs[name], arrays)
-    table = {r["variant"]: r for r in rows(inputs, 0.95)}
+    table = {r["variant"]: r for r in rows(draws_by_run(inputs), 0.95)}
     shifted, same = table["shifted"], table["same"]
+    assert "untouched" not in table
     assert shifted["pairs"] == 2 and shifted["main"] == pytest.approx(0.71)
     assert shifted["difference"] == pytest.approx(0.10) and shifted["reading"] == "differs"
     assert shifted["difference_low"] == pytest.approx(0.10) == shifted["difference_high"]  # no spread at all
     assert same["difference"] == pytest.approx(0.0) and same["reading"] == "not distinguished"
-    write([shifted, same], tmp_path / "s.csv", tmp_path / "s.md", 0.95)
+    write([shifted, same], [], tmp_path / "s.csv", tmp_path / "v.csv", tmp_path / "s.md", 0.95)
     with open(tmp_path / "s.csv") as f:
         assert [r["reading"] for r in csv.DictReader(f)] == ["differs", "not distinguished"]
     assert "| shifted | d | nonrobust_eps4 | clean | balanced_accuracy | 0.710" in (tmp_path / "s.md").read_text()
 
     write_npz(inputs["same/d/nonrobust_eps4"], draws([0.70, 0.72, 0.75], noise))  # all 3 replicates: not paired
     with pytest.raises(DataError, match="not the main run's replicates 1..k-1"):
-        rows(inputs, 0.95)
+        draws_by_run(inputs)

@@ -107,7 +107,12 @@ def test_scheduling_the_full_study_imports_neither_torch_nor_medmnist(tmp_path: 
 # what every change to a trained model re-runs downstream, besides its own jobs
 OUTPUTS = {"summarize": 1, "verdicts": 1, "checks": 1, "figure_bars": 2, "figure_eps": 1, "table_results": 1,
            "table_hyperparameters": 1, "provenance": 1, "corruption_table": 1, "figure_corruptions": 1, "dataset_tables": 1,
-           "all": 1}
+           "sensitivity": 1, "all": 1}
+# the demo's variants when its nonrobust-only models change: targets_other's sets and models (replicates
+# 1 and 2) are built again; last_epoch evaluates the main run's new models again
+VARIANTS_OF_NEW_NONROBUST = {"construct_nonrobust_variant": 2, "train_variant": 2, "evaluate_clean_variant": 4,
+                             "evaluate_corrupted_variant": 4, "evaluate_clean_last_variant": 2, "autoattack_variant": 4,
+                             "bootstrap_variant": 2}
 NOT_BY_AUTOATTACK = ("table_hyperparameters", "corruption_table", "figure_corruptions")  # none reads AutoAttack
 
 
@@ -212,6 +217,18 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     attack = read(paths.evaluation("synthetic", "robust_eps4", 0, "autoattack"))
     assert attack["attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"] and attack["n_target_classes"] == 3
     assert attack["linf_max_255"] <= 4 + 1e-4 and attack["metrics"]["n"] == 40
+    # the variants, paired with the main run on replicates 1 and 2 (docs/variants.md)
+    moved = {(r["variant"], r["stage"], r["condition"], r["pairs"])
+             for r in csv.DictReader(open(tmp_path / "results/summary/sensitivity.csv"))}
+    assert {(v, s) for v, s, _, _ in moved} == {("targets_other", "nonrobust_eps4"), ("last_epoch", "nonrobust_eps4")}
+    assert {c for v, _, c, _ in moved if v == "last_epoch"} == {"clean", "corrupted", "autoattack", "autoattack_clean"}
+    assert {p for *_, p in moved} == {"2"}
+    assert not (tmp_path / "results/variants/last_epoch/synthetic/rep1/nonrobust_eps4/model.pt").exists()  # no training
+    other = read("results/variants/targets_other/synthetic/rep1/data/nonrobust_eps4.json")
+    assert other["targets_equal_labels_fraction"] == 0 and other["linf_max_255"] <= 4 + 1e-4
+    judged = list(csv.DictReader(open(tmp_path / "results/summary/sensitivity_verdicts.csv")))
+    assert {r["variant"] for r in judged} == {"targets_other", "last_epoch"}
+    assert {r["change"] for r in judged} <= {"same", "changes", "borderline"}
     assert not [p for p in tmp_path.rglob("*state") if p.is_dir()]  # every resumable state removed once done
     runs = list((tmp_path / "results" / "provenance").glob("*.json"))
     assert runs and json.loads(runs[0].read_text())["config"]["datasets"]["synthetic"]["grid"] == "demo"
@@ -246,7 +263,8 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
                        lambda: planned(tmp_path, "--configfile", demo, repo=repo)) == \
         {"train": 2 + 4, "select": 2, "figure_saliency": 1, "figure_curves": 2, "figure_examples": 1,
          **_every_replicate({"construct_nonrobust": 1, "evaluate_clean": 2, "evaluate_clean_last": 1,
-                             "evaluate_corrupted": 2, "autoattack": 2}), "bootstrap": 2, **OUTPUTS}
+                             "evaluate_corrupted": 2, "autoattack": 2}), "bootstrap": 2, **OUTPUTS,
+         **VARIANTS_OF_NEW_NONROBUST}
     cfg["robust"]["beta"] = 6
     assert dry(cfg, "c2.yaml") == robust
     # a construction setting: the nonrobust sets and their models, not the base or robust models
@@ -255,18 +273,19 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     assert dry(cfg, "c3.yaml") == \
         {"train": 1 + 2, "select": 1, "figure_curves": 1, "figure_examples": 1,
          **_every_replicate({"construct_nonrobust": 1, "evaluate_clean": 1, "evaluate_clean_last": 1,
-                             "evaluate_corrupted": 1, "autoattack": 1}), "bootstrap": 1, **OUTPUTS}
+                             "evaluate_corrupted": 1, "autoattack": 1}), "bootstrap": 1, **OUTPUTS,
+         **VARIANTS_OF_NEW_NONROBUST}
     # the corruptions' resolution: the corrupted test set and its evaluations only
     cfg["nonrobust"]["steps"] = 10
     cfg["evaluation"]["corruptions"] = {"apply_size": 96}
     assert dry(cfg, "c4.yaml") == \
-        {"corrupt_test": 1, "evaluate_corrupted": 9, "bootstrap": 3,
+        {"corrupt_test": 1, "evaluate_corrupted": 9, "bootstrap": 3, "evaluate_corrupted_variant": 4, "bootstrap_variant": 2,
          **{k: v for k, v in OUTPUTS.items() if k != "table_hyperparameters"}}
     # AutoAttack's batch size changes its random restarts: the three AutoAttack jobs re-run
     cfg["evaluation"]["corruptions"] = {"apply_size": 64}
     cfg["evaluation"]["autoattack"]["batch_size"] = 50
     assert dry(cfg, "c5.yaml") == \
-        {"autoattack": 9, "bootstrap": 3,
+        {"autoattack": 9, "bootstrap": 3, "autoattack_variant": 4, "bootstrap_variant": 2,
          **{k: v for k, v in OUTPUTS.items() if k not in NOT_BY_AUTOATTACK}}
 
 

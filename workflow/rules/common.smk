@@ -197,15 +197,19 @@ def variant_evaluations(v, pairs):
 
 def moved_stages(v):
     """The (dataset, stage)s whose test numbers a variant moves (any evaluation of theirs)."""
-    return [(d, s) for d, s in every_stage() if any(paths.evaluation(d, s, 1, k, v) != f for k, f in evaluations(d, s, 1).items())]
+    return [
+        (d, s)
+        for d, s in every_stage()
+        if any(paths.evaluation(d, s, 1, k, v) != f for k, f in evaluations(d, s, 1).items())
+    ]
 
 
 def sensitivity_inputs(wildcards):
-    """Bootstrap draws: the main run's (main/<dataset>/<stage>) and each variant's, of what it moves."""
-    files = {}
+    """Bootstrap draws: the main run's of every stage (main/<dataset>/<stage>: the verdicts read
+    them all) and each variant's of the stages it moves (<variant>/<dataset>/<stage>)."""
+    files = {f"main/{d}/{s}": paths.bootstrap(d, s) for d, s in every_stage()}
     for name, v in VARIANTS.items():
         for d, s in moved_stages(v):
-            files[f"main/{d}/{s}"] = paths.bootstrap(d, s)
             files[f"{name}/{d}/{s}"] = paths.in_variant(BOOTSTRAP).format(variant=name, dataset=d, stage=s)
     return files
 

@@ -53,18 +53,24 @@ rule sensitivity:
         unpack(sensitivity_inputs),
     output:
         csv=report("results/summary/sensitivity.csv", caption="../report/sensitivity.rst", category="3. Tables"),
+        verdicts="results/summary/sensitivity_verdicts.csv",
         md="results/summary/sensitivity.md",
     params:
         code=code("sensitivity"),
         inputs=named,
+        n_classes=n_classes_all(),
+        main_eps=config["evaluation"]["main_eps"],
+        eps=" ".join(str(e) for e in config["eps"]),
         level=config["evaluation"]["bootstrap"]["level"],
+        judged=verdict_settings(),
     log:
         "logs/outputs/sensitivity.log",
     conda:
         ENV
     shell:
-        "medrobust sensitivity --inputs {params.inputs} --level {params.level} --out {output.csv}"
-        " --out-md {output.md} 2> {log}"
+        "medrobust sensitivity --inputs {params.inputs} --n-classes {params.n_classes} --main-eps {params.main_eps}"
+        " --eps {params.eps} --level {params.level} {params.judged} --out {output.csv}"
+        " --out-verdicts {output.verdicts} --out-md {output.md} 2> {log}"
 
 
 rule checks:

@@ -69,12 +69,15 @@ def cmd_summarize(a: argparse.Namespace) -> None:
 
 
 def cmd_sensitivity(a: argparse.Namespace) -> None:
-    from medrobust.report.sensitivity import rows, write
+    from medrobust.report.sensitivity import draws_by_run, rows, verdict_rows, write
 
-    table = rows(parse_json(a.inputs, "--inputs"), a.level)
-    write(table, a.out, a.out_md, a.level)
-    log.info("wrote %s and %s (%d rows, %d differ)", a.out, a.out_md, len(table),
-             sum(r["reading"] == "differs" for r in table))
+    runs = draws_by_run(parse_json(a.inputs, "--inputs"))
+    table = rows(runs, a.level)
+    verdicts = verdict_rows(runs, judging(a)[1], table)
+    write(table, verdicts, a.out, a.out_verdicts, a.out_md, a.level)
+    log.info("wrote %s, %s and %s: %d numbers (%d differ), %d verdicts (%d change)", a.out, a.out_verdicts, a.out_md,
+             len(table), sum(r["reading"] == "differs" for r in table), len(verdicts),
+             sum(r["change"] != "same" for r in verdicts))
 
 
 def cmd_checks(a: argparse.Namespace) -> None:
@@ -116,23 +119,34 @@ def cmd_table(a: argparse.Namespace) -> None:
     log.info("wrote %s (%d rows)", a.out_md, len(table.rows))
 
 
+def judging(a: argparse.Namespace) -> tuple[Any, Any]:
+    """The verdicts' settings, and a dataset's draws -> the RunResults judged with them."""
+    from medrobust.report.verdicts import RunResults, Settings
+
+    settings = Settings(a.chance_margin, a.equivalence, a.broken_fail, a.broken_hold, a.protocol, a.paper_protocol,
+                        a.level)
+    n_classes = parse_json(a.n_classes, "--n-classes")
+
+    def run_of(dataset: str, draws: dict[str, Any]) -> RunResults:
+        return RunResults(dataset, n_classes[dataset], dataset in a.paper_datasets, draws, a.main_eps, tuple(a.eps),
+                          settings)
+
+    return settings, run_of
+
+
 def cmd_verdicts(a: argparse.Namespace) -> None:
     from medrobust.core.io import atomic_path, npz_shapes, read_npz
     from medrobust.report import verdict_tables as vt
     from medrobust.report.tables import load_paper_values, to_csv, write_table
-    from medrobust.report.verdicts import RunResults, Settings, judge, load_claims
+    from medrobust.report.verdicts import judge, load_claims
 
-    settings = Settings(a.chance_margin, a.equivalence, a.broken_fail, a.broken_hold, a.protocol, a.paper_protocol,
-                        a.level)
     claims, paper, verdicts, every = load_claims(), load_paper_values(), [], {}
     for e in stage_inputs(a):
         every.setdefault(e["dataset"], {})[e["stage"]] = read_npz(e["bootstrap"], tuple(npz_shapes(e["bootstrap"])))
     k = max(len(d["clean/balanced_accuracy/point"]) for draws in every.values() for d in draws.values())
-    n_classes = parse_json(a.n_classes, "--n-classes")
+    settings, run_of = judging(a)
     for dataset, draws in every.items():
-        run = RunResults(dataset, n_classes[dataset], dataset in a.paper_datasets, draws, a.main_eps, tuple(a.eps),
-                         settings)
-        verdicts += judge(run, claims, paper)
+        verdicts += judge(run_of(dataset, draws), claims, paper)
     vt.write_verdicts(verdicts, a.out_csv)
     with atomic_path(a.out_md) as tmp:
         tmp.write_text(vt.markdown(verdicts, claims, settings, k, vt.winner_table(every)))
@@ -231,15 +245,26 @@ def _add_result_parsers(sub: Any) -> None:
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_summarize)
 
-    s = sub.add_parser("sensitivity", help="each test number under the main run and each variant, paired")
-    add_inputs_arg(s, "bootstrap draws: main/<dataset>/<stage> and <variant>/<dataset>/<stage>")
-    s.add_argument("--level", type=float, required=True)
-    s.add_argument("--out", required=True, help="CSV")
+    s = sub.add_parser("sensitivity", help="each test number and verdict under the main run and each variant, paired")
+    add_inputs_arg(s, "bootstrap draws: main/<dataset>/<stage> (every stage) and <variant>/<dataset>/<stage>")
+    _add_judging_args(s)
+    s.add_argument("--out", required=True, help="CSV: the numbers")
+    s.add_argument("--out-verdicts", required=True, help="CSV: each verdict under the main run and each variant")
     s.add_argument("--out-md", required=True)
     s.set_defaults(func=cmd_sensitivity)
 
     s = sub.add_parser("verdicts", help="every claim and stated number of the paper judged on the results")
     add_inputs_arg(s, "the bootstrap draws of each stage")
+    _add_judging_args(s)
+    for name in ("csv", "md", "overview", "stated-csv", "stated-md", "stated-tex", "landing"):
+        s.add_argument(f"--out-{name}", required=True)
+    s.set_defaults(func=cmd_verdicts)
+
+    _add_report_parsers(sub)
+
+
+def _add_judging_args(s: Any) -> None:
+    """What the verdicts are judged with (docs/verdicts.md)."""
     add_n_classes_arg(s)
     s.add_argument("--paper-datasets", nargs="*", default=[], help="the datasets judged against the paper's numbers")
     s.add_argument("--main-eps", type=int, required=True)
@@ -251,11 +276,6 @@ def _add_result_parsers(sub: Any) -> None:
     s.add_argument("--broken-hold", type=float, required=True, help="C5 holds when every upper bound is <= this")
     s.add_argument("--protocol", required=True, help="this run's MedMNIST-C protocol")
     s.add_argument("--paper-protocol", default=None, help="the protocol taken as the paper's (absent: none)")
-    for name in ("csv", "md", "overview", "stated-csv", "stated-md", "stated-tex", "landing"):
-        s.add_argument(f"--out-{name}", required=True)
-    s.set_defaults(func=cmd_verdicts)
-
-    _add_report_parsers(sub)
 
 
 def _add_report_parsers(sub: Any) -> None:
