@@ -4,7 +4,8 @@ A variant's replicates 1..k-1 are paired with the main run's replicates 1..k-1 (
 test images; replicate 0, the main run's grid winner, has no twin), and both bootstrap draws use
 the same image weights (medrobust.report.intervals), so the difference variant - main is a
 paired one: `intervals.difference`, the seeds' spread of the per-replicate differences plus
-the test images'. A difference whose interval excludes 0 is reported as `differs`; one whose
+the test images' (its ends cut to [-1, 1], the range a difference of two values in [0, 1] can
+take: with two pairs the t quantile is 12.7). A difference whose interval excludes 0 is reported as `differs`; one whose
 interval contains it as `not distinguished` (which is not a proof of no effect). Variants are
 outside the verdicts' multiplicity families: these intervals are each at the bootstrap level.
 """
@@ -80,7 +81,8 @@ def rows(runs: Runs, level: float) -> list[dict[str, Any]]:
                 out.append({"variant": variant, "dataset": dataset, "stage": stage, "condition": key.split("/")[0],
                             "metric": key.split("/")[1], "pairs": d.k, "main": m.mean, "main_low": m.low,
                             "main_high": m.high, "value": v.mean, "value_low": v.low, "value_high": v.high,
-                            "difference": d.mean, "difference_low": d.low, "difference_high": d.high,
+                            "difference": d.mean, "difference_low": max(d.low, -1.0),
+                            "difference_high": min(d.high, 1.0),
                             "reading": "differs" if d.low > 0 or d.high < 0 else "not distinguished"})
     return out
 
