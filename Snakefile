@@ -117,6 +117,7 @@ localrules:
     download_medmnist,
     download_npz,
     select,
+    select_variant,
     summarize,
     checks,
     figure_bars,
