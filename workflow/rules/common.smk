@@ -140,6 +140,56 @@ def grid_files(name):
     return files
 
 
+# ---- variants (variants.smk): the variant's config and the main run's files it reads ----------
+
+
+def variant_of(wildcards):
+    return VARIANTS[wildcards.variant]
+
+
+def variant_model(stage=None):
+    """The model file a variant's job reads (the main run's where its models did not move)."""
+
+    def model(wildcards):
+        rep = rep_of(wildcards)
+        return f"{paths.run_dir(wildcards.dataset, stage or wildcards.stage, rep, variant_of(wildcards))}/model.pt"
+
+    return model
+
+
+def variant_train_inputs(wildcards):
+    v, rep = variant_of(wildcards), rep_of(wildcards)
+    train = paths.prepared(wildcards.dataset)
+    if model_of(wildcards.stage) == "nonrobust":
+        train = paths.nonrobust_set(wildcards.dataset, stage_eps(wildcards.stage), rep, v)
+    return {"train": train, "val": paths.prepared(wildcards.dataset), "selected": variant_selection(wildcards)}
+
+
+def variant_selection(wildcards):
+    return paths.selection(wildcards.dataset, wildcards.stage, variant_of(wildcards))
+
+
+def variant_train_settings(wildcards):
+    """The selected point (the variant's selection or the main run's) with the replicate's seed
+    and the variant's changes to it. Not a function of `input` (see train_settings)."""
+    v = variant_of(wildcards)
+    changes = paths.overlay(v, wildcards.dataset, wildcards.stage)
+    flags = f"--selected {variant_selection(wildcards)} --seed {hparams.replicate_seed(config, rep_of(wildcards))}"
+    return flags + (f" --overlay {shlex.quote(json.dumps(changes, sort_keys=True))}" if changes else "")
+
+
+def variant_kept_epoch(stage=None):
+    def epoch(wildcards):
+        return hparams.kept_epoch(variant_of(wildcards).config, stage or wildcards.stage)
+
+    return epoch
+
+
+def variant_construction(wildcards):
+    settings = hparams.construction_settings(variant_of(wildcards).config, int(wildcards.eps), rep_of(wildcards))
+    return shlex.quote(json.dumps(settings, sort_keys=True))
+
+
 # ---- evaluation and outputs: named inputs (paths.key), which the commands read back ----------
 
 
