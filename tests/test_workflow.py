@@ -116,6 +116,19 @@ VARIANTS_OF_NEW_NONROBUST = {"construct_nonrobust_variant": 2, "train_variant": 
 NOT_BY_AUTOATTACK = ("table_hyperparameters", "corruption_table", "figure_corruptions")  # none reads AutoAttack
 
 
+# The README's demo numbers come from a CPU whose PyTorch kernels run AVX2. oneDNN's convolutions
+# round differently under AVX-512 (ONEDNN_MAX_CPU_ISA changes a WRN's outputs bit for bit), so
+# there the demo trains along another path and its verdicts can differ (measured 2026-12-04: C1
+# and C4 read ? / ? on an AVX-512 EPYC); every other assertion holds on both.
+README_CPU = "AVX2"
+
+
+def cpu_capability() -> str:
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def readme_verdicts() -> dict[str, str]:
     """The demo's verdict table in the README (claim -> 'balanced accuracy / AUC' symbols)."""
     lines = (REPO / "README.md").read_text().split("<!-- demo-verdicts -->\n", 1)[1].splitlines()
@@ -200,7 +213,8 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     m = _summary(tmp_path / "results/summary/metrics.csv")
     # the paper's claims as the verdicts judge them: the README shows the demo's table, and it is this run's
     overview = {r["Claim"]: r["synthetic"] for r in csv.DictReader(open(tmp_path / "results/summary/verdicts_overview.csv"))}
-    assert readme_verdicts() == {c: v for c, v in overview.items() if c != "Reading"}
+    if cpu_capability() == README_CPU:
+        assert readme_verdicts() == {c: v for c, v in overview.items() if c != "Reading"}
     verdicts = {(r["claim"], r["metric"], r["subject"]): r["verdict"]
                 for r in csv.DictReader(open(tmp_path / "results/summary/verdicts.csv"))}
     assert {v for (c, _, _), v in verdicts.items() if c.startswith("C7")} == {"not run"}  # the demo: eps 4 only
