@@ -115,6 +115,7 @@ include: "workflow/rules/variants.smk"
 # internet) and the rules that take seconds (they would mostly wait in the queue).
 localrules:
     download_medmnist,
+    download_medmnist_224,
     download_npz,
     select,
     select_variant,

@@ -120,7 +120,7 @@ def study_cell(args: tuple[str, str | None, int, int]) -> tuple[str, str | None,
     from medrobust.report.verdicts import Settings
 
     dataset, defect, k, sims = args
-    settings = Settings(0.05, 0.02, 0.01, 0.10, "applied", "applied", 0.95)  # config.yaml's; OOD judged
+    settings = Settings(0.05, 0.02, 0.01, 0.10, "applied", 0.95)  # config.yaml's; OOD judged
     return dataset, defect, fail_shares(dataset, k, sims, 0 if defect is None else 1, settings, defect)
 
 

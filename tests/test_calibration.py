@@ -12,7 +12,7 @@ from medrobust.report import calibration
 from medrobust.report.simulate import TEST_SETS, measure
 from medrobust.report.verdicts import Settings
 
-SETTINGS = Settings(chance_margin=0.05, equivalence=0.02, broken_fail=0.01, broken_hold=0.10, protocol="applied",
+SETTINGS = Settings(chance_margin=0.05, equivalence=0.02, broken_fail=0.01, broken_hold=0.10,
                     paper_protocol="applied", level=0.95)
 
 

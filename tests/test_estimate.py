@@ -13,7 +13,7 @@ from medrobust.data import corrupt
 from test_workflow import planned
 
 GPU_RULES = ("train", "construct_nonrobust", "evaluate_clean", "evaluate_clean_last",
-             "evaluate_corrupted", "autoattack")
+             "evaluate_corrupted", "autoattack", "evaluate_clean_published", "evaluate_corrupted_published")
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "config.quick.yaml"])

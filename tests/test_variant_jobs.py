@@ -4,7 +4,7 @@ the main run's (docs/variants.md), on the full study (config.yaml) with the real
 Expected by hand from each reading, per dataset (5) and paired replicate (1 and 2): a variant
 that changes every model re-trains all 5 stages, re-builds the 2 nonrobust sets and re-runs every
 evaluation (clean 5, corrupted 5, the last epoch of 2, AutoAttack on base, nonrobust_eps4 and
-robust_eps4); `targets_other` the nonrobust sets and their models; `last_epoch` evaluations of
+robust_eps4; and on MedMNIST-C as published, clean 5 and corrupted 5); `targets_other` the nonrobust sets and their models; `last_epoch` evaluations of
 the nonrobust-only models only (their last-epoch evaluation is the main run's); `select_clean`
 and `trades_reference` the robust models, `select_clean` with a selection of its own."""
 
@@ -28,10 +28,17 @@ EVERY_MODEL = {"train": 5, "construct_nonrobust": 2, "evaluate_clean": 5, "evalu
 NONROBUST = {"train": 2, "construct_nonrobust": 2, "evaluate_clean": 2, "evaluate_corrupted": 2,
              "evaluate_clean_last": 2, "autoattack": 1, "bootstrap": 2}
 ROBUST = {"train": 2, "evaluate_clean": 2, "evaluate_corrupted": 2, "autoattack": 1, "bootstrap": 2}
+def with_published(per: dict[str, int]) -> dict[str, int]:
+    """A moved model is also evaluated on MedMNIST-C as published (clean and corrupted, 224 px)."""
+    return {**per, "evaluate_clean_published": per["evaluate_clean"],
+            "evaluate_corrupted_published": per["evaluate_corrupted"]}
+
+
+EVERY_MODEL, NONROBUST, ROBUST = with_published(EVERY_MODEL), with_published(NONROBUST), with_published(ROBUST)
 PER_DATASET_AND_PAIR = {
     "augment_on": EVERY_MODEL, "ema_0995": EVERY_MODEL, "weight_decay_2e4": EVERY_MODEL,
     "no_label_smoothing": EVERY_MODEL, "targets_other": NONROBUST,
-    "last_epoch": {"evaluate_clean": 2, "evaluate_corrupted": 2, "autoattack": 1, "bootstrap": 2},
+    "last_epoch": with_published({"evaluate_clean": 2, "evaluate_corrupted": 2, "autoattack": 1, "bootstrap": 2}),
     "select_clean": {**ROBUST, "select": 2}, "trades_reference": ROBUST,
 }
 PAIRS = 2  # replicates 1 and 2 of 3

@@ -20,7 +20,7 @@ from medrobust.report.verdicts import (BORDERLINE, CONSISTENT, FAILS, HOLDS, NOT
 
 DRAWS = 400
 CLAIMS = load_claims()
-SETTINGS = Settings(chance_margin=0.05, equivalence=0.02, broken_fail=0.01, broken_hold=0.10, protocol="applied",
+SETTINGS = Settings(chance_margin=0.05, equivalence=0.02, broken_fail=0.01, broken_hold=0.10,
                     paper_protocol=None, level=0.95)
 
 
@@ -207,7 +207,7 @@ def test_tables_and_readings() -> None:
                                                      "not hold")
     text = vt.markdown(verdicts, CLAIMS, SETTINGS, 3, vt.winner_table({"synthetic": stages}))
     assert text.startswith("# Does the paper hold?") and "Holm" in text and "false alarms are expected" not in text
-    assert "Replicate 0 against the others" in text and "protocol: applied" in text
+    assert "Replicate 0 against the others" in text and "MedMNIST-C protocols: applied (" in text
 
 
 def test_new_columns_and_settings_are_documented() -> None:

@@ -5,6 +5,7 @@ import shlex
 
 from medrobust.core import hparams, paths
 from medrobust.core.config import (
+    PUBLISHED_SIZE,
     classes_and_channels,
     corruption_registry,
     grid_points,
@@ -77,6 +78,14 @@ def dataset_setting(key, quote=True):
 
 def prepared_npz(wildcards):
     return paths.prepared(wildcards.dataset)
+
+
+# the datasets with a 224 px test split, evaluated on MedMNIST-C as published too
+PUBLISHED_DATASETS = [d for d in DATASETS if paths.published_source(config, d)]
+
+
+def published_source_of(wildcards):
+    return paths.published_source(config, wildcards.dataset)
 
 
 # ---- training (medrobust.core.paths: the grid, then every replicate at the selected point) ----
@@ -204,7 +213,9 @@ def probabilities_out(kind):
 
 def evaluations(dataset, stage, rep):
     """The evaluation files of one model (replicate `rep` of a stage), by kind."""
-    return {kind: paths.evaluation(dataset, stage, rep, kind) for kind in paths.evaluation_kinds(config, stage)}
+    return {
+        kind: paths.evaluation(dataset, stage, rep, kind) for kind in paths.evaluation_kinds(config, dataset, stage)
+    }
 
 
 def every_stage():
@@ -285,15 +296,16 @@ def check_inputs(wildcards):
 
 
 def corruption_inputs(wildcards):
-    """Replicate 0's clean and corrupted evaluations of each stage."""
-    return {key(d, s, 0, kind): evaluations(d, s, 0)[kind] for d, s in every_stage() for kind in ("clean", "corrupted")}
+    """Replicate 0's clean and corrupted evaluations of each stage, under each protocol."""
+    kinds = ("clean", "corrupted", "clean_published", "corrupted_published")
+    return {key(d, s, 0, k): path for d, s in every_stage() for k, path in evaluations(d, s, 0).items() if k in kinds}
 
 
 def review_figures():
     """Per dataset: learning curves of each stage, examples of each nonrobust set, corruptions."""
     names = [f"curves_{d}_{s}" for d in DATASETS for s in stages(config)]
     names += [f"examples_{d}_eps{e}" for d in DATASETS for e in config["eps"]]
-    names += [f"corruptions_{d}" for d in DATASETS]
+    names += [f"corruptions_{d}" for d in DATASETS] + [f"corruptions_{d}_published" for d in PUBLISHED_DATASETS]
     tables = [f"results/tables/{kind}_{d}.csv" for d in DATASETS for kind in ("selection", "checks")]
     return [f"results/figures/{n}.{ext}" for n in names for ext in ("png", "pdf")] + tables
 
@@ -312,11 +324,11 @@ def paper_datasets():
 
 
 def verdict_settings():
-    """The verdicts' margins and the corruption protocols, as flags (docs/verdicts.md)."""
-    v, protocol = config["verdicts"], config["evaluation"]["corruptions"]["protocol"]
+    """The verdicts' margins and the paper's corruption protocol, as flags (docs/verdicts.md)."""
+    v = config["verdicts"]
     flags = (
         f"--chance-margin {v['chance_margin']} --equivalence {v['equivalence']} --broken-fail {v['broken_fail']}"
-        f" --broken-hold {v['broken_hold']} --protocol {protocol}"
+        f" --broken-hold {v['broken_hold']}"
     )
     flags += f" --paper-datasets {paper_datasets()}" if paper_datasets() else ""
     return flags + (f" --paper-protocol {v['paper_protocol']}" if v["paper_protocol"] else "")
@@ -330,7 +342,8 @@ def eps_compared():
 
 
 def all_targets():
-    figures = [f"results/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+    published = [f"{f}_published" for f in FIGURES if f.startswith(("fig2", "fig3"))] if PUBLISHED_DATASETS else []
+    figures = [f"results/figures/{f}.{ext}" for f in FIGURES + published for ext in ("png", "pdf")]
     tables = [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
     construction = [
         paths.nonrobust_set(d, e, 0).removesuffix(".npz") + ".json" for d in DATASETS for e in config["eps"]

@@ -1,4 +1,5 @@
-# Data stage: get each dataset's MedMNIST-format file, then resize it once to image_size.
+# Data stage: get each dataset's MedMNIST-format file, then resize it once to image_size; for
+# MedMNIST-C as published, the 224 px release's test split, extracted once.
 
 
 rule synthesize:
@@ -81,3 +82,51 @@ rule prepare:
         "medrobust prepare --source {input.raw} {params.medmnist} --n-classes {params.n_classes}"
         " --n-channels {params.n_channels} --source-size {params.source_size} --size {params.size}"
         " --out {output.npz} --stats {output.stats} 2> {log}"
+
+
+# MedMNIST-C as published (evaluation.corruptions.published): the 224 px release, md5-checked
+# like every download. Only its test split is kept (PathMNIST's file is about 16 GB, its test
+# split about 1 GB), so the file is temporary: deleted once published_test has read it.
+# (With source_size 224 the main download is that file, and this rule matches no dataset.)
+use rule download_medmnist as download_medmnist_224 with:
+    output:
+        temp(paths.source_pattern(config, "medmnist", PUBLISHED_SIZE)),
+    params:
+        size=PUBLISHED_SIZE,
+        mirror=f"--mirror {shlex.quote(config['mirror'])}" if config["mirror"] else "",
+    wildcard_constraints:
+        dataset=one_of(
+            n for n in with_source("medmnist") if n in PUBLISHED_DATASETS and config["source_size"] != PUBLISHED_SIZE
+        ),
+    log:
+        "logs/{dataset}/data/download_224.log",
+
+
+rule published_test:
+    input:
+        raw=published_source_of,
+        prepared=prepared_npz,
+    output:
+        test=paths.PUBLISHED["test"],
+        clean=paths.PUBLISHED["clean"],
+        stats=paths.PUBLISHED["test"].replace(".npz", ".json"),
+    params:
+        code=code("published-test"),
+        medmnist=medmnist_flag,
+        n_classes=n_classes,
+        n_channels=n_channels,
+        size=config["image_size"],
+    wildcard_constraints:
+        dataset=one_of(PUBLISHED_DATASETS),
+    log:
+        "logs/{dataset}/data/published_test.log",
+    resources:
+        mem_mb=published_mem_mb,
+        runtime=runtime("cpu"),
+    retries: retries("cpu")
+    conda:
+        ENV
+    shell:
+        "medrobust published-test --source {input.raw} {params.medmnist} --n-classes {params.n_classes}"
+        " --n-channels {params.n_channels} --prepared {input.prepared} --size {params.size}"
+        " --out {output.test} --clean {output.clean} --stats {output.stats} 2> {log}"

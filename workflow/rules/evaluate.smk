@@ -141,3 +141,62 @@ rule autoattack:
         " --n-images {params.n_images} --seed {params.seed} --batch-size {params.batch_size}"
         " --state {params.state} --threads {threads} {params.device} --out {output.json}"
         " --out-probs {output.probs} 2> {log}"
+
+
+# ---- MedMNIST-C as published (evaluation.corruptions.published; docs/method.md): the same
+# corruptions applied by medmnistc at 224 px to the release's test split, then shrunk like every
+# image; and the clean 224 px test images shrunk the same way, that protocol's own baseline.
+use rule corrupt_test as corrupt_published with:
+    input:
+        raw=paths.PUBLISHED["test"],
+    output:
+        npz=paths.PUBLISHED["corrupted"],
+        stats=paths.PUBLISHED["corrupted"].replace(".npz", ".json"),
+    params:
+        code=code("corrupt"),
+        medmnist="",
+        n_classes=n_classes,
+        n_channels=n_channels,
+        source_size=PUBLISHED_SIZE,
+        size=config["image_size"],
+        registry=lambda wildcards: corruption_registry(config, wildcards.dataset),
+        apply_size=PUBLISHED_SIZE,
+        seed=config["seed"],
+        state=f"{DATA}/corrupted_published_state",
+    wildcard_constraints:
+        dataset=one_of(PUBLISHED_DATASETS),
+    log:
+        "logs/{dataset}/data/corrupt_published.log",
+    benchmark:
+        "benchmarks/{dataset}/data/corrupt_published.tsv"
+    resources:
+        mem_mb=published_mem_mb,
+        runtime=runtime("cpu"),
+
+
+use rule evaluate_clean as evaluate_clean_published with:
+    input:
+        model=f"{RUN}/model.pt",
+        data=paths.PUBLISHED["clean"],
+    output:
+        json=evaluation_out("clean_published"),
+        probs=probabilities_out("clean_published"),
+    wildcard_constraints:
+        dataset=one_of(PUBLISHED_DATASETS),
+    log:
+        "logs/{dataset}/rep{rep}/{stage}/evaluate_clean_published.log",
+
+
+use rule evaluate_corrupted as evaluate_corrupted_published with:
+    input:
+        model=f"{RUN}/model.pt",
+        data=paths.PUBLISHED["corrupted"],
+    output:
+        json=evaluation_out("corrupted_published"),
+        probs=probabilities_out("corrupted_published"),
+    wildcard_constraints:
+        dataset=one_of(PUBLISHED_DATASETS),
+    log:
+        "logs/{dataset}/rep{rep}/{stage}/evaluate_corrupted_published.log",
+    benchmark:
+        "benchmarks/{dataset}/rep{rep}/{stage}/evaluate_corrupted_published.tsv"

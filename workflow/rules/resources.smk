@@ -42,6 +42,15 @@ def mem_mb(wildcards, attempt):
     return int(c["mem_mb"] + c["mem_per_dataset_mb"] * megabytes) * min(attempt, 2)
 
 
+def published_mem_mb(wildcards, attempt):
+    """The published protocol's jobs hold the 224 px test split (and its corrupted copies)."""
+    from medrobust.core.estimate import dataset_sizes
+
+    c = config["compute"]
+    megabytes = dataset_sizes(config, wildcards.dataset).n_test * PUBLISHED_SIZE**2 * n_channels(wildcards) / 1e6
+    return int(c["mem_mb"] + c["mem_per_dataset_mb"] * megabytes) * min(attempt, 2)
+
+
 def saliency_mem_mb(wildcards, attempt):
     """Fig. 1's job reads the test split of its dataset (no dataset wildcard in its output)."""
     return mem_mb(Wildcards(fromdict={"dataset": saliency_dataset(config)}), attempt)

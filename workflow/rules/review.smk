@@ -90,9 +90,31 @@ rule figure_corruptions:
         code=code("figure-corruptions"),
         eps=config["evaluation"]["main_eps"],
         n_classes=n_classes,
+        protocol="applied",
     shell:
         "medrobust figure-corruptions --table {input.table} --dataset {wildcards.dataset} --eps {params.eps}"
-        " --n-classes {params.n_classes} --out-png {output.png} --out-pdf {output.pdf} 2> {log}"
+        " --n-classes {params.n_classes} --protocol {params.protocol} --out-png {output.png} --out-pdf {output.pdf}"
+        " 2> {log}"
+
+
+use rule figure_corruptions as figure_corruptions_published with:
+    output:
+        png=report(
+            "results/figures/corruptions_{dataset}_published.png",
+            caption="../report/corruptions.rst",
+            category="5. Dataset: {dataset}",
+            subcategory="3. Corruptions",
+        ),
+        pdf="results/figures/corruptions_{dataset}_published.pdf",
+    wildcard_constraints:
+        dataset=one_of(PUBLISHED_DATASETS),
+    log:
+        "logs/outputs/corruptions_{dataset}_published.log",
+    params:
+        code=code("figure-corruptions"),
+        eps=config["evaluation"]["main_eps"],
+        n_classes=n_classes,
+        protocol="published",
 
 
 rule dataset_tables:

@@ -92,6 +92,34 @@ use rule evaluate_corrupted as evaluate_corrupted_variant with:
         "benchmarks/variants/{variant}/{dataset}/rep{rep}/{stage}/evaluate_corrupted.tsv"
 
 
+use rule evaluate_clean_published as evaluate_clean_published_variant with:
+    input:
+        model=variant_model(),
+        data=paths.PUBLISHED["clean"],
+    output:
+        json=paths.in_variant(evaluation_out("clean_published")),
+        probs=paths.in_variant(probabilities_out("clean_published")),
+    params:
+        weights=variant_kept_epoch(),
+    log:
+        "logs/variants/{variant}/{dataset}/rep{rep}/{stage}/evaluate_clean_published.log",
+
+
+use rule evaluate_corrupted_published as evaluate_corrupted_published_variant with:
+    input:
+        model=variant_model(),
+        data=paths.PUBLISHED["corrupted"],
+    output:
+        json=paths.in_variant(evaluation_out("corrupted_published")),
+        probs=paths.in_variant(probabilities_out("corrupted_published")),
+    params:
+        weights=variant_kept_epoch(),
+    log:
+        "logs/variants/{variant}/{dataset}/rep{rep}/{stage}/evaluate_corrupted_published.log",
+    benchmark:
+        "benchmarks/variants/{variant}/{dataset}/rep{rep}/{stage}/evaluate_corrupted_published.tsv"
+
+
 use rule autoattack as autoattack_variant with:
     input:
         model=variant_model(),

@@ -43,6 +43,20 @@ def cmd_prepare(a: argparse.Namespace) -> None:
     log.info("wrote %s: %s", a.out, {k: v for k, v in stats.items() if k.endswith("counts")})
 
 
+def cmd_published_test(a: argparse.Namespace) -> None:
+    from medrobust.core.config import PUBLISHED_SIZE
+    from medrobust.data.prepare import Source, published_test
+    from medrobust.jobs.provenance import record
+
+    src = Source(Path(a.source), a.n_classes, a.n_channels, PUBLISHED_SIZE, a.medmnist)
+    split, small, stats = published_test(src, a.prepared, a.size)
+    write_npz(a.out, split)
+    write_npz(a.clean, small)
+    write_json(a.stats, {**stats, "provenance": record()})
+    log.info("wrote %s (%d test images at %d px) and %s (at %d px; mean |change| against %s: %.3f grey levels)",
+             a.out, stats["n"], PUBLISHED_SIZE, a.clean, a.size, a.prepared, stats["mean_abs_change_vs_prepared"])
+
+
 def add_parsers(sub: Any) -> None:
     s = sub.add_parser("synthesize", help="write the planted-feature dataset (MedMNIST npz format)")
     s.add_argument("--spec", required=True, help="JSON of SyntheticSpec fields")
@@ -70,3 +84,15 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--out", required=True)
     s.add_argument("--stats", required=True)
     s.set_defaults(func=cmd_prepare)
+
+    s = sub.add_parser("published-test", help="extract the 224 px test split of MedMNIST-C as published, once")
+    s.add_argument("--source", required=True, help="a 224 px MedMNIST-format npz (only its test split is read)")
+    s.add_argument("--medmnist", help="load through medmnist's dataset class for this flag")
+    s.add_argument("--n-classes", type=int, required=True)
+    s.add_argument("--n-channels", type=int, choices=(1, 3), required=True)
+    s.add_argument("--prepared", required=True, help="prepared.npz: its test labels must be the same")
+    s.add_argument("--size", type=int, required=True, help="the clean baseline's side (image_size)")
+    s.add_argument("--out", required=True, help="the test split at 224 px")
+    s.add_argument("--clean", required=True, help="the test split shrunk to --size")
+    s.add_argument("--stats", required=True)
+    s.set_defaults(func=cmd_published_test)

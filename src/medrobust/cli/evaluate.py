@@ -25,7 +25,7 @@ def cmd_corrupt(a: argparse.Namespace) -> None:
 
     should_stop = sigterm_flag()  # first, so that a SIGTERM at any time is a request to stop
     src = Source(Path(a.source), a.n_classes, a.n_channels, a.source_size, a.medmnist)
-    images, labels = load_splits(src)["test"]
+    images, labels = load_splits(src, ("test",))["test"]
     settings = {"registry": a.registry, "apply_size": a.apply_size, "size": a.size, "seed": a.seed,
                 "n_classes": a.n_classes, "n_channels": a.n_channels, "source_size": a.source_size,
                 "medmnist": a.medmnist}

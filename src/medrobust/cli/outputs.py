@@ -100,7 +100,7 @@ def cmd_figure(a: argparse.Namespace) -> None:
 
     summary = read_summary(a.summary)
     if a.kind == "bars":
-        bar_figure(summary, a.metric, a.eps[0], out_png=a.out_png, out_pdf=a.out_pdf)
+        bar_figure(summary, a.metric, a.eps[0], a.protocol, out_png=a.out_png, out_pdf=a.out_pdf)
     else:
         eps_figure(summary, tuple(a.eps), out_png=a.out_png, out_pdf=a.out_pdf, metric=a.metric)
     log.info("wrote %s and %s", a.out_png, a.out_pdf)
@@ -123,7 +123,7 @@ def judging(a: argparse.Namespace) -> tuple[Any, Any]:
     """The verdicts' settings, and a dataset's draws -> the RunResults judged with them."""
     from medrobust.report.verdicts import RunResults, Settings
 
-    settings = Settings(a.chance_margin, a.equivalence, a.broken_fail, a.broken_hold, a.protocol, a.paper_protocol,
+    settings = Settings(a.chance_margin, a.equivalence, a.broken_fail, a.broken_hold, a.paper_protocol,
                         a.level)
     n_classes = parse_json(a.n_classes, "--n-classes")
 
@@ -274,7 +274,6 @@ def _add_judging_args(s: Any) -> None:
     s.add_argument("--equivalence", type=float, required=True, help="a stated number is reproduced within +-this")
     s.add_argument("--broken-fail", type=float, required=True, help="C5 fails when a lower bound exceeds this")
     s.add_argument("--broken-hold", type=float, required=True, help="C5 holds when every upper bound is <= this")
-    s.add_argument("--protocol", required=True, help="this run's MedMNIST-C protocol")
     s.add_argument("--paper-protocol", default=None, help="the protocol taken as the paper's (absent: none)")
 
 
@@ -292,6 +291,8 @@ def _add_report_parsers(sub: Any) -> None:
     s.add_argument("--summary", required=True)
     s.add_argument("--metric", choices=("balanced_accuracy", "auc"), required=True)
     s.add_argument("--eps", type=int, nargs="+", required=True, help="bars: the eps shown; eps: the two compared")
+    s.add_argument("--protocol", choices=("applied", "published"), default="applied",
+                   help="bars: the MedMNIST-C protocol of the OOD bars")
     s.add_argument("--out-png", required=True)
     s.add_argument("--out-pdf", required=True)
     s.set_defaults(func=cmd_figure)

@@ -47,7 +47,7 @@ def cmd_corruption_table(a: argparse.Namespace) -> None:
     cells = []
     for e in stage_inputs(a):
         first = e["replicates"][0]
-        cells += stage_cells(e["dataset"], e["stage"], read_json(first["clean"]), read_json(first["corrupted"]))
+        cells += stage_cells(e["dataset"], e["stage"], {kind: read_json(path) for kind, path in first.items()})
     write_cells(cells, a.out)
     log.info("wrote %s (%d rows)", a.out, len(cells))
 
@@ -56,7 +56,8 @@ def cmd_figure_corruptions(a: argparse.Namespace) -> None:
     from medrobust.report.breakdown import read_cells
     from medrobust.report.diagnostics import corruptions_figure
 
-    corruptions_figure(read_cells(a.table), a.dataset, a.eps, a.n_classes, out_png=a.out_png, out_pdf=a.out_pdf)
+    corruptions_figure(read_cells(a.table), a.dataset, a.eps, a.n_classes, a.protocol, out_png=a.out_png,
+                       out_pdf=a.out_pdf)
     log.info("wrote %s and %s", a.out_png, a.out_pdf)
 
 
@@ -100,6 +101,7 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--dataset", required=True)
     s.add_argument("--eps", type=int, required=True, help="the budget whose models are compared per corruption")
     s.add_argument("--n-classes", type=int, required=True, help="for the chance line")
+    s.add_argument("--protocol", choices=("applied", "published"), default="applied", help="which MedMNIST-C")
     add_figure_outputs(s)
     s.set_defaults(func=cmd_figure_corruptions)
 

@@ -252,8 +252,8 @@ def saliency_dataset(config: dict[str, Any]) -> str:
 
 def _source_problems(name: str, ds: dict[str, Any]) -> list[str]:
     where = f"config key datasets.{name}"
-    extra = {"npz": {"path", "url", "md5", "n_classes", "n_channels", "source_image_size"},
-             "synthetic": {"synthetic"}, "medmnist": set()}[ds["source"]]
+    extra = {"npz": {"path", "url", "md5", "n_classes", "n_channels", "source_image_size", "path_224"},
+             "synthetic": {"synthetic", "path_224"}, "medmnist": set()}[ds["source"]]
     given = set(ds) - {"source", "grid", "robust_grid", "corruptions", "hflip"}
     problems = [f"{where}.{k}: not used with source '{ds['source']}'" for k in sorted(given - extra)]
     if ds["source"] == "medmnist":
@@ -272,15 +272,21 @@ def _source_problems(name: str, ds: dict[str, Any]) -> list[str]:
 
 def check_local_files(config: dict[str, Any]) -> None:
     """Every dataset file given by path exists and is a readable MedMNIST-format npz whose
-    splits have as many labels as images (headers only); else a DataError naming it."""
-    from medrobust.core.io import check_npz_splits
+    splits (path_224: its test split) have as many labels as images (headers only); else a
+    DataError naming it."""
+    from medrobust.core.io import SPLITS, check_npz_splits
 
     for name, ds in config["datasets"].items():
-        if ds["source"] == "npz" and "path" in ds:
-            try:
-                check_npz_splits(ds["path"])
-            except DataError as e:
-                raise DataError(f"datasets.{name}.path: {e}") from None
+        for key, splits in (("path", SPLITS), ("path_224", ("test",))):
+            if key in ds:
+                try:
+                    check_npz_splits(ds[key], splits)
+                except DataError as e:
+                    raise DataError(f"datasets.{name}.{key}: {e}") from None
+
+
+# MedMNIST-C as published: medmnistc's DatasetManager corrupts the 224 px release
+PUBLISHED_SIZE = 224
 
 
 def load(path: str | Path) -> dict[str, Any]:

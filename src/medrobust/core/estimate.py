@@ -10,6 +10,9 @@ Work counted per job, in images through the network (one step = forward + backwa
 - clean / corrupted evaluation: test forwards (x corruptions x 5 severities);
 - AutoAttack, worst case (no point flips): per image 100 APGD-CE steps, 100 per target for
   APGD-T and for FAB-T (twice: FAB needs two gradients), and 5000 Square forwards.
+
+MedMNIST-C as published (`published`) adds no training: CPU time to corrupt the 224 px test
+split (CORRUPT_224_SECONDS, measured), its disk, and two more evaluations of every model.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from medrobust.core import hparams
+from medrobust.core import hparams, paths
 from medrobust.core.config import (
+    PUBLISHED_SIZE,
     attacked,
     classes_and_channels,
     corruption_registry,
@@ -36,6 +40,11 @@ SEVERITIES = 5
 N_CORRUPTIONS = {"pathmnist": 11, "bloodmnist": 11, "dermamnist": 15, "retinamnist": 8, "tissuemnist": 8,
                  "octmnist": 6, "breastmnist": 7, "chestmnist": 13, "pneumoniamnist": 13, "organamnist": 13,
                  "organcmnist": 13, "organsmnist": 13, "generic": 13}
+# CPU seconds to corrupt one 224 px test image with every corruption of its registry at every
+# severity, one core (bench/protocol_strength.py, 24 synthetic images per registry; docs/method.md)
+CORRUPT_224_SECONDS = {"pathmnist": 0.42, "pneumoniamnist": 0.11, "octmnist": 0.30, "organsmnist": 0.13,
+                       "breastmnist": 0.25}
+CORRUPT_224_DEFAULT = 0.42  # another registry: the slowest measured
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,8 @@ def construct_seconds(config: dict[str, Any], name: str) -> float:
 
 
 def evaluate_seconds(config: dict[str, Any], name: str, kind: str) -> float:
-    c, z = config["compute"], dataset_sizes(config, name)
+    """One evaluation of a kind (clean, corrupted, autoattack; a published protocol's the same)."""
+    c, z, kind = config["compute"], dataset_sizes(config, name), kind.removesuffix("_published")
     if kind == "clean":
         return z.n_test / c["forward_images_per_second"]
     if kind == "corrupted":
@@ -108,7 +118,26 @@ def _chain_seconds(config: dict[str, Any], name: str, stage: str) -> tuple[int, 
         jobs, seconds = jobs + 2, seconds + construct_seconds(config, name) + evaluate_seconds(config, name, "clean")
     if attacked(config, stage):
         jobs, seconds = jobs + 1, seconds + evaluate_seconds(config, name, "autoattack")
+    if paths.published_source(config, name):
+        jobs, seconds = jobs + 2, seconds + evaluate_seconds(config, name, "clean") + evaluate_seconds(
+            config, name, "corrupted")
     return jobs, seconds
+
+
+def published_cost(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per dataset with a 224 px test split: the published protocol's CPU-hours (corrupting
+    it) and disk in GB: the download (deleted once its test split is extracted: the whole
+    release, uncompressed), the test split at 224 px, the corrupted set at image_size."""
+    rows = []
+    for name in (d for d in config["datasets"] if paths.published_source(config, d)):
+        z, channels = dataset_sizes(config, name), classes_and_channels(config, name)[1]
+        registry, small = corruption_registry(config, name), config["image_size"] ** 2 * channels
+        big = PUBLISHED_SIZE**2 * channels
+        download = (z.n_train + z.n_val + z.n_test) * big if config["datasets"][name]["source"] == "medmnist" else 0
+        rows.append({"dataset": name, "cpu_hours": z.n_test * CORRUPT_224_SECONDS.get(registry, CORRUPT_224_DEFAULT) / 3600,
+                     "download_gb": download / 1e9, "test_gb": z.n_test * big / 1e9,
+                     "corrupted_gb": z.n_test * small * N_CORRUPTIONS[registry] * SEVERITIES / 1e9})
+    return rows
 
 
 def study(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -147,15 +176,13 @@ def _result_bytes(config: dict[str, Any], name: str, kind: str) -> int:
     if kind == "set":
         return z.n_train * channels * size * size * 4
     per_image = {"corrupted": N_CORRUPTIONS[corruption_registry(config, name)] * SEVERITIES, "autoattack": 2}
-    return z.n_test * z.n_classes * 4 * per_image.get(kind, 1)
+    return z.n_test * z.n_classes * 4 * per_image.get(kind.removesuffix("_published"), 1)
 
 
 def variant_cost(config: dict[str, Any], name: str) -> dict[str, Any]:
     """What running a named variant adds to the study (medrobust.core.paths decides what it
     moves): per dataset and paired replicate 1..k-1, a training run of every moved model (at its
     grid's longest point), a construction of every moved set and every moved evaluation."""
-    from medrobust.core import paths
-
     v, jobs, seconds, size = paths.Variant.of(config, name), 0, 0.0, 0
     for d in config["datasets"]:
         for stage, rep in ((s, r) for s in stages(config) for r in range(1, config["replicates"])):
@@ -165,7 +192,7 @@ def variant_cost(config: dict[str, Any], name: str) -> dict[str, Any]:
             eps = stage_eps(stage) if model_of(stage) == "nonrobust" else None
             if eps and paths.nonrobust_set(d, eps, rep, v) != paths.nonrobust_set(d, eps, rep):
                 jobs, seconds, size = jobs + 1, seconds + construct_seconds(v.config, d), size + _result_bytes(config, d, "set")
-            for kind in paths.evaluation_kinds(config, stage):
+            for kind in paths.evaluation_kinds(config, d, stage):
                 if paths.evaluation(d, stage, rep, kind, v) != paths.evaluation(d, stage, rep, kind):
                     base = kind.removesuffix("_last")
                     jobs, seconds = jobs + 1, seconds + evaluate_seconds(config, d, base)
@@ -204,8 +231,24 @@ def render(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
             lines.append(f"{r['variant']:<34}{r['gpu_jobs']:>9}{r['gpu_hours']:>11.2f}{r['disk_gb']:>9.2f}{running}")
         lines.append(f"(each added to the study when run: replicates 1..{config['replicates'] - 1} of what it moves, "
                      "its models counted at the grid's longest point; disk: models, nonrobust sets, probabilities)")
+    lines += _render_published(published_cost(config))
     patience = config["robust"]["patience"]
     lines.append("TRADES runs: the full schedule of every grid point, as the paper (robust.patience 0)" if not patience
                  else f"TRADES runs counted at their full schedule: an upper bound, since robust.patience {patience} "
                       "stops a run early once its robust validation accuracy stalls (a deviation from the paper)")
     return "\n".join(lines)
+
+
+def _render_published(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = [f"\n{'MedMNIST-C as published':<24}{'CPU-hours':>10}{'download GB':>13}{'test split GB':>15}"
+             f"{'corrupted GB':>14}"]
+    lines += [f"{r['dataset']:<24}{r['cpu_hours']:>10.2f}{r['download_gb']:>13.2f}{r['test_gb']:>15.2f}"
+              f"{r['corrupted_gb']:>14.3f}" for r in rows]
+    total = {k: sum(r[k] for r in rows) for k in ("cpu_hours", "download_gb", "test_gb", "corrupted_gb")}
+    lines.append(f"{'total':<24}{total['cpu_hours']:>10.2f}{total['download_gb']:>13.2f}{total['test_gb']:>15.2f}"
+                 f"{total['corrupted_gb']:>14.3f}")
+    lines.append("(evaluation.corruptions.published: no training; its two evaluations of every model are in the GPU "
+                 "rows above; the download is deleted once its test split is extracted)")
+    return lines

@@ -113,11 +113,11 @@ def npz_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def check_npz_splits(path: str | Path) -> dict[str, int]:
-    """Images and labels of every split in a MedMNIST-format npz: present together and of equal
+def check_npz_splits(path: str | Path, splits: tuple[str, ...] = SPLITS) -> dict[str, int]:
+    """Images and labels of these splits in a MedMNIST-format npz: present together and of equal
     length; returns each split's length (headers only: the file is not loaded)."""
     shapes, sizes = npz_shapes(path), {}
-    for split in SPLITS:
+    for split in splits:
         images, labels = shapes.get(f"{split}_images"), shapes.get(f"{split}_labels")
         if images is None or labels is None:
             raise DataError(f"{path}: missing arrays {split}_images/{split}_labels (has {sorted(shapes)})")

@@ -1,7 +1,8 @@
 """Where every result lives: one scheme for the rules, the report and the tests.
 
     resources/<source>/<dataset>...npz           the source file (`source`): downloaded or synthesized
-    results/<dataset>/data/                      prepared.npz, corrupted_test.npz (shared by all runs)
+    results/<dataset>/data/                      prepared.npz, corrupted_test.npz (shared by all runs);
+                                                 published_*.npz: MedMNIST-C as published (224 px)
     results/<dataset>/grid/<point>/<stage>/      one grid point's training (replicate 0's seed)
     results/<dataset>/grid/<stage>/selected.json the grid point chosen on validation
     results/<dataset>/rep<r>/<stage>/            replicate r's model (replicate 0: the grid's winner)
@@ -28,7 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from medrobust.core import hparams
-from medrobust.core.config import POINT_PATTERN, attacked, grid_points, medmnist_suffix, stages, variant_config
+from medrobust.core.config import (
+    POINT_PATTERN,
+    PUBLISHED_SIZE,
+    attacked,
+    grid_points,
+    medmnist_suffix,
+    stages,
+    variant_config,
+)
 from medrobust.core.errors import ConfigError
 from medrobust.core.stages import model_of, stage_eps
 
@@ -45,7 +54,11 @@ EVAL = RUN + "/eval/{kind}.json"
 NONROBUST = RESULTS + "/{dataset}/rep{rep}/data/nonrobust_eps{eps}"
 BOOTSTRAP = RESULTS + "/{dataset}/bootstrap/{stage}.npz"
 # the evaluation settings each kind of test evaluation depends on (beside its model's)
-EVALUATION_SETTINGS = {"corrupted": "corruptions", "autoattack": "autoattack"}
+EVALUATION_SETTINGS = {"corrupted": "corruptions", "corrupted_published": "corruptions", "autoattack": "autoattack"}
+# MedMNIST-C as published (224 px): the extracted test split, its clean images at image_size
+# (the protocol's own baseline) and its corrupted set
+PUBLISHED = {"test": DATA + "/published_test_224.npz", "clean": DATA + "/published_clean.npz",
+             "corrupted": DATA + "/corrupted_published.npz"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,10 +75,11 @@ class Variant:
         return cls(name, variant_config(config, name), config)
 
 
-def source_pattern(config: dict[str, Any], kind: str) -> str:
+def source_pattern(config: dict[str, Any], kind: str, size: int | None = None) -> str:
     """Where a source of this kind (synthetic, medmnist, npz: a download) is put, with the
-    wildcard {dataset}: a MedMNIST release under medmnist's own file name (its loader reads it)."""
-    size = config["source_size"]
+    wildcard {dataset}: a MedMNIST release under medmnist's own file name (its loader reads it);
+    `size`: that release (default: source_size)."""
+    size = size or config["source_size"]
     return {"synthetic": f"resources/synthetic/{{dataset}}_{size}.npz",
             "medmnist": f"resources/medmnist/{{dataset}}{medmnist_suffix(size)}.npz",
             "npz": "resources/npz/{dataset}.npz"}[kind]
@@ -75,6 +89,23 @@ def source(config: dict[str, Any], dataset: str) -> str:
     """A dataset's MedMNIST-format file before resizing (a user's own npz: its path)."""
     ds = config["datasets"][dataset]
     return ds.get("path") or source_pattern(config, ds["source"]).format(dataset=dataset)
+
+
+def published_source(config: dict[str, Any], dataset: str) -> str | None:
+    """The 224 px file whose test split makes a dataset's published MedMNIST-C protocol: the
+    MedMNIST release (downloaded, md5-checked) or datasets.<name>.path_224. None where the
+    protocol is off or there is no such file (the dataset keeps the applied protocol only)."""
+    ds = config["datasets"][dataset]
+    if not config["evaluation"]["corruptions"]["published"]:
+        return None
+    if ds["source"] == "medmnist":
+        return source_pattern(config, "medmnist", PUBLISHED_SIZE).format(dataset=dataset)
+    return ds.get("path_224")
+
+
+def published(dataset: str, which: str) -> str:
+    """A file of the published protocol: `test` (224 px test split), `clean`, `corrupted`."""
+    return PUBLISHED[which].format(dataset=dataset)
 
 
 def prepared(dataset: str) -> str:
@@ -193,10 +224,13 @@ def evaluation(dataset: str, stage: str, rep: int, kind: str, variant: Variant |
     return EVAL.format(dataset=dataset, rep=rep, stage=stage, kind=kind).replace(RESULTS, root, 1)
 
 
-def evaluation_kinds(config: dict[str, Any], stage: str) -> list[str]:
+def evaluation_kinds(config: dict[str, Any], dataset: str, stage: str) -> list[str]:
     """The test evaluations of a stage's every model: clean, corrupted, AutoAttack where the
-    stage is attacked, and a nonrobust-only model's last epoch."""
-    return ["clean", "corrupted"] + ["autoattack"] * attacked(config, stage) + ["clean_last"] * (model_of(stage) == "nonrobust")
+    stage is attacked, a nonrobust-only model's last epoch, and where the dataset has a 224 px
+    test split, the published protocol's clean and corrupted sets."""
+    published = ["clean_published", "corrupted_published"] * (published_source(config, dataset) is not None)
+    return (["clean", "corrupted"] + ["autoattack"] * attacked(config, stage)
+            + ["clean_last"] * (model_of(stage) == "nonrobust") + published)
 
 
 def probabilities(evaluation_file: str) -> str:

@@ -74,19 +74,20 @@ def _load_medmnist_split(src: Source, split: str) -> tuple[np.ndarray, np.ndarra
     return images, labels
 
 
-def load_splits(src: Source) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every split as (images uint8 (N,H,W[,3]), labels int64 (N,)), checked against `src`."""
+def load_splits(src: Source, splits: tuple[str, ...] = SPLITS) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """These splits (default: all) as (images uint8 (N,H,W[,3]), labels int64 (N,)), checked
+    against `src`; only their arrays are read."""
     out = {}
     if src.medmnist_flag is None:
-        arrays = read_npz(src.path, tuple(f"{s}_{k}" for s in SPLITS for k in ("images", "labels")))
-    for split in SPLITS:
+        arrays = read_npz(src.path, tuple(f"{s}_{k}" for s in splits for k in ("images", "labels")))
+    for split in splits:
         if src.medmnist_flag is None:
             images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         else:
             images, labels = _load_medmnist_split(src, split)
         labels = check_split(src.path, split, images, labels, src.n_classes, src.n_channels, src.image_size)
         out[split] = (images, labels)
-    missing = sorted(set(range(src.n_classes)) - set(np.unique(out["train"][1]).tolist()))
+    missing = sorted(set(range(src.n_classes)) - set(np.unique(out["train"][1]).tolist())) if "train" in out else []
     if missing:
         raise DataError(f"{src.path} [train]: classes {missing} have no training images")
     return out
@@ -121,3 +122,24 @@ def prepare(src: Source, dest: str | Path, size: int) -> dict[str, object]:
         stats[f"{split}_class_counts"] = np.bincount(labels, minlength=src.n_classes).tolist()
     write_npz(dest, arrays)
     return stats
+
+
+def published_test(src: Source, prepared_path: str | Path, size: int) -> tuple[dict[str, np.ndarray],
+                                                                               dict[str, np.ndarray], dict[str, object]]:
+    """The published MedMNIST-C protocol's test split (`src`: the 224 px file; only its test
+    arrays are read): (the split as it is, its images shrunk to `size` as `prepare` shrinks,
+    statistics). Its labels must be the prepared test split's, in order (the same images); the
+    statistics say how far its shrunk images are from the prepared ones."""
+    images, labels = load_splits(src, ("test",))["test"]
+    ours = read_npz(prepared_path, ("test_images", "test_labels"))
+    if len(labels) != len(ours["test_labels"]) or not np.array_equal(labels, ours["test_labels"].reshape(-1)):
+        raise DataError(f"{src.path} [test]: its {len(labels)} labels are not those of {prepared_path}'s test split "
+                        f"({len(ours['test_labels'])}, in order): not the same test images")
+    small = resize(images, size)
+    change = np.abs(small.astype(np.int16) - ours["test_images"].astype(np.int16))
+    stored = labels.astype(np.uint8 if src.n_classes <= 256 else np.int64)[:, None]
+    stats = {"source": str(src.path), "source_image_size": src.image_size, "image_size": size, "n": len(labels),
+             "class_counts": np.bincount(labels, minlength=src.n_classes).tolist(),
+             "mean_abs_change_vs_prepared": float(change.mean()),
+             "share_of_pixels_changed_vs_prepared": float((change > 0).mean())}
+    return {"test_images": images, "test_labels": stored}, {"test_images": small, "test_labels": stored}, stats

@@ -6,13 +6,15 @@ validation and which one was selected, by which criterion).
 One row per dataset, model, eps, corruption, severity and metric. `severity` is 1..5, or `mean`
 (the mean over severities, what corrupted_test.json calls by_corruption); corruption `all` is
 the mean over corruptions (severity `mean`: the summary table's *corrupted* value); corruption
-`none`, severity 0, is the clean test set.
+`none`, severity 0, is the clean test set. `protocol` says which MedMNIST-C (applied: the
+corruptions applied to the 64 px images, against the prepared test set; published: MedMNIST-C as
+published at 224 px, against the clean 224 px test images shrunk the same way).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,9 @@ from medrobust.core.errors import DataError
 from medrobust.core.io import read_csv, write_csv
 from medrobust.core.stages import METRICS, parse_stage
 
-COLUMNS = ("dataset", "model", "eps", "corruption", "severity", "metric", "value")
+COLUMNS = ("dataset", "model", "eps", "corruption", "severity", "metric", "value", "protocol")
+# each protocol's evaluation kinds: (clean baseline, corrupted)
+PROTOCOL_KINDS = {"applied": ("clean", "corrupted"), "published": ("clean_published", "corrupted_published")}
 SELECTION_COLUMNS = ("stage", "point", "lr", "batch_size", "epochs", "augment", "criterion", "value",
                      "val_balanced_accuracy", "val_auc", "selected")
 
@@ -36,10 +40,18 @@ class Cell:
     severity: str  # "0" (clean), "1".."5", or "mean"
     metric: str
     value: float
+    protocol: str = "applied"
 
 
-def stage_cells(dataset: str, stage: str, clean: dict[str, Any], corrupted: dict[str, Any]) -> list[Cell]:
-    """The rows of one selected model from its clean_test.json and corrupted_test.json."""
+def stage_cells(dataset: str, stage: str, files: dict[str, dict[str, Any]]) -> list[Cell]:
+    """The rows of one selected model from its evaluations (kind -> contents), under each
+    protocol whose two evaluations (PROTOCOL_KINDS) are there."""
+    return [c for protocol, (clean, corrupted) in PROTOCOL_KINDS.items() if clean in files and corrupted in files
+            for c in _protocol_cells(dataset, stage, files[clean], files[corrupted], protocol)]
+
+
+def _protocol_cells(dataset: str, stage: str, clean: dict[str, Any], corrupted: dict[str, Any],
+                    protocol: str) -> list[Cell]:
     model, eps = parse_stage(stage)
     cells = [Cell(dataset, model, eps, "none", "0", m, clean["metrics"][m]) for m in METRICS]
     by_severity = corrupted["by_severity"]
@@ -54,12 +66,12 @@ def stage_cells(dataset: str, stage: str, clean: dict[str, Any], corrupted: dict
         cells += [Cell(dataset, model, eps, "all", str(s), m,
                        float(np.mean([by_severity[n][s - 1][m] for n in by_severity]))) for m in METRICS]
     cells += [Cell(dataset, model, eps, "all", "mean", m, corrupted["mean"][m]) for m in METRICS]
-    return cells
+    return [replace(c, protocol=protocol) for c in cells]
 
 
 def write_cells(cells: Iterable[Cell], path: str | Path) -> None:
-    write_csv(path, COLUMNS, ([c.dataset, c.model, c.eps, c.corruption, c.severity, c.metric, repr(c.value)]
-                              for c in cells))
+    write_csv(path, COLUMNS, ([c.dataset, c.model, c.eps, c.corruption, c.severity, c.metric, repr(c.value),
+                               c.protocol] for c in cells))
 
 
 def read_cells(path: str | Path) -> list[Cell]:
@@ -68,7 +80,7 @@ def read_cells(path: str | Path) -> list[Cell]:
         raise DataError(f"{path}: expected columns {', '.join(COLUMNS)}, got {columns}")
     try:
         return [Cell(r["dataset"], r["model"], int(r["eps"]) if r["eps"] else None, r["corruption"],
-                     r["severity"], r["metric"], float(r["value"])) for r in rows]
+                     r["severity"], r["metric"], float(r["value"]), r["protocol"]) for r in rows]
     except ValueError as e:
         raise DataError(f"{path}: {e}") from None
 

@@ -150,12 +150,13 @@ def _stage_style(model: str, eps: int | None, main_eps: int) -> dict:
 
 
 def corruptions_plot(cells: Sequence[Cell], dataset: str, main_eps: int, n_classes: int,
-                     metric: str = "balanced_accuracy") -> Figure:
+                     protocol: str = "applied", metric: str = "balanced_accuracy") -> Figure:
     """Top: per corruption (mean over severities), the base, robust and nonrobust-only models at
-    `main_eps`. Bottom: per severity (0: clean), mean over corruptions, every model."""
-    mine = [c for c in cells if c.dataset == dataset and c.metric == metric]
+    `main_eps`. Bottom: per severity (0: clean), mean over corruptions, every model. One
+    MedMNIST-C protocol (breakdown.PROTOCOL_KINDS), named in the title."""
+    mine = [c for c in cells if c.dataset == dataset and c.metric == metric and c.protocol == protocol]
     if not mine:
-        raise ValueError(f"no {metric} rows for {dataset}")
+        raise ValueError(f"no {metric} rows for {dataset} under the {protocol} protocol")
     value = {(c.model, c.eps, c.corruption, c.severity): c.value for c in mine}
     models = sorted({(c.model, c.eps) for c in mine}, key=lambda m: (list(COLORS).index(m[0]), m[1] or 0))
     names = sorted({c.corruption for c in mine} - {"all", "none"})
@@ -181,10 +182,11 @@ def corruptions_plot(cells: Sequence[Cell], dataset: str, main_eps: int, n_class
         _percent_axis(ax, metric.replace("_", " ").capitalize())
     top.legend(fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.08), frameon=False)
     bottom.legend(fontsize=6.5, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
-    fig.suptitle(f"{dataset_label(dataset)}: MedMNIST-C results per corruption and severity", fontsize=9)
+    what = {"applied": "applied at 64 px", "published": "as published (224 px)"}[protocol]
+    fig.suptitle(f"{dataset_label(dataset)}: MedMNIST-C {what}, per corruption and severity", fontsize=9)
     return fig
 
 
-def corruptions_figure(cells: Sequence[Cell], dataset: str, main_eps: int, n_classes: int, *,
+def corruptions_figure(cells: Sequence[Cell], dataset: str, main_eps: int, n_classes: int, protocol: str, *,
                        out_png: str | Path, out_pdf: str | Path) -> None:
-    save_figure(corruptions_plot(cells, dataset, main_eps, n_classes), out_png, out_pdf)
+    save_figure(corruptions_plot(cells, dataset, main_eps, n_classes, protocol), out_png, out_pdf)

@@ -22,6 +22,7 @@ from matplotlib.ticker import PercentFormatter
 
 from medrobust.core.stages import METRICS, metric_title
 from medrobust.report.plotting import COLORS, save_figure
+from medrobust.report.breakdown import PROTOCOL_KINDS
 from medrobust.report.tables import CONDITION_LABELS, MODEL_LABELS, Results, Row, dataset_label
 
 DASHES = (0, (3, 2))
@@ -94,24 +95,28 @@ def _results(summary: Sequence[Row], metric: str) -> Results:
     return res
 
 
-def bar_plot(summary: Sequence[Row], metric: str = "balanced_accuracy", eps: int = 4) -> Figure:
+def bar_plot(summary: Sequence[Row], metric: str = "balanced_accuracy", eps: int = 4,
+             protocol: str = "applied") -> Figure:
     """Figs. 2 (balanced accuracy) and 3 (AUC): per dataset, the base, robust and nonrobust-only
-    models at `eps`; solid bars in-distribution, dashed bars mean OOD (MedMNIST-C)."""
+    models at `eps`; solid bars in-distribution, dashed bars mean OOD under one MedMNIST-C
+    protocol (applied: beside the prepared test set; published: beside its own clean 224 px
+    baseline; datasets without it are left empty)."""
+    clean, corrupted = PROTOCOL_KINDS[protocol]
     res = _results(summary, metric)
-    pairs = [(Bar(m, eps, "clean", False), Bar(m, eps, "corrupted", True)) for m in COLORS]
+    pairs = [(Bar(m, eps, clean, False), Bar(m, eps, corrupted, True)) for m in COLORS]
     fig = Figure(figsize=(max(6.5, 1.9 * len(res.datasets)), 3.4), layout="constrained")
     ax = fig.subplots()
     _draw_groups(ax, res, metric, pairs)
     models = [Patch(color=COLORS[m], label=MODEL_LABELS[m] + ("" if m == "base" else f" (ε={eps}/255)"))
               for m in COLORS]
-    _legend(ax, models, "In-distribution", CONDITION_LABELS["corrupted"], 1.0)
+    _legend(ax, models, CONDITION_LABELS[clean], CONDITION_LABELS[corrupted], 1.0)
     return fig
 
 
-def bar_figure(summary: Sequence[Row], metric: str = "balanced_accuracy", eps: int = 4, *,
+def bar_figure(summary: Sequence[Row], metric: str = "balanced_accuracy", eps: int = 4, protocol: str = "applied", *,
                out_png: str | Path, out_pdf: str | Path) -> None:
     """bar_plot written as PNG and PDF."""
-    save_figure(bar_plot(summary, metric, eps), out_png, out_pdf)
+    save_figure(bar_plot(summary, metric, eps, protocol), out_png, out_pdf)
 
 
 def eps_plot(summary: Sequence[Row], eps: tuple[int, int] = (4, 8), metric: str = "balanced_accuracy") -> Figure:

@@ -60,7 +60,8 @@ from medrobust.report import bootstrap
 
 # evaluation kind -> (condition of the summary table, array of its probability file)
 CONDITIONS = {"clean": [("clean", "probs")], "clean_last": [("clean_last_epoch", "probs")],
-              "corrupted": [("corrupted", "probs")],
+              "corrupted": [("corrupted", "probs")], "clean_published": [("clean_published", "probs")],
+              "corrupted_published": [("corrupted_published", "probs")],
               "autoattack": [("autoattack", "probs"), ("autoattack_clean", "clean_probs")]}
 WEIGHTS = 1  # purpose of derive_seed(seed, purpose)
 

@@ -25,8 +25,11 @@ def _values(files: Mapping[str, dict[str, Any]]) -> dict[str, tuple[dict[str, An
         found["clean"] = (files["clean"]["metrics"], files["clean"]["metrics"].get("n"))
     if "clean_last" in files:
         found["clean_last_epoch"] = (files["clean_last"]["metrics"], files["clean_last"]["metrics"].get("n"))
-    if "corrupted" in files:
-        found["corrupted"] = (files["corrupted"]["mean"], files["corrupted"].get("n"))
+    for kind in ("corrupted", "corrupted_published"):
+        if kind in files:
+            found[kind] = (files[kind]["mean"], files[kind].get("n"))
+    if "clean_published" in files:
+        found["clean_published"] = (files["clean_published"]["metrics"], files["clean_published"]["metrics"].get("n"))
     if "autoattack" in files:
         aa = files["autoattack"]
         found["autoattack"] = (aa["metrics"], aa["metrics"].get("n"))

@@ -30,10 +30,16 @@ OPTIONAL = ("n", "ci_low", "ci_high", "sd", "n_replicates")
 MODELS = ("base", "robust", "nonrobust")
 # autoattack_clean: the clean images AutoAttack ran on (a seeded subset), at its precision
 # clean_last_epoch: a model that kept another epoch (nonrobust-only: the best on validation), at its last
-CONDITIONS = ("clean", "corrupted", "autoattack", "autoattack_clean", "clean_last_epoch")
+# clean_published / corrupted_published: MedMNIST-C as published (224 px test images, shrunk), its
+# own clean baseline and its corruptions; corrupted: the corruptions applied to the 64 px images
+CONDITIONS = ("clean", "corrupted", "autoattack", "autoattack_clean", "clean_last_epoch", "clean_published",
+              "corrupted_published")
 MODEL_LABELS = {"base": "All features", "robust": "Robust features", "nonrobust": "Nonrobust features only"}
-CONDITION_LABELS = {"clean": "In-distribution", "corrupted": "Mean OOD (MedMNIST-C)", "autoattack": "AutoAttack",
-                    "autoattack_clean": "Clean (AutoAttack's images)", "clean_last_epoch": "In-distribution, last epoch"}
+CONDITION_LABELS = {"clean": "In-distribution", "corrupted": "Mean OOD (MedMNIST-C applied at 64 px)",
+                    "autoattack": "AutoAttack", "autoattack_clean": "Clean (AutoAttack's images)",
+                    "clean_last_epoch": "In-distribution, last epoch",
+                    "clean_published": "In-distribution (224 px test images)",
+                    "corrupted_published": "Mean OOD (MedMNIST-C as published, 224 px)"}
 DATASET_LABELS = {"pathmnist": "PathMNIST", "pneumoniamnist": "PneumoniaMNIST", "octmnist": "OctMNIST",
                   "organsmnist": "OrganSMNIST", "breastmnist": "BreastMNIST"}
 GRID_KEYS = {"lr": "Learning rate", "batch_size": "Batch size", "epochs": "Max epochs", "augment": "Augmentation"}

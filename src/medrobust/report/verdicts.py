@@ -6,6 +6,12 @@ needs is missing), or not judged (the paper's own exception, or a MedMNIST-C pro
 does not state). The rules are medrobust.report.rules; every check carries the one-sided p-value
 of its failing side, and "does not hold" is Holm-adjusted within each family (`finalize`): the
 claims of one dataset and metric, and the stated numbers of one dataset.
+
+A number under corruptions is judged under each MedMNIST-C protocol the dataset was evaluated on
+(PROTOCOLS: applied, and published where a 224 px test split exists), each verdict carrying its
+protocol. The published protocol's verdicts are a second reading of the same claims, so they form
+families of their own (as variants stand outside the families): adding them changes no applied
+verdict.
 """
 
 from __future__ import annotations
@@ -29,16 +35,17 @@ SYMBOLS = {HOLDS: "✓", REPRODUCED: "✓", FAILS: "✗", UNSURE: "?", CONSISTEN
            NOT_JUDGED: "–"}
 KINDS = ("above", "order", "best", "broken", "gap", "shown")
 PAPER_DATASETS = ("pathmnist", "pneumoniamnist", "octmnist", "organsmnist", "breastmnist")
+# the corrupted condition of each MedMNIST-C protocol (evaluation kinds; docs/method.md)
+PROTOCOLS = {"corrupted": "applied", "corrupted_published": "published"}
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The verdicts' config (schema: verdicts): margins as fractions, the protocols."""
+    """The verdicts' config (schema: verdicts): margins as fractions, the paper's protocol."""
     chance_margin: float  # m: "well above chance" is above chance + m
     equivalence: float  # D: a stated number is reproduced within +-D
     broken_fail: float  # C5 does not hold when a lower bound exceeds this
     broken_hold: float  # C5 holds when every upper bound is at most this
-    protocol: str  # this run's MedMNIST-C protocol (evaluation.corruptions.protocol)
     paper_protocol: str | None  # the protocol taken as the paper's; None: not stated, not judged
     level: float
 
@@ -63,10 +70,17 @@ class Verdict:
     method: str = ""  # how the interval was made
     mc_error: float | None = None  # Monte-Carlo error of the interval ends
     note: str = ""  # why a verdict was withheld
+    protocol: str = ""  # the MedMNIST-C protocol of a number under corruptions (PROTOCOLS), else ""
 
     @property
-    def family(self) -> tuple[str, str]:
-        return (self.dataset, "stated") if self.claim == "stated" else (self.dataset, self.metric)
+    def name(self) -> str:
+        """The claim, marked when it is read under the published protocol (a second reading)."""
+        return f"{self.claim} [published]" if self.protocol == "published" else self.claim
+
+    @property
+    def family(self) -> tuple[str, ...]:
+        own = (self.dataset, "stated") if self.claim == "stated" else (self.dataset, self.metric)
+        return own + (self.protocol,) * (self.protocol == "published")
 
 
 @dataclass(frozen=True)
@@ -202,14 +216,24 @@ def _single(run: RunResults, name: str, claim: dict[str, Any], metric: str, st: 
 def _not_judged_because(claim: dict[str, Any], run: RunResults) -> str:
     if run.dataset in claim.get("not_judged", {}):
         return claim["not_judged"][run.dataset]
-    if claim.get("protocol") and run.settings.paper_protocol != run.settings.protocol:
-        return protocol_note(run.settings)
+    protocol = PROTOCOLS.get(claim["condition"])
+    if claim.get("protocol") and run.settings.paper_protocol != protocol:
+        return protocol_note(run.settings, protocol)
     return ""
 
 
-def protocol_note(s: Settings) -> str:
-    return (f"depends on the MedMNIST-C protocol, which the paper does not state (this run: {s.protocol}; "
+def protocol_note(s: Settings, protocol: str | None) -> str:
+    return (f"depends on the MedMNIST-C protocol, which the paper does not state (this number: {protocol}; "
             f"taken as the paper's: {s.paper_protocol or 'none'})")
+
+
+def conditions(condition: str, run: RunResults) -> list[str]:
+    """The conditions a claim's (or stated number's) condition is judged under: a corrupted one
+    under each protocol this dataset was evaluated on (applied always: not run when missing)."""
+    if condition != "corrupted":
+        return [condition]
+    found = {key.split("/", 1)[0] for arrays in run.draws.values() for key in arrays}
+    return ["corrupted"] + [c for c in PROTOCOLS if c != "corrupted" and c in found]
 
 
 def _applies(claim: dict[str, Any], run: RunResults) -> bool:
@@ -220,9 +244,18 @@ def _applies(claim: dict[str, Any], run: RunResults) -> bool:
 
 
 def claim_verdicts(name: str, claim: dict[str, Any], run: RunResults) -> list[Verdict]:
-    """The verdicts of one claim on one dataset (none where it does not apply)."""
+    """The verdicts of one claim on one dataset (none where it does not apply), under each
+    MedMNIST-C protocol where it is stated under corruptions."""
     if not _applies(claim, run):
         return []
+    out = []
+    for condition in conditions(claim["condition"], run):
+        protocol = PROTOCOLS.get(condition, "")
+        out += [replace(v, protocol=protocol) for v in _claim_verdicts(name, {**claim, "condition": condition}, run)]
+    return out
+
+
+def _claim_verdicts(name: str, claim: dict[str, Any], run: RunResults) -> list[Verdict]:
     eps = _eps_list(claim.get("eps", "main"), run)
     why = _not_judged_because(claim, run)
     out = []
@@ -243,15 +276,16 @@ def stated_verdicts(paper_values: dict[str, Any], run: RunResults) -> list[Verdi
     if not run.paper:
         return []
     metric, eps, s, out = paper_values["metric"], paper_values["eps"], run.settings, []
-    for model, conditions in paper_values["values"].get(run.dataset, {}).items():
-        for condition, entry in conditions.items():
-            st = stage(model, eps)
+    for model, stated in paper_values["values"].get(run.dataset, {}).items():
+        for condition, entry in ((c, e) for named, e in stated.items() for c in conditions(named, run)):
+            st, protocol = stage(model, eps), PROTOCOLS.get(condition, "")
             subject = f"{_label(st)} {condition}"
             value = float(entry["value"]) / 100
             reference = f"{100 * value:g} ({entry['source']})"
             e = _estimate(run, st, condition, metric)
             if e is None:
-                out.append(Verdict(run.dataset, "stated", metric, subject, NOT_RUN, reference=reference))
+                out.append(Verdict(run.dataset, "stated", metric, subject, NOT_RUN, reference=reference,
+                                   protocol=protocol))
                 continue
             outcome, d = rules.stated(e, value, s.equivalence)
             rule = (f"mean - paper {100 * d.mean:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}]; reproduced "
@@ -259,9 +293,9 @@ def stated_verdicts(paper_values: dict[str, Any], run: RunResults) -> list[Verdi
             v = _from(run, "stated", metric, subject, e, outcome, reference, rule, mc_error=d.mc_error)
             v = replace(v, detectable=outcome.resolves, method=f"prediction interval t({max(e.k - 1, 1)}) "
                         "of one more run: seeds only (the test images are the paper's)")
-            if condition == "corrupted" and s.paper_protocol != s.protocol:
-                v = replace(v, verdict=NOT_JUDGED, note=protocol_note(s), p=None)
-            out.append(v)
+            if protocol and s.paper_protocol != protocol:
+                v = replace(v, verdict=NOT_JUDGED, note=protocol_note(s, protocol), p=None)
+            out.append(replace(v, protocol=protocol))
     return out
 
 
