@@ -143,6 +143,34 @@ def test_protocol_dependent_numbers_are_shown_not_judged() -> None:
         == {REPRODUCED}
 
 
+def test_each_protocol_is_judged_on_its_own_and_moves_no_other_verdict() -> None:
+    """With MedMNIST-C as published evaluated too, every number under corruptions is read under
+    both protocols, each verdict carrying its own; C8b and the stated OOD numbers are judged only
+    under the protocol named as the paper's; the applied verdicts (and their Holm adjustment)
+    are those of a run without the published protocol."""
+    applied = {"base": {"corrupted__balanced_accuracy": (0.2489, 0.01)},
+               "robust_eps4": {"corrupted__balanced_accuracy": (0.4578, 0.01)},
+               "nonrobust_eps4": {"corrupted__balanced_accuracy": (0.20, 0.01)}}
+    published = {"base": (0.60, 0.01), "robust_eps4": (0.58, 0.01), "nonrobust_eps4": (0.40, 0.01)}
+    alone = {st: _stage(seeds=0.001, **v) for st, v in applied.items()}
+    both = {st: _stage(seeds=0.001, **v, corrupted_published__balanced_accuracy=published[st])
+            for st, v in applied.items()}
+    settings = Settings(**{**SETTINGS.__dict__, "paper_protocol": "published"})
+    one, two = (judge(_run(s, "pathmnist", paper=True, settings=settings), CLAIMS, load_paper_values())
+                for s in (alone, both))
+    assert [v for v in two if v.protocol != "published"] == one
+    c3 = {v.subject: v.verdict for v in two if v.name == "C3 [published]" and v.metric == "balanced_accuracy"}
+    assert c3 == {"robust eps4 - base corrupted_published": FAILS,
+                  "robust eps4 - nonrobust eps4 corrupted_published": HOLDS}
+    c8b = [v for v in two if v.claim == "C8b"]
+    assert [(v.protocol, v.verdict == NOT_JUDGED) for v in c8b] == [("applied", True), ("published", False)]
+    assert {v.family for v in two if v.protocol == "published"} == {
+        ("pathmnist", m, "published") for m in ("balanced_accuracy", "auc", "stated")}
+    ood = {v.protocol: v.verdict for v in two if v.claim == "stated" and v.subject.startswith("base")
+           and "corrupted" in v.subject}
+    assert ood["applied"] == NOT_JUDGED and ood["published"] != NOT_JUDGED
+
+
 def test_stated_value_rule() -> None:
     """Reproduced within +-D with the paper's seed variance; does not hold when the prediction
     interval excludes P (k >= 3); else consistent. A noisier reproduction never reproduces more
