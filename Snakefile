@@ -133,6 +133,7 @@ localrules:
     provenance,
     verdicts,
     sensitivity,
+    figure_sensitivity,
 
 
 onstart:

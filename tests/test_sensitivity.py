@@ -11,7 +11,8 @@ import pytest
 
 from medrobust.core.errors import DataError
 from medrobust.core.io import write_npz
-from medrobust.report.sensitivity import draws_by_run, rows, write
+from medrobust.report.diagnostics import sensitivity_plot
+from medrobust.report.sensitivity import draws_by_run, read, rows, write
 
 N_IMAGES = 400
 
@@ -44,6 +45,12 @@ def test_a_variant_is_paired_with_replicates_1_to_k_minus_1(tmp_path: Path) -> N
     write([shifted, same], [], tmp_path / "s.csv", tmp_path / "v.csv", tmp_path / "s.md", 0.95)
     with open(tmp_path / "s.csv") as f:
         assert [r["reading"] for r in csv.DictReader(f)] == ["differs", "not distinguished"]
+    back = read(tmp_path / "s.csv")
+    assert back[0]["difference"] == pytest.approx(0.10, abs=1e-4) and back[0]["stage"] == "nonrobust_eps4"
+    # the figure: one row per moved number of Fig. 2 / Table 1; a variant that moves none says so
+    ax = sensitivity_plot(back, "shifted", 4).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["d · Nonrobust features only (ε=4/255) · In-distribution"]
+    assert "moves none" in sensitivity_plot(back, "other", 4).axes[0].texts[0].get_text()
     assert "| shifted | d | nonrobust_eps4 | clean | balanced_accuracy | 0.710" in (tmp_path / "s.md").read_text()
 
     write_npz(inputs["same/d/nonrobust_eps4"], draws([0.70, 0.72, 0.75], noise))  # all 3 replicates: not paired

@@ -100,42 +100,81 @@ def rep_of(wildcards):
     return 0 if paths.point_of(run) else int(run.removeprefix("rep"))
 
 
+def variant_of(wildcards):
+    """The variant of a job of variants.smk (its {variant}); None for the main run's jobs. Every
+    input function below reads its files through it: a variant's own where it moved them
+    (medrobust.core.paths), else the main run's."""
+    name = getattr(wildcards, "variant", None)
+    return VARIANTS[name] if name else None
+
+
+def config_of(wildcards):
+    """The resolved config a job runs under: its variant's, or the main run's."""
+    v = variant_of(wildcards)
+    return v.config if v else config
+
+
+def model_file(stage=None):
+    """The model a job reads: replicate rep_of's of its stage (or of `stage`)."""
+
+    def model(wildcards):
+        v, rep = variant_of(wildcards), rep_of(wildcards)
+        return f"{paths.run_dir(wildcards.dataset, stage or wildcards.stage, rep, v)}/model.pt"
+
+    return model
+
+
 def training_set(wildcards):
     """What a run trains on: its replicate's nonrobust-feature set, or the clean prepared set."""
     if model_of(wildcards.stage) == "nonrobust":
-        return paths.nonrobust_set(wildcards.dataset, stage_eps(wildcards.stage), rep_of(wildcards))
+        eps = stage_eps(wildcards.stage)
+        return paths.nonrobust_set(wildcards.dataset, eps, rep_of(wildcards), variant_of(wildcards))
     return paths.prepared(wildcards.dataset)
+
+
+def selection_of(wildcards):
+    return paths.selection(wildcards.dataset, wildcards.stage, variant_of(wildcards))
 
 
 def train_inputs(wildcards):
     """A run's training and validation sets; a replicate's, the selection it trains again."""
     files = {"train": training_set(wildcards), "val": paths.prepared(wildcards.dataset)}
     if paths.point_of(wildcards.run) is None:
-        files["selected"] = paths.selection(wildcards.dataset, wildcards.stage)
+        files["selected"] = selection_of(wildcards)
     return files
 
 
 def train_settings(wildcards):
     """A grid point's every training setting, as one shell-quoted JSON; a replicate's: the
-    selected point's (read by the job from selected.json) with the replicate's seed. Not a
-    function of `input`: Snakemake records no such param, so a change would re-run nothing."""
-    point = paths.point_of(wildcards.run)
+    selected point's (read by the job from selected.json) with the replicate's seed, and a
+    variant's changes to it (paths.overlay). Not a function of `input`: Snakemake records no
+    such param, so a change would re-run nothing."""
+    point, v = paths.point_of(wildcards.run), variant_of(wildcards)
     if point is None:
-        selected = paths.selection(wildcards.dataset, wildcards.stage)
-        return f"--selected {selected} --seed {hparams.replicate_seed(config, rep_of(wildcards))}"
+        flags = f"--selected {selection_of(wildcards)} --seed {hparams.replicate_seed(config, rep_of(wildcards))}"
+        changes = paths.overlay(v, wildcards.dataset, wildcards.stage) if v else {}
+        return flags + (f" --overlay {shlex.quote(json.dumps(changes, sort_keys=True))}" if changes else "")
     hp = hparams.train_hparams(config, wildcards.dataset, wildcards.stage, point)
     return f"--hparams {shlex.quote(json.dumps(hp, sort_keys=True))}"
 
 
 def construction_settings(wildcards):
     """Every setting that changes the nonrobust-feature set, as one shell-quoted JSON (a param)."""
-    settings = hparams.construction_settings(config, int(wildcards.eps), rep_of(wildcards))
+    settings = hparams.construction_settings(config_of(wildcards), int(wildcards.eps), rep_of(wildcards))
     return shlex.quote(json.dumps(settings, sort_keys=True))
 
 
-def kept_epoch(wildcards):
-    """The epoch whose weights a stage's models keep (selection and evaluation)."""
-    return hparams.kept_epoch(config, wildcards.stage)
+def kept_epoch(stage=None):
+    """The epoch whose weights a stage's models (or `stage`'s) keep (selection and evaluation)."""
+
+    def epoch(wildcards):
+        return hparams.kept_epoch(config_of(wildcards), stage or wildcards.stage)
+
+    return epoch
+
+
+def selection_criterion(wildcards):
+    return hparams.selection_criterion(config_of(wildcards), wildcards.stage)
 
 
 def grid_paths(dataset, stage, name):
@@ -147,56 +186,6 @@ def grid_files(name):
         return grid_paths(wildcards.dataset, wildcards.stage, name)
 
     return files
-
-
-# ---- variants (variants.smk): the variant's config and the main run's files it reads ----------
-
-
-def variant_of(wildcards):
-    return VARIANTS[wildcards.variant]
-
-
-def variant_model(stage=None):
-    """The model file a variant's job reads (the main run's where its models did not move)."""
-
-    def model(wildcards):
-        rep = rep_of(wildcards)
-        return f"{paths.run_dir(wildcards.dataset, stage or wildcards.stage, rep, variant_of(wildcards))}/model.pt"
-
-    return model
-
-
-def variant_train_inputs(wildcards):
-    v, rep = variant_of(wildcards), rep_of(wildcards)
-    train = paths.prepared(wildcards.dataset)
-    if model_of(wildcards.stage) == "nonrobust":
-        train = paths.nonrobust_set(wildcards.dataset, stage_eps(wildcards.stage), rep, v)
-    return {"train": train, "val": paths.prepared(wildcards.dataset), "selected": variant_selection(wildcards)}
-
-
-def variant_selection(wildcards):
-    return paths.selection(wildcards.dataset, wildcards.stage, variant_of(wildcards))
-
-
-def variant_train_settings(wildcards):
-    """The selected point (the variant's selection or the main run's) with the replicate's seed
-    and the variant's changes to it. Not a function of `input` (see train_settings)."""
-    v = variant_of(wildcards)
-    changes = paths.overlay(v, wildcards.dataset, wildcards.stage)
-    flags = f"--selected {variant_selection(wildcards)} --seed {hparams.replicate_seed(config, rep_of(wildcards))}"
-    return flags + (f" --overlay {shlex.quote(json.dumps(changes, sort_keys=True))}" if changes else "")
-
-
-def variant_kept_epoch(stage=None):
-    def epoch(wildcards):
-        return hparams.kept_epoch(variant_of(wildcards).config, stage or wildcards.stage)
-
-    return epoch
-
-
-def variant_construction(wildcards):
-    settings = hparams.construction_settings(variant_of(wildcards).config, int(wildcards.eps), rep_of(wildcards))
-    return shlex.quote(json.dumps(settings, sort_keys=True))
 
 
 # ---- evaluation and outputs: named inputs (paths.key), which the commands read back ----------
@@ -359,4 +348,5 @@ def all_targets():
         *review_figures(),
         "results/summary/corruptions.csv",
         *(["results/summary/sensitivity.csv"] if VARIANTS else []),
+        *(f"results/figures/sensitivity_{v}.{ext}" for v in VARIANTS for ext in ("png", "pdf")),
     ]

@@ -39,7 +39,7 @@ rule corrupt_test:
 
 rule evaluate_clean:
     input:
-        model=f"{RUN}/model.pt",
+        model=model_file(),
         data=prepared_npz,
     output:
         json=evaluation_out("clean"),
@@ -47,7 +47,7 @@ rule evaluate_clean:
     params:
         device=DEVICE,
         code=code("evaluate"),
-        weights=kept_epoch,
+        weights=kept_epoch(),
     log:
         "logs/{dataset}/rep{rep}/{stage}/evaluate_clean.log",
     threads: config["threads"]["evaluate"]
@@ -79,7 +79,7 @@ use rule evaluate_clean as evaluate_clean_last with:
 
 rule evaluate_corrupted:
     input:
-        model=f"{RUN}/model.pt",
+        model=model_file(),
         data=f"{DATA}/corrupted_test.npz",
     output:
         json=evaluation_out("corrupted"),
@@ -87,7 +87,7 @@ rule evaluate_corrupted:
     params:
         device=DEVICE,
         code=code("evaluate-corrupted"),
-        weights=kept_epoch,
+        weights=kept_epoch(),
     log:
         "logs/{dataset}/rep{rep}/{stage}/evaluate_corrupted.log",
     benchmark:
@@ -107,7 +107,7 @@ rule evaluate_corrupted:
 
 rule autoattack:
     input:
-        model=f"{RUN}/model.pt",
+        model=model_file(),
         data=prepared_npz,
     output:
         json=evaluation_out("autoattack"),
@@ -115,7 +115,7 @@ rule autoattack:
     params:
         device=DEVICE,
         code=code("autoattack"),
-        weights=kept_epoch,
+        weights=kept_epoch(),
         eps=config["evaluation"]["autoattack"]["eps"],
         n_images=config["evaluation"]["autoattack"]["n_images"],
         seed=config["seed"],
@@ -176,7 +176,7 @@ use rule corrupt_test as corrupt_published with:
 
 use rule evaluate_clean as evaluate_clean_published with:
     input:
-        model=f"{RUN}/model.pt",
+        model=model_file(),
         data=paths.PUBLISHED["clean"],
     output:
         json=evaluation_out("clean_published"),
@@ -189,7 +189,7 @@ use rule evaluate_clean as evaluate_clean_published with:
 
 use rule evaluate_corrupted as evaluate_corrupted_published with:
     input:
-        model=f"{RUN}/model.pt",
+        model=model_file(),
         data=paths.PUBLISHED["corrupted"],
     output:
         json=evaluation_out("corrupted_published"),

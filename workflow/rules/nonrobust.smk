@@ -5,7 +5,7 @@
 
 rule construct_nonrobust:
     input:
-        model=lambda wildcards: f"{paths.run_dir(wildcards.dataset, 'base', rep_of(wildcards))}/model.pt",
+        model=model_file("base"),
         data=prepared_npz,
     output:
         npz=f"{NONROBUST}.npz",
@@ -14,7 +14,7 @@ rule construct_nonrobust:
         device=DEVICE,
         code=code("construct"),
         settings=construction_settings,
-        weights=hparams.kept_epoch(config, "base"),
+        weights=kept_epoch("base"),
         # the PGD start of each image is seeded per batch, and bf16 rounding depends on the batch
         batch_size=config["nonrobust"]["batch_size"],
         # resumable state (finished batches): beside the outputs, not one of them

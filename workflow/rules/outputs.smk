@@ -52,7 +52,7 @@ rule sensitivity:
     input:
         unpack(sensitivity_inputs),
     output:
-        csv=report("results/summary/sensitivity.csv", caption="../report/sensitivity.rst", category="3. Tables"),
+        csv=report("results/summary/sensitivity.csv", caption="../report/sensitivity.rst", category="1. Verdicts"),
         verdicts="results/summary/sensitivity_verdicts.csv",
         md="results/summary/sensitivity.md",
     params:
@@ -71,6 +71,28 @@ rule sensitivity:
         "medrobust sensitivity --inputs {params.inputs} --n-classes {params.n_classes} --main-eps {params.main_eps}"
         " --eps {params.eps} --level {params.level} {params.judged} --out {output.csv}"
         " --out-verdicts {output.verdicts} --out-md {output.md} 2> {log}"
+
+
+rule figure_sensitivity:
+    input:
+        table="results/summary/sensitivity.csv",
+    output:
+        png=report(
+            "results/figures/sensitivity_{variant}.png",
+            caption="../report/sensitivity_figure.rst",
+            category="1. Verdicts",
+        ),
+        pdf="results/figures/sensitivity_{variant}.pdf",
+    params:
+        code=code("figure-sensitivity"),
+        main_eps=config["evaluation"]["main_eps"],
+    log:
+        "logs/outputs/sensitivity_{variant}.log",
+    conda:
+        ENV
+    shell:
+        "medrobust figure-sensitivity --table {input.table} --variant {wildcards.variant} --main-eps {params.main_eps}"
+        " --out-png {output.png} --out-pdf {output.pdf} 2> {log}"
 
 
 rule checks:

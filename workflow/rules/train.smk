@@ -55,8 +55,8 @@ rule select:
         model=f"{SELECTED}/model.pt",
     params:
         code=code("select"),
-        criterion=lambda wildcards: hparams.selection_criterion(config, wildcards.stage),
-        epoch=kept_epoch,
+        criterion=selection_criterion,
+        epoch=kept_epoch(),
     log:
         "logs/{dataset}/grid/{stage}/select.log",
     conda:

@@ -8,8 +8,6 @@
 
 
 use rule train as train_variant with:
-    input:
-        unpack(variant_train_inputs),
     output:
         model=f"{paths.in_variant(TRAINED)}/model.pt",
         metrics=f"{paths.in_variant(TRAINED)}/metrics.json",
@@ -17,7 +15,6 @@ use rule train as train_variant with:
     wildcard_constraints:
         run=r"rep[1-9]\d*",
     params:
-        settings=variant_train_settings,
         state=f"{paths.in_variant(TRAINED)}/state",
     log:
         "logs/variants/{variant}/{dataset}/{run}/{stage}/train.log",
@@ -29,23 +26,15 @@ use rule select as select_variant with:
     output:
         choice=paths.in_variant(SELECTION),
         model=f"{paths.in_variant(SELECTED)}/model.pt",
-    params:
-        criterion=lambda wildcards: hparams.selection_criterion(variant_of(wildcards).config, wildcards.stage),
-        epoch=variant_kept_epoch(),
     log:
         "logs/variants/{variant}/{dataset}/grid/{stage}/select.log",
 
 
 use rule construct_nonrobust as construct_nonrobust_variant with:
-    input:
-        model=variant_model("base"),
-        data=prepared_npz,
     output:
         npz=f"{paths.in_variant(NONROBUST)}.npz",
         stats=f"{paths.in_variant(NONROBUST)}.json",
     params:
-        settings=variant_construction,
-        weights=variant_kept_epoch("base"),
         state=f"{paths.in_variant(NONROBUST)}_state",
     log:
         "logs/variants/{variant}/{dataset}/rep{rep}/data/nonrobust_eps{eps}.log",
@@ -54,22 +43,14 @@ use rule construct_nonrobust as construct_nonrobust_variant with:
 
 
 use rule evaluate_clean as evaluate_clean_variant with:
-    input:
-        model=variant_model(),
-        data=prepared_npz,
     output:
         json=paths.in_variant(evaluation_out("clean")),
         probs=paths.in_variant(probabilities_out("clean")),
-    params:
-        weights=variant_kept_epoch(),
     log:
         "logs/variants/{variant}/{dataset}/rep{rep}/{stage}/evaluate_clean.log",
 
 
 use rule evaluate_clean_last as evaluate_clean_last_variant with:
-    input:
-        model=variant_model(),
-        data=prepared_npz,
     output:
         json=paths.in_variant(evaluation_out("clean_last")),
         probs=paths.in_variant(probabilities_out("clean_last")),
@@ -78,14 +59,9 @@ use rule evaluate_clean_last as evaluate_clean_last_variant with:
 
 
 use rule evaluate_corrupted as evaluate_corrupted_variant with:
-    input:
-        model=variant_model(),
-        data=f"{DATA}/corrupted_test.npz",
     output:
         json=paths.in_variant(evaluation_out("corrupted")),
         probs=paths.in_variant(probabilities_out("corrupted")),
-    params:
-        weights=variant_kept_epoch(),
     log:
         "logs/variants/{variant}/{dataset}/rep{rep}/{stage}/evaluate_corrupted.log",
     benchmark:
@@ -93,27 +69,17 @@ use rule evaluate_corrupted as evaluate_corrupted_variant with:
 
 
 use rule evaluate_clean_published as evaluate_clean_published_variant with:
-    input:
-        model=variant_model(),
-        data=paths.PUBLISHED["clean"],
     output:
         json=paths.in_variant(evaluation_out("clean_published")),
         probs=paths.in_variant(probabilities_out("clean_published")),
-    params:
-        weights=variant_kept_epoch(),
     log:
         "logs/variants/{variant}/{dataset}/rep{rep}/{stage}/evaluate_clean_published.log",
 
 
 use rule evaluate_corrupted_published as evaluate_corrupted_published_variant with:
-    input:
-        model=variant_model(),
-        data=paths.PUBLISHED["corrupted"],
     output:
         json=paths.in_variant(evaluation_out("corrupted_published")),
         probs=paths.in_variant(probabilities_out("corrupted_published")),
-    params:
-        weights=variant_kept_epoch(),
     log:
         "logs/variants/{variant}/{dataset}/rep{rep}/{stage}/evaluate_corrupted_published.log",
     benchmark:
@@ -121,14 +87,10 @@ use rule evaluate_corrupted_published as evaluate_corrupted_published_variant wi
 
 
 use rule autoattack as autoattack_variant with:
-    input:
-        model=variant_model(),
-        data=prepared_npz,
     output:
         json=paths.in_variant(evaluation_out("autoattack")),
         probs=paths.in_variant(probabilities_out("autoattack")),
     params:
-        weights=variant_kept_epoch(),
         state=f"{paths.in_variant(RUN)}/eval/autoattack_state",
     log:
         "logs/variants/{variant}/{dataset}/rep{rep}/{stage}/autoattack.log",

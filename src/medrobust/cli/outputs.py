@@ -10,6 +10,7 @@ from typing import Any
 
 from medrobust.cli.args import (
     add_device_args,
+    add_figure_outputs,
     add_inputs_arg,
     add_n_classes_arg,
     job_device,
@@ -78,6 +79,14 @@ def cmd_sensitivity(a: argparse.Namespace) -> None:
     log.info("wrote %s, %s and %s: %d numbers (%d differ), %d verdicts (%d change)", a.out, a.out_verdicts, a.out_md,
              len(table), sum(r["reading"] == "differs" for r in table), len(verdicts),
              sum(r["change"] != "same" for r in verdicts))
+
+
+def cmd_figure_sensitivity(a: argparse.Namespace) -> None:
+    from medrobust.report.diagnostics import sensitivity_figure
+    from medrobust.report.sensitivity import read
+
+    sensitivity_figure(read(a.table), a.variant, a.main_eps, out_png=a.out_png, out_pdf=a.out_pdf)
+    log.info("wrote %s and %s", a.out_png, a.out_pdf)
 
 
 def cmd_checks(a: argparse.Namespace) -> None:
@@ -252,6 +261,13 @@ def _add_result_parsers(sub: Any) -> None:
     s.add_argument("--out-verdicts", required=True, help="CSV: each verdict under the main run and each variant")
     s.add_argument("--out-md", required=True)
     s.set_defaults(func=cmd_sensitivity)
+
+    s = sub.add_parser("figure-sensitivity", help="one variant's paired differences (Fig. 2 and Table 1's numbers)")
+    s.add_argument("--table", required=True, help="sensitivity.csv (medrobust sensitivity)")
+    s.add_argument("--variant", required=True)
+    s.add_argument("--main-eps", type=int, required=True, help="the eps of the models of Fig. 2 and Table 1")
+    add_figure_outputs(s)
+    s.set_defaults(func=cmd_figure_sensitivity)
 
     s = sub.add_parser("verdicts", help="every claim and stated number of the paper judged on the results")
     add_inputs_arg(s, "the bootstrap draws of each stage")

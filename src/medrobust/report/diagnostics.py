@@ -1,6 +1,7 @@
 """What a reviewer looks at beside the paper's figures: learning curves of every grid point
 (and why the selected one was selected), the nonrobust-feature set itself (images, their
-adversarial versions, the perturbation and the new label), and results per corruption.
+adversarial versions, the perturbation and the new label), results per corruption, and how the
+numbers move under each variant.
 
 Matplotlib's object API, as medrobust.report.figures; each `*_plot` builds a Figure from data and its
 `*_figure` twin writes it as PNG and PDF (medrobust.report.plotting.save_figure).
@@ -9,17 +10,18 @@ Matplotlib's object API, as medrobust.report.figures; each `*_plot` builds a Fig
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from medrobust.core.stages import parse_stage
+from medrobust.core.stages import METRIC_LABELS, METRICS, parse_stage
 from medrobust.report.breakdown import Cell
 from medrobust.report.plotting import COLORS, save_figure
-from medrobust.report.tables import MODEL_LABELS, dataset_label
+from medrobust.report.tables import CONDITION_LABELS, MODEL_LABELS, dataset_label
 
 CRITERION_LABELS = {"val_balanced_accuracy": "validation balanced accuracy",
                     "val_robust_balanced_accuracy": "robust validation balanced accuracy (under PGD)",
@@ -190,3 +192,44 @@ def corruptions_plot(cells: Sequence[Cell], dataset: str, main_eps: int, n_class
 def corruptions_figure(cells: Sequence[Cell], dataset: str, main_eps: int, n_classes: int, protocol: str, *,
                        out_png: str | Path, out_pdf: str | Path) -> None:
     save_figure(corruptions_plot(cells, dataset, main_eps, n_classes, protocol), out_png, out_pdf)
+
+
+# the numbers of Fig. 2 (clean, OOD under each protocol) and Table 1 (AutoAttack)
+SENSITIVITY_CONDITIONS = ("clean", "corrupted", "corrupted_published", "autoattack")
+
+
+def sensitivity_plot(rows: Sequence[Mapping[str, Any]], variant: str, main_eps: int) -> Figure:
+    """One variant's paired differences (variant - main on replicates 1..k-1, medrobust.report.
+    sensitivity) with their intervals, for the numbers of Fig. 2 and Table 1 it moves (base and
+    main-eps models), one row per dataset, model and condition; balanced accuracy and AUC."""
+    mine = [r for r in rows if r["variant"] == variant and r["condition"] in SENSITIVITY_CONDITIONS
+            and parse_stage(r["stage"])[1] in (None, main_eps)]
+    order = sorted({(r["dataset"], r["stage"], r["condition"]) for r in mine},
+                   key=lambda k: (k[0], list(COLORS).index(parse_stage(k[1])[0]), SENSITIVITY_CONDITIONS.index(k[2])))
+    fig = Figure(figsize=(8, 1.2 + 0.24 * max(len(order), 4)), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    value = {(r["dataset"], r["stage"], r["condition"], r["metric"]): r for r in mine}
+    for ax, metric in zip(axes, METRICS):
+        for i, k in enumerate(order):
+            r = value.get((*k, metric))
+            if r is not None:
+                d, lo, hi = (100 * r[f] for f in ("difference", "difference_low", "difference_high"))
+                ax.errorbar(d, i, xerr=[[d - lo], [hi - d]], fmt="o", markersize=3.5, capsize=2,
+                            color=COLORS[parse_stage(k[1])[0]], mfc="white" if r["reading"] != "differs" else None)
+        ax.axvline(0, color="0.3", linewidth=0.8)
+        ax.set_xlim(-100, 100)
+        ax.set_xlabel(f"{METRIC_LABELS[metric]}: variant - main (pp)", fontsize=8)
+        ax.grid(axis="x", color="0.9", linewidth=0.6)
+    axes[0].set_yticks(range(len(order)), [f"{dataset_label(d)} · {stage_title(d, s).split(', ', 1)[1]} · "
+                                           f"{CONDITION_LABELS[c]}" for d, s, c in order], fontsize=6.5)
+    axes[0].invert_yaxis()
+    if not order:
+        axes[0].text(0, 0.5, "moves none of the numbers of Fig. 2 and Table 1", ha="center", fontsize=8)
+    fig.suptitle(f"Variant {variant}: paired differences on replicates 1..k-1, 95% intervals "
+                 "(filled: the interval excludes 0)", fontsize=9)
+    return fig
+
+
+def sensitivity_figure(rows: Sequence[Mapping[str, Any]], variant: str, main_eps: int, *, out_png: str | Path,
+                       out_pdf: str | Path) -> None:
+    save_figure(sensitivity_plot(rows, variant, main_eps), out_png, out_pdf)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from medrobust.core.errors import DataError
-from medrobust.core.io import npz_shapes, read_npz
+from medrobust.core.io import npz_shapes, read_csv, read_npz
 from medrobust.core.stages import METRICS
 from medrobust.report.intervals import difference, estimate
 from medrobust.report.tables import load_paper_values
@@ -87,6 +87,18 @@ def rows(runs: Runs, level: float) -> list[dict[str, Any]]:
     return out
 
 
+def read(path: str | Path) -> list[dict[str, Any]]:
+    """sensitivity.csv's rows, numbers as floats (a file of other columns is a DataError)."""
+    columns, found = read_csv(path)
+    if columns != COLUMNS:
+        raise DataError(f"{path}: expected columns {', '.join(COLUMNS)}, got {columns}")
+    text = ("variant", "dataset", "stage", "condition", "metric", "reading")
+    try:
+        return [{k: v if k in text else float(v) for k, v in r.items()} for r in found]
+    except ValueError as e:
+        raise DataError(f"{path}: {e}") from None
+
+
 def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) and not math.isnan(value) else str(value)
 
@@ -106,7 +118,7 @@ def verdict_rows(runs: Runs, run_of: Callable[[str, dict[str, Any]], RunResults]
             for b in before:
                 a = after[(b.claim, b.metric, b.subject)]
                 change = "same" if a.verdict == b.verdict else "changes" if b.metric in moved else "borderline"
-                out.append({"variant": variant, "dataset": dataset, "claim": b.claim, "metric": b.metric,
+                out.append({"variant": variant, "dataset": dataset, "claim": b.name, "metric": b.metric,
                             "subject": b.subject, "main": b.verdict, "value": a.verdict, "change": change})
     return out
 
