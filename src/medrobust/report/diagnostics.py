@@ -206,7 +206,7 @@ def sensitivity_plot(rows: Sequence[Mapping[str, Any]], variant: str, main_eps: 
             and parse_stage(r["stage"])[1] in (None, main_eps)]
     order = sorted({(r["dataset"], r["stage"], r["condition"]) for r in mine},
                    key=lambda k: (k[0], list(COLORS).index(parse_stage(k[1])[0]), SENSITIVITY_CONDITIONS.index(k[2])))
-    fig = Figure(figsize=(8, 1.2 + 0.24 * max(len(order), 4)), layout="constrained")
+    fig = Figure(figsize=(9.5, 1.2 + 0.24 * max(len(order), 4)), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     value = {(r["dataset"], r["stage"], r["condition"], r["metric"]): r for r in mine}
     for ax, metric in zip(axes, METRICS):
