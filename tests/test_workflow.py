@@ -76,7 +76,12 @@ def test_full_study_dag_without_network(tmp_path: Path) -> None:
                     "summarize": 1, "verdicts": 1, "checks": 1, "figure_saliency": 1, "figure_bars": 2, "figure_eps": 1,
                     "table_results": 1, "table_hyperparameters": 1, "provenance": 1, "all": 1,
                     "figure_curves": 5 * 5, "figure_examples": 5 * 2, "corruption_table": 1, "figure_corruptions": 5,
-                    "dataset_tables": 5}
+                    "dataset_tables": 5,
+                    # MedMNIST-C as published: per dataset the 224 px release, its test split, its
+                    # corruption; every model evaluated on its clean and corrupted sets; Figs. 2-3 again
+                    "download_medmnist_224": 5, "published_test": 5, "corrupt_published": 5,
+                    "evaluate_clean_published": reps * 5, "evaluate_corrupted_published": reps * 5,
+                    "figure_bars_published": 2, "figure_corruptions_published": 5}
     assert not (tmp_path / "resources").exists()
 
 
@@ -107,7 +112,7 @@ def test_scheduling_the_full_study_imports_neither_torch_nor_medmnist(tmp_path: 
 # what every change to a trained model re-runs downstream, besides its own jobs
 OUTPUTS = {"summarize": 1, "verdicts": 1, "checks": 1, "figure_bars": 2, "figure_eps": 1, "table_results": 1,
            "table_hyperparameters": 1, "provenance": 1, "corruption_table": 1, "figure_corruptions": 1, "dataset_tables": 1,
-           "sensitivity": 1, "all": 1}
+           "sensitivity": 1, "figure_sensitivity": 2, "all": 1}
 # the demo's variants when its nonrobust-only models change: targets_other's sets and models (replicates
 # 1 and 2) are built again; last_epoch evaluates the main run's new models again
 VARIANTS_OF_NEW_NONROBUST = {"construct_nonrobust_variant": 2, "train_variant": 2, "evaluate_clean_variant": 4,
@@ -243,6 +248,7 @@ def test_demo_end_to_end_and_incremental_reruns(tmp_path: Path) -> None:
     judged = list(csv.DictReader(open(tmp_path / "results/summary/sensitivity_verdicts.csv")))
     assert {r["variant"] for r in judged} == {"targets_other", "last_epoch"}
     assert {r["change"] for r in judged} <= {"same", "changes", "borderline"}
+    assert all((tmp_path / f"results/figures/sensitivity_{v}.png").stat().st_size for v in ("targets_other", "last_epoch"))
     assert not [p for p in tmp_path.rglob("*state") if p.is_dir()]  # every resumable state removed once done
     runs = list((tmp_path / "results" / "provenance").glob("*.json"))
     assert runs and json.loads(runs[0].read_text())["config"]["datasets"]["synthetic"]["grid"] == "demo"
