@@ -459,9 +459,9 @@ def test_review_rules_from_fixture_histories_sets_and_evaluations(tmp_path: Path
     for f in figures:
         assert (tmp_path / f).read_bytes()[:4] in (b"\x89PNG", b"%PDF"), f
     table = (tmp_path / "results/summary/corruptions.csv").read_text().splitlines()
-    assert "synthetic,robust,4,noise,3,balanced_accuracy,0.30000000000000004" in table
-    assert "synthetic,base,,all,mean,balanced_accuracy,0.3" in table
-    assert "synthetic,nonrobust,4,none,0,auc,0.95" in table
+    assert "synthetic,robust,4,noise,3,balanced_accuracy,0.30000000000000004,applied" in table
+    assert "synthetic,base,,all,mean,balanced_accuracy,0.3,applied" in table
+    assert "synthetic,nonrobust,4,none,0,auc,0.95,applied" in table
     selection = (tmp_path / tables[0]).read_text().splitlines()
     assert selection[1:3] == ["base,lr0.1_bs8_ep3_aug0,0.1,8,3,False,val_balanced_accuracy,0.9,0.9,0.9,True",
                               "base,lr0.05_bs8_ep3_aug0,0.05,8,3,False,val_balanced_accuracy,0.6,0.6,0.9,False"]
