@@ -114,11 +114,18 @@ def _evaluations(offset: float) -> tuple[dict, dict]:
 def test_corruption_table_breaks_down_the_summary_mean(tmp_path: Path) -> None:
     cells = []
     for stage, offset in (("base", 0.1), ("robust_eps4", 0.5), ("nonrobust_eps4", 0.2), ("robust_eps8", 0.4)):
-        cells += stage_cells("synthetic", stage, *_evaluations(offset))
+        clean, corrupted = _evaluations(offset)
+        files = {"clean": clean, "corrupted": corrupted}
+        if stage == "base":  # MedMNIST-C as published beside the applied protocol: rows of their own
+            files |= {"clean_published": clean, "corrupted_published": _evaluations(offset + 0.05)[1]}
+        cells += stage_cells("synthetic", stage, files)
     write_cells(cells, tmp_path / "c.csv")
     back = read_cells(tmp_path / "c.csv")
     assert back == cells
-    value = {(c.model, c.eps, c.corruption, c.severity, c.metric): c.value for c in back}
+    value = {(c.model, c.eps, c.corruption, c.severity, c.metric): c.value for c in back if c.protocol == "applied"}
+    published = {(c.corruption, c.severity, c.metric): c.value for c in back if c.protocol == "published"}
+    assert published["noise", "mean", "balanced_accuracy"] == pytest.approx(0.35)
+    assert {c.model for c in back if c.protocol == "published"} == {"base"}
     assert value["base", None, "noise", "mean", "balanced_accuracy"] == pytest.approx(0.3)
     assert value["base", None, "all", "2", "balanced_accuracy"] == pytest.approx((0.2 + 0.1) / 2)
     assert value["base", None, "all", "mean", "balanced_accuracy"] == pytest.approx((0.3 + 0.1) / 2)
@@ -136,3 +143,6 @@ def test_corruption_table_breaks_down_the_summary_mean(tmp_path: Path) -> None:
     _check_files(paths)
     with pytest.raises(ValueError, match="no balanced_accuracy rows for other"):
         corruptions_plot(back, "other", 4, 4)
+    with pytest.raises(ValueError, match="no balanced_accuracy rows for synthetic under the published protocol"):
+        corruptions_plot([c for c in back if c.protocol == "applied"], "synthetic", 4, 4, "published")
+    assert "as published (224 px)" in corruptions_plot(back, "synthetic", 4, 4, "published")._suptitle.get_text()

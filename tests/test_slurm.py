@@ -296,7 +296,7 @@ def test_local_rules_are_downloads_and_seconds_long_steps() -> None:
 
 def test_profile_lists_every_submitted_rule() -> None:
     """slurm/config.yaml gives each submitted rule its warning signal: it must know them all."""
-    listed = re.search(r'SUBMITTED_RULES = GPU_RULES \+ (\[.*?\])', (REPO / "slurm/config.yaml").read_text())[1]
+    listed = re.search(r'SUBMITTED_RULES = GPU_RULES \+ (\[.*?\])', (REPO / "slurm/config.yaml").read_text(), re.S)[1]
     assert set(GPU_RULES) | set(ast.literal_eval(listed)) == rule_commands().keys() - local_rules()
 
 

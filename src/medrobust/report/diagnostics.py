@@ -189,7 +189,7 @@ def corruptions_plot(cells: Sequence[Cell], dataset: str, main_eps: int, n_class
     return fig
 
 
-def corruptions_figure(cells: Sequence[Cell], dataset: str, main_eps: int, n_classes: int, protocol: str, *,
+def corruptions_figure(cells: Sequence[Cell], dataset: str, main_eps: int, n_classes: int, protocol: str = "applied", *,
                        out_png: str | Path, out_pdf: str | Path) -> None:
     save_figure(corruptions_plot(cells, dataset, main_eps, n_classes, protocol), out_png, out_pdf)
 
