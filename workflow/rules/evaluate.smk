@@ -153,15 +153,9 @@ use rule corrupt_test as corrupt_published with:
         npz=paths.PUBLISHED["corrupted"],
         stats=paths.PUBLISHED["corrupted"].replace(".npz", ".json"),
     params:
-        code=code("corrupt"),
         medmnist="",
-        n_classes=n_classes,
-        n_channels=n_channels,
         source_size=PUBLISHED_SIZE,
-        size=config["image_size"],
-        registry=lambda wildcards: corruption_registry(config, wildcards.dataset),
         apply_size=PUBLISHED_SIZE,
-        seed=config["seed"],
         state=f"{DATA}/corrupted_published_state",
     wildcard_constraints:
         dataset=one_of(PUBLISHED_DATASETS),

@@ -181,8 +181,6 @@ use rule figure_bars as figure_bars_published with:
         ),
         pdf="results/figures/fig{n}_{metric}_published.pdf",
     params:
-        code=code("figure"),
-        eps=config["evaluation"]["main_eps"],
         protocol="published",
     log:
         "logs/outputs/figure{n}_{metric}_published.log",

@@ -32,23 +32,26 @@ CPU_JOB_MINUTES = 240
 MAX_MINUTES = config["compute"]["max_runtime_minutes"]  # MEDROBUST_MAX_RUNTIME_MINUTES applied (Snakefile)
 
 
+def _memory(wildcards, attempt, images, side):
+    """A base plus a share proportional to the data a job holds (`images` of `side` px)."""
+    c = config["compute"]
+    megabytes = images * side**2 * n_channels(wildcards) / 1e6
+    return int(c["mem_mb"] + c["mem_per_dataset_mb"] * megabytes) * min(attempt, 2)
+
+
 def mem_mb(wildcards, attempt):
     """Memory of a job on this dataset: a base plus a share proportional to its size."""
     from medrobust.core.estimate import dataset_sizes
 
-    z, c = dataset_sizes(config, wildcards.dataset), config["compute"]
-    channels = n_channels(wildcards)
-    megabytes = (z.n_train + z.n_val + z.n_test) * source_size_of(wildcards) ** 2 * channels / 1e6
-    return int(c["mem_mb"] + c["mem_per_dataset_mb"] * megabytes) * min(attempt, 2)
+    z = dataset_sizes(config, wildcards.dataset)
+    return _memory(wildcards, attempt, z.n_train + z.n_val + z.n_test, source_size_of(wildcards))
 
 
 def published_mem_mb(wildcards, attempt):
     """The published protocol's jobs hold the 224 px test split (and its corrupted copies)."""
     from medrobust.core.estimate import dataset_sizes
 
-    c = config["compute"]
-    megabytes = dataset_sizes(config, wildcards.dataset).n_test * PUBLISHED_SIZE**2 * n_channels(wildcards) / 1e6
-    return int(c["mem_mb"] + c["mem_per_dataset_mb"] * megabytes) * min(attempt, 2)
+    return _memory(wildcards, attempt, dataset_sizes(config, wildcards.dataset).n_test, PUBLISHED_SIZE)
 
 
 def saliency_mem_mb(wildcards, attempt):

@@ -111,9 +111,6 @@ use rule figure_corruptions as figure_corruptions_published with:
     log:
         "logs/outputs/corruptions_{dataset}_published.log",
     params:
-        code=code("figure-corruptions"),
-        eps=config["evaluation"]["main_eps"],
-        n_classes=n_classes,
         protocol="published",
 
 

@@ -103,11 +103,6 @@ def published_source(config: dict[str, Any], dataset: str) -> str | None:
     return ds.get("path_224")
 
 
-def published(dataset: str, which: str) -> str:
-    """A file of the published protocol: `test` (224 px test split), `clean`, `corrupted`."""
-    return PUBLISHED[which].format(dataset=dataset)
-
-
 def prepared(dataset: str) -> str:
     return DATA.format(dataset=dataset) + "/prepared.npz"
 

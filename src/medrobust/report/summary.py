@@ -21,15 +21,12 @@ from medrobust.report.tables import Row
 def _values(files: Mapping[str, dict[str, Any]]) -> dict[str, tuple[dict[str, Any], int | None]]:
     """condition -> (metrics, images) of one replicate's evaluation files' contents."""
     found: dict[str, tuple[dict[str, Any], int | None]] = {}
-    if "clean" in files:
-        found["clean"] = (files["clean"]["metrics"], files["clean"]["metrics"].get("n"))
-    if "clean_last" in files:
-        found["clean_last_epoch"] = (files["clean_last"]["metrics"], files["clean_last"]["metrics"].get("n"))
+    for kind, condition in (("clean", "clean"), ("clean_last", "clean_last_epoch"), ("clean_published", "clean_published")):
+        if kind in files:
+            found[condition] = (files[kind]["metrics"], files[kind]["metrics"].get("n"))
     for kind in ("corrupted", "corrupted_published"):
         if kind in files:
             found[kind] = (files[kind]["mean"], files[kind].get("n"))
-    if "clean_published" in files:
-        found["clean_published"] = (files["clean_published"]["metrics"], files["clean_published"]["metrics"].get("n"))
     if "autoattack" in files:
         aa = files["autoattack"]
         found["autoattack"] = (aa["metrics"], aa["metrics"].get("n"))
